@@ -1,0 +1,175 @@
+"""The stable Python API: build, load, save, predict.
+
+    det = matchdetr.build("detr-tiny", num_classes=10)
+    det = matchdetr.load("runs/demo")            # a run directory (newest weights) or a .safetensors file
+    det.save("model.safetensors")
+    det.predict(["a.jpg", pil_image, uint8_array], threshold=0.3)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import presets
+from .config import Config, ConfigError, apply_overrides
+from .data.coco import LabelMap
+from .engine.checkpoint import CheckpointError, load_weights, newest_weights, save_weights
+from .models.build import build_model
+from .models.detector import Detector
+
+_SECTIONS = ("model.", "data.", "train.")
+
+
+def _normalise_key(key: str) -> str:
+    """``transformer__num_queries`` or ``transformer.num_queries`` -> ``model.transformer.num_queries``."""
+    key = key.replace("__", ".")
+    return key if key.startswith(_SECTIONS) else f"model.{key}"
+
+
+def build_config(name: str, num_classes: int | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    cfg = presets.get(name)
+    if num_classes is not None:
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+        cfg.model.num_classes = num_classes
+    apply_overrides(cfg, {_normalise_key(k): v for k, v in (overrides or {}).items()})
+    return cfg
+
+
+def from_config(cfg: Config, label_map: LabelMap | None = None) -> Detector:
+    """Build the Detector a Config describes, with a label map (default: labels are their own ids)."""
+    model = build_model(cfg.model)
+    model.config = cfg
+    if label_map is None:
+        label_map = LabelMap(list(range(cfg.model.num_classes)), [f"class_{i}" for i in range(cfg.model.num_classes)])
+    if len(label_map) != cfg.model.num_classes:
+        raise ConfigError(f"label map has {len(label_map)} classes but model.num_classes is {cfg.model.num_classes}")
+    model.label_map = label_map
+    return model
+
+
+def build(name: str, num_classes: int | None = None, **overrides: Any) -> Detector:
+    """A freshly initialised Detector for preset ``name``.
+
+    overrides: config values by dotted path relative to ``model`` (``transformer.num_queries=100``, or with
+    ``__`` for ``.`` as keyword names: ``transformer__num_queries=100``); ``data.*`` / ``train.*`` keys too.
+    """
+    return from_config(build_config(name, num_classes, overrides))
+
+
+def save(detector: Detector, path: str | os.PathLike, iteration: int | None = None) -> None:
+    """One safetensors file: weights + config + label map, everything :func:`load` needs."""
+    if detector.config is None or detector.label_map is None:
+        raise ValueError("this Detector has no config/label map attached; create it with matchdetr.build or matchdetr.load")
+    meta = {"config": detector.config.to_dict(), "label_map": detector.label_map.to_dict()}
+    if iteration is not None:
+        meta["iteration"] = iteration
+    save_weights(path, detector.state_dict(), meta)
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Detector:
+    """Load a Detector from a checkpoint file or a run directory (its newest complete weights)."""
+    weights = newest_weights(path)
+    state, meta = load_weights(weights)
+    if "config" not in meta or "label_map" not in meta:
+        raise CheckpointError(f"{weights}: metadata lacks config/label_map")
+    cfg = Config.from_dict(meta["config"])
+    detector = from_config(cfg, LabelMap.from_dict(meta["label_map"]))
+    missing, unexpected = _diff_keys(detector.state_dict(), state)
+    if missing or unexpected:
+        raise CheckpointError(f"{weights}: weights do not fit preset '{cfg.preset}': missing {missing[:5]}, unexpected {unexpected[:5]}")
+    detector.load_state_dict(state)
+    return detector.to(map_location).eval()
+
+
+def _diff_keys(expected: dict[str, Any], got: dict[str, Any]) -> tuple[list[str], list[str]]:
+    return sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+
+
+# ----------------------------------------------------------------------------------------------- predict
+def _as_pil(item: Any) -> Image.Image:
+    from .data.images import load_rgb, to_rgb
+
+    if isinstance(item, (str, Path)):
+        return load_rgb(item)
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
+            raise ValueError(f"array images must be HxWx3 uint8, got shape {item.shape} dtype {item.dtype}")
+        return Image.fromarray(item)
+    raise TypeError(f"cannot read an image from {type(item).__name__}; pass a path, a PIL image or an HxWx3 uint8 array")
+
+
+@torch.no_grad()
+def predict(detector: Detector, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
+    """Detections per image: ``boxes`` ``[K, 4]`` xyxy pixels of the original image, ``scores`` ``[K]``,
+    ``labels`` ``[K]`` dataset category ids, ``names`` (K strings)."""
+    from .data.collate import collate
+    from .data.transforms import build_transforms
+
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
+    pils = [_as_pil(i) for i in items]
+    assert detector.config is not None and detector.label_map is not None
+    transform = build_transforms(detector.config.data, train=False)
+    device = next(detector.parameters()).device
+    was_training = detector.training
+    detector.eval()
+    results: list[dict[str, Any]] = []
+    try:
+        for start in range(0, len(pils), batch_size):
+            chunk = pils[start : start + batch_size]
+            samples = [_preprocess(img, transform) for img in chunk]
+            batch = collate(samples).to(device)
+            out = detector(batch.images, batch.pixel_mask)
+            sizes = torch.tensor([[img.height, img.width] for img in chunk], device=device)
+            for img, det in zip(chunk, detector.postprocessor(out.final, sizes)):
+                keep = det.scores > threshold
+                results.append(_to_user(det.boxes[keep], det.scores[keep], det.labels[keep], img, detector.label_map))
+    finally:
+        detector.train(was_training)
+    return results
+
+
+def _preprocess(img: Image.Image, transform: Any) -> tuple[torch.Tensor, Any]:
+    from .structures import Target
+
+    empty = torch.zeros(0, 4)
+    tensor, boxes, labels, size = transform(img, empty, torch.zeros(0, dtype=torch.long), random.Random(0))
+    return tensor, Target(boxes, labels, image_id=0, orig_size=(img.height, img.width), size=size)
+
+
+def _to_user(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, img: Image.Image, lm: LabelMap) -> dict[str, Any]:
+    w, h = img.width, img.height
+    boxes = boxes.clone().cpu()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    labels = labels.cpu()
+    return {
+        "boxes": boxes,
+        "scores": scores.cpu(),
+        "labels": torch.tensor([lm.to_category(int(l)) for l in labels], dtype=torch.long),
+        "names": [lm.names[int(l)] for l in labels],
+    }
+
+
+def iter_image_paths(inputs: Iterable[str]) -> list[Path]:
+    """Expand files and folders (non-recursive) into image paths, sorted within each folder."""
+    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in exts)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such image file or folder")
+    return out

@@ -1,0 +1,254 @@
+"""Nested dataclass configuration with typed ``key.sub=value`` overrides.
+
+A preset (``presets.py``) is a function returning a :class:`Config`. Every number of a model or recipe lives
+here with a comment, never as a literal inside a layer. Configs are data: they are saved as JSON inside
+checkpoints and read back with ``json``; nothing is ever evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad override key or value; the message is one line that names the key and what is valid."""
+
+
+# --------------------------------------------------------------------------------------------------- model
+@dataclass
+class BackboneConfig:
+    name: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101
+    width: int = 64  # stem / first-stage width; 64 is torchvision's, smaller values make a narrower net
+    frozen_stages: int = 2  # 0: nothing frozen, 1: stem, 2: stem + layer1 (DETR/SAM-DETR), 5: everything
+    norm: str = "frozen_bn"  # frozen_bn (pretrained, DETR) | bn (trainable; for training from scratch)
+    dilation: bool = False  # DC5: dilate the last stage (stride 16 instead of 32)
+    return_levels: list[int] = field(default_factory=lambda: [5])  # C2..C5 by stride exponent
+    weights: str = ""  # path to a torchvision ImageNet ResNet state-dict file (.pth or .safetensors)
+
+
+@dataclass
+class TransformerConfig:
+    hidden_dim: int = 256  # d
+    num_heads: int = 8
+    enc_layers: int = 6
+    dec_layers: int = 6
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    pre_norm: bool = False  # DETR uses post-norm
+    num_queries: int = 300  # DETR-dagger of SAM-DETR++ table 1 uses 300 queries
+
+
+@dataclass
+class MatcherConfig:
+    # C = w_cls * focal_cost + w_L1 * L1(cxcywh) + w_giou * (-GIoU)  (detr-family spec, "Matching")
+    cost_class: float = 2.0
+    cost_bbox: float = 5.0
+    cost_giou: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class LossConfig:
+    class_weight: float = 2.0
+    bbox_weight: float = 5.0
+    giou_weight: float = 2.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    aux_loss: bool = True  # supervise every decoder layer, each re-matched
+
+
+@dataclass
+class PostprocessConfig:
+    topk: int = 100  # top-k over (queries x classes): 100 for 300 queries, 300 for 900
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "detr"  # which composition models/build.py assembles
+    num_classes: int = 91
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+
+# ---------------------------------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    # Standard DETR augmentation (detr-family spec, "Recipe"): flip, then 50/50 multi-scale resize, or
+    # resize + random crop + multi-scale resize. Sizes are shorter-side pixels.
+    train_scales: list[int] = field(default_factory=lambda: list(range(480, 801, 32)))
+    train_max_size: int = 1333
+    crop_resize_scales: list[int] = field(default_factory=lambda: [400, 500, 600])
+    crop_min: int = 384
+    crop_max: int = 600
+    test_size: int = 800
+    test_max_size: int = 1333
+    hflip_prob: float = 0.5
+    num_workers: int = 2
+    # ImageNet normalisation, RGB
+    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+
+
+# --------------------------------------------------------------------------------------------------- train
+@dataclass
+class TrainConfig:
+    lr: float = 1e-4
+    lr_backbone: float = 1e-5
+    weight_decay: float = 1e-4
+    clip_max_norm: float = 0.1  # grad-norm clipping; 0 disables
+    batch_size: int = 16  # per process
+    epochs: int = 12  # used when iters == 0
+    iters: int = 0  # > 0: train for this many iterations instead of epochs
+    lr_drop: float = 11.0  # step where lr x lr_drop_factor: an epoch (epoch schedule) or an iteration
+    lr_drop_factor: float = 0.1
+    warmup_iters: int = 0
+    amp: str = "none"  # none | bf16 | fp16 (CUDA only; CPU runs fp32)
+    ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights
+    eval_every: int = 0  # iterations between evaluations; 0 = only at the end
+    checkpoint_every: int = 500  # iterations between checkpoints; the last iteration always saves
+    keep_last: int = 2  # checkpoints kept on disk
+    log_every: int = 10
+    tensorboard: bool = False
+    seed: int = 42
+    eval_threshold: float = 0.0  # score threshold for the COCO results file
+
+
+@dataclass
+class Config:
+    preset: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        return _from_dict(cls, data, "")
+
+
+# ------------------------------------------------------------------------------------------------ overrides
+def _from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key '{path}'; valid keys here: {', '.join(sorted(names))}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{path}' must be a mapping, got {type(value).__name__}")
+            kwargs[key] = _from_dict(hint, value, path + ".")
+        else:
+            kwargs[key] = _coerce(value, hint, path)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    """Convert ``value`` (parsed JSON or a raw string) to the annotated type, or raise ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as err:
+                    raise ConfigError(f"config key '{path}' expects a list, could not parse {value!r}: {err}")
+            else:
+                value = [v for v in text.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{path}' expects a list, got {value!r}")
+        return [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        raise ConfigError(f"config key '{path}' expects a bool (true/false), got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{path}' expects {hint.__name__}, got {value!r}")
+        try:
+            if hint is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            if hint is int and isinstance(value, str):
+                return int(value.strip())
+            return hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{path}' expects {hint.__name__}, got {value!r}") from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{path}' expects a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key '{path}' has an unsupported type {hint}")
+
+
+def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every overridable dotted key of ``cls``."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += valid_keys(hints[f.name], f"{prefix}{f.name}.")
+        elif f.name != "preset":
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def apply_override(cfg: Config, assignment: str) -> None:
+    """Apply one ``key.sub=value`` override in place; raises ConfigError with a one-line message."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like key.sub=value")
+    key, raw = assignment.split("=", 1)
+    key = key.strip()
+    set_value(cfg, key, raw)
+
+
+def set_value(cfg: Any, key: str, value: Any) -> None:
+    """Set dotted ``key`` on a config tree, coercing ``value`` to the field's type."""
+    parts = key.split(".")
+    node = cfg
+    for depth, name in enumerate(parts):
+        if not dataclasses.is_dataclass(node):
+            raise ConfigError(f"unknown config key '{key}'")
+        names = [f.name for f in dataclasses.fields(node)]
+        if name not in names:
+            here = ".".join(parts[:depth])
+            sub = valid_keys(type(node), f"{here}." if here else "")
+            raise ConfigError(f"unknown config key '{key}'; valid keys: {', '.join(sub)}")
+        hint = typing.get_type_hints(type(node))[name]
+        if depth == len(parts) - 1:
+            if dataclasses.is_dataclass(hint):
+                raise ConfigError(f"config key '{key}' is a section; set one of its fields, e.g. {key}.<field>")
+            setattr(node, name, _coerce(value, hint, key))
+        else:
+            node = getattr(node, name)
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | list[str] | None) -> Config:
+    """Apply ``{"a.b": value}`` or ``["a.b=value", ...]`` overrides in place and return ``cfg``."""
+    if not overrides:
+        return cfg
+    if isinstance(overrides, dict):
+        for key, value in overrides.items():
+            set_value(cfg, key, value)
+    else:
+        for item in overrides:
+            apply_override(cfg, item)
+    return cfg

@@ -1,0 +1,338 @@
+"""COCO-format detection dataset, validated up front so that bad data fails (or warns) before training.
+
+At construction only cheap checks run (JSON structure, ids, boxes, ``os.path.exists``), so a 118k-image COCO
+split opens in seconds. Problems are aggregated into one warning per kind naming up to five ids and the
+count; problems that leave nothing to train on raise :class:`DatasetError`, one line naming the file.
+Images are decoded in ``__getitem__``; an undecodable file is reported and replaced by the next readable index.
+
+EXIF orientation: images are returned upright and boxes follow them (``images.align_boxes``: boxes of the
+stored pixels, the COCO convention, are rotated with them); each fix-up warns once per file and process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from ..structures import Target
+from .images import DecodedImage, ImageLoadError, align_boxes, decode_image, load_rgb
+
+_SHOWN_IDS = 5  # ids quoted in an aggregated warning
+_CLIP_TOLERANCE = 1.0  # px a box may overshoot the image before clipping it is worth a warning (COCO has some)
+_MAX_SUBSTITUTES = 32  # undecodable images skipped in a row before giving up on a sample
+_NUMBER = (int, float)  # exact types (`type(v) in`): a JSON true/false is not a number here
+
+
+class DatasetError(ValueError):
+    """Unusable dataset; the message is one line naming the file and the problem."""
+
+
+class DatasetWarning(UserWarning):
+    """Recoverable data problem (dropped annotation, missing/undecodable image); names the file or ids."""
+
+
+@dataclass
+class LabelMap:
+    """Dataset category ids <-> contiguous model labels ``0..C-1`` (sorted by id); saved with the model."""
+
+    category_ids: list[int]
+    names: list[str]
+    _index: dict[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.category_ids) != len(self.names):
+            raise DatasetError(f"label map: {len(self.category_ids)} category ids but {len(self.names)} names")
+        self._index = {cid: label for label, cid in enumerate(self.category_ids)}
+        if len(self._index) != len(self.category_ids):
+            raise DatasetError(f"label map: duplicate category ids in {self.category_ids}")
+
+    @classmethod
+    def from_categories(cls, categories: list[dict]) -> "LabelMap":
+        """From a COCO ``categories`` list; raises DatasetError on a malformed entry or duplicate id."""
+        if not isinstance(categories, list):
+            raise DatasetError("'categories' must be a list")
+        for i, cat in enumerate(categories):
+            if not isinstance(cat, dict) or type(cat.get("id")) is not int:
+                raise DatasetError(f"category #{i} has no integer 'id': {str(cat)[:80]}")
+        ordered = sorted(categories, key=lambda c: c["id"])
+        return cls([int(c["id"]) for c in ordered], [str(c.get("name", c["id"])) for c in ordered])
+
+    def to_label(self, category_id: int) -> int:
+        if category_id not in self._index:
+            raise KeyError(f"category id {category_id} is not in the label map")
+        return self._index[category_id]
+
+    def to_category(self, label: int) -> int:
+        if not 0 <= label < len(self.category_ids):
+            raise KeyError(f"label {label} is outside 0..{len(self.category_ids) - 1}")
+        return self.category_ids[label]
+
+    def __contains__(self, category_id: object) -> bool:
+        return category_id in self._index
+
+    def to_dict(self) -> dict:
+        return {"category_ids": list(self.category_ids), "names": list(self.names)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabelMap":
+        try:
+            return cls([int(c) for c in d["category_ids"]], [str(n) for n in d["names"]])
+        except (KeyError, TypeError, ValueError) as err:
+            raise DatasetError(f"label map: malformed dict ({err!r}); expected category_ids and names") from None
+
+    def __len__(self) -> int:
+        return len(self.category_ids)
+
+
+@dataclass
+class SplitPaths:
+    images: Path  # folder the JSON file_names are relative to
+    annotations: Path  # COCO instances JSON
+
+
+def resolve_split(
+    data_dir: str | Path | None, split: str, images: str | None = None, annotations: str | None = None
+) -> SplitPaths:
+    """Find a split: ``DIR/{split}/`` + ``DIR/annotations/instances_{split}.json`` (our generator), or COCO's
+    ``DIR/{split}2017/`` + ``instances_{split}2017.json``. Explicit ``images``/``annotations`` win."""
+    root = Path(data_dir) if data_dir else None
+    image_dirs = [Path(images)] if images else [root / split, root / f"{split}2017"] if root else []
+    ann_files = [Path(annotations)] if annotations else (
+        [root / "annotations" / f"instances_{s}.json" for s in (split, f"{split}2017")] if root else []
+    )
+    if not image_dirs or not ann_files:
+        raise DatasetError(f"split '{split}': give a data directory or both an images folder and an annotation file")
+    found_dir = next((p for p in image_dirs if p.is_dir()), None)
+    found_ann = next((p for p in ann_files if p.is_file()), None)
+    if found_dir is None:
+        raise DatasetError(f"split '{split}': no image folder; tried {', '.join(map(str, image_dirs))}")
+    if found_ann is None:
+        raise DatasetError(f"split '{split}': no annotation file; tried {', '.join(map(str, ann_files))}")
+    return SplitPaths(found_dir, found_ann)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not UTF-8 text, not a COCO annotation file") from None
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read annotation file ({err.strerror or err})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: top level must be a JSON object with images/annotations/categories")
+    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
+    if missing:
+        raise DatasetError(f"{path}: missing or non-list key(s) {', '.join(repr(k) for k in missing)}")
+    return data
+
+
+def _check_boxes(xywh: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """COCO ``[M, 4]`` (x, y, w, h) boxes on images of ``[M, 2]`` (w, h) -> clipped ``[M, 4]`` xyxy, the
+    ``[M]`` keep mask and ``{problem: [M] mask}``. Overshoots under ``_CLIP_TOLERANCE`` are clipped silently."""
+    xywh = xywh.reshape(-1, 4)
+    finite = np.isfinite(xywh).all(1)
+    positive = finite & (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+    clipped = np.concatenate([np.maximum(xyxy[:, :2], 0), np.minimum(xyxy[:, 2:], size)], 1)
+    keep = positive & (clipped[:, 2:] > clipped[:, :2]).all(1)
+    overshoot = np.maximum(-xyxy[:, :2], xyxy[:, 2:] - size).max(1, initial=-np.inf) > _CLIP_TOLERANCE
+    return clipped, keep, {
+        "dropped: non-finite bbox": ~finite,
+        "dropped: bbox with non-positive width/height": finite & ~positive,
+        "dropped: bbox entirely outside its image": positive & ~keep,
+        "clipped: bbox partly outside its image": keep & overshoot,
+    }
+
+
+class _Problems:
+    """Collects ids per problem kind and reports each kind once, quoting a few ids and the count."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.kinds = path, {}
+
+    def add(self, kind: str, ident: Any) -> None:
+        self.kinds.setdefault(kind, []).append(ident)
+
+    def warn(self) -> None:
+        for kind, ids in self.kinds.items():
+            shown = ", ".join(str(i) for i in ids[:_SHOWN_IDS]) + (", ..." if len(ids) > _SHOWN_IDS else "")
+            warnings.warn(f"{self.path}: {len(ids)} {kind} ({shown})", DatasetWarning, stacklevel=3)
+
+
+class CocoDetection(Dataset):
+    """COCO-format detection dataset yielding ``(image [3, H, W] float32 normalised, Target)``.
+
+    transforms: called as ``t(image, boxes [N, 4] abs xyxy, labels [N], rng)`` (see ``transforms.py``).
+    label_map: category mapping to use (a checkpoint's); ``None`` builds it from this split's categories.
+    seed: augmentation randomness is a pure function of ``(seed, epoch, index)``.
+    """
+
+    def __init__(
+        self, paths: SplitPaths, transforms: Callable, label_map: LabelMap | None = None, *, seed: int = 0
+    ) -> None:
+        self.paths, self.transforms, self.seed = paths, transforms, seed
+        self.coco_json_path = Path(paths.annotations)
+        if not Path(paths.images).is_dir():
+            raise DatasetError(f"{paths.images}: image folder not found")
+        data = _read_json(self.coco_json_path)
+        try:
+            self.label_map = label_map if label_map is not None else LabelMap.from_categories(data["categories"])
+        except DatasetError as err:
+            raise DatasetError(f"{self.coco_json_path}: {err}") from None
+        # Shared memory so set_epoch reaches DataLoader workers even when they persist between epochs.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._unreadable: set[int] = set()  # indices found undecodable in this process
+        self._warned: set[int] = set()  # indices whose size/orientation fix-up was reported
+        problems = _Problems(self.coco_json_path)
+        self._entries = self._parse_images(data["images"], problems)
+        self._parse_annotations(data["annotations"], problems)
+        problems.warn()
+        if not self._entries:
+            raise DatasetError(
+                f"{self.coco_json_path}: no usable images ({len(data['images'])} listed, images folder "
+                f"{paths.images})"
+            )
+        self.image_ids: list[int] = [int(e["id"]) for e in self._entries]
+
+    # ------------------------------------------------------------------------------------ construction
+    def _parse_images(self, images: list, problems: _Problems) -> list[dict]:
+        seen: set[int] = set()
+        usable: list[dict] = []
+        folder = Path(self.paths.images)
+        for i, img in enumerate(images):
+            ok = type(img) is dict and type(img.get("id")) is int and isinstance(img.get("file_name"), str)
+            ok = ok and all(type(img.get(k)) in _NUMBER and 0 < img[k] < math.inf for k in ("width", "height"))
+            if not ok:
+                ident = img.get("id", f"#{i}") if type(img) is dict else f"#{i}"
+                problems.add("malformed image entries skipped (need id, file_name, width, height)", ident)
+                continue
+            if img["id"] in seen:  # annotations could not be attributed: refuse rather than guess
+                raise DatasetError(f"{self.coco_json_path}: duplicate image id {img['id']}")
+            seen.add(img["id"])
+            if not os.path.exists(folder / img["file_name"]):
+                problems.add("image files missing on disk, images skipped", folder / img["file_name"])
+                continue
+            usable.append(img)
+        self._known_ids = seen  # annotations of skipped-but-listed images are dropped without a second warning
+        return usable
+
+    def _parse_annotations(self, annotations: list, problems: _Problems) -> None:
+        """Field checks in Python, box arithmetic in numpy: COCO train has 860k annotations."""
+        index = {img["id"]: i for i, img in enumerate(self._entries)}
+        kept: list[tuple[Any, int, int, list]] = []  # (annotation id, image index, label, bbox)
+        for i, ann in enumerate(annotations):
+            ident = ann.get("id", f"#{i}") if type(ann) is dict else f"#{i}"
+            if type(ann) is not dict:
+                problems.add("malformed annotations dropped (annotation ids)", ident)
+                continue
+            if ann.get("iscrowd", 0):  # DETR trains without crowd regions; evaluation reads them from the JSON
+                continue
+            image_id, category_id, bbox = ann.get("image_id"), ann.get("category_id"), ann.get("bbox")
+            if type(image_id) is not int or image_id not in self._known_ids:
+                problems.add("annotations dropped: unknown image id (annotation ids)", ident)
+            elif image_id not in index:
+                continue  # its image was skipped, already reported
+            elif type(category_id) is not int or category_id not in self.label_map:
+                problems.add("annotations dropped: unknown category id (annotation ids)", ident)
+            elif type(bbox) not in (list, tuple) or len(bbox) != 4 or any(type(v) not in _NUMBER for v in bbox):
+                problems.add("annotations dropped: malformed bbox (annotation ids)", ident)
+            else:
+                kept.append((ident, index[image_id], self.label_map.to_label(category_id), bbox))
+        row = np.array([k[1] for k in kept], dtype=np.int64)
+        sizes = np.array([[e["width"], e["height"]] for e in self._entries], dtype=np.float64).reshape(-1, 2)
+        xyxy, keep, reasons = _check_boxes(np.array([k[3] for k in kept], dtype=np.float64), sizes[row])
+        for kind, mask in reasons.items():
+            for k in np.flatnonzero(mask):
+                problems.add(f"annotations {kind} (annotation ids)", kept[k][0])
+        # Flat arrays sorted by image, not per-image Python objects: cheap to fork into DataLoader workers.
+        order = np.flatnonzero(keep)
+        order = order[np.argsort(row[order], kind="stable")]
+        self._offsets = np.concatenate([[0], np.cumsum(np.bincount(row[order], minlength=len(self._entries)))])
+        self._boxes = xyxy[order].astype(np.float32)
+        self._labels = np.array([k[2] for k in kept], dtype=np.int64)[order]
+
+    # ----------------------------------------------------------------------------------------- access
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream; call before creating the epoch's DataLoader iterator."""
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.item())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def image_info(self, idx: int) -> dict:
+        """The JSON ``images`` entry of sample ``idx``."""
+        return self._entries[idx]
+
+    def image_path(self, idx: int) -> Path:
+        return Path(self.paths.images) / self._entries[idx]["file_name"]
+
+    def load_image(self, idx: int) -> Image.Image:
+        """Upright RGB image of sample ``idx`` (raises ImageLoadError naming the file)."""
+        return load_rgb(self.image_path(idx))
+
+    def ground_truth(self, idx: int) -> dict[str, Any]:
+        """Boxes ``[N, 4]`` (abs xyxy, JSON frame) and class names of sample ``idx``, for drawing."""
+        lo, hi = int(self._offsets[idx]), int(self._offsets[idx + 1])
+        names = [self.label_map.names[int(l)] for l in self._labels[lo:hi]]
+        return {"boxes": torch.from_numpy(self._boxes[lo:hi].copy()), "names": names}
+
+    def __getitem__(self, idx: int) -> tuple[Tensor, Target]:
+        n = len(self)
+        if not -n <= idx < n:
+            raise IndexError(f"sample index {idx} out of range for {n} images")
+        idx = idx + n if idx < 0 else idx
+        # A string seed is hashed with SHA-512 by `random`: identical in every process, unlike hash().
+        rng = random.Random(f"{self.seed}-{self.epoch}-{idx}")
+        last_error = "see the warnings above"
+        for step in range(min(n, _MAX_SUBSTITUTES + 1)):
+            j = (idx + step) % n
+            if j in self._unreadable:
+                continue
+            try:
+                decoded = decode_image(self.image_path(j))
+            except ImageLoadError as err:
+                self._unreadable.add(j)
+                last_error = str(err)
+                warnings.warn(f"{err}; image skipped, the next readable image is used", DatasetWarning)
+                continue
+            return self._sample(j, decoded, rng)
+        raise DatasetError(
+            f"{self.coco_json_path}: no readable image among samples {idx}..{(idx + step) % n}; last: {last_error}"
+        )
+
+    def _sample(self, j: int, decoded: DecodedImage, rng: random.Random) -> tuple[Tensor, Target]:
+        lo, hi = int(self._offsets[j]), int(self._offsets[j + 1])
+        boxes = torch.from_numpy(self._boxes[lo:hi].copy())
+        labels = torch.from_numpy(self._labels[lo:hi].copy())
+        boxes = self._to_decoded_frame(j, decoded, boxes)
+        image, boxes, labels, size = self.transforms(decoded.image, boxes, labels, rng)
+        orig_size = (decoded.image.height, decoded.image.width)
+        return image, Target(boxes, labels, self.image_ids[j], orig_size, tuple(size))
+
+    def _to_decoded_frame(self, j: int, decoded: DecodedImage, boxes: Tensor) -> Tensor:
+        """Bring ``[N, 4]`` abs xyxy boxes from the JSON frame into the upright decoded image (module doc)."""
+        info = self._entries[j]
+        boxes, note = align_boxes(boxes, (int(info["width"]), int(info["height"])), decoded)
+        if note and j not in self._warned:
+            self._warned.add(j)
+            warnings.warn(f"{self.image_path(j)}: {note}", DatasetWarning)
+        return boxes

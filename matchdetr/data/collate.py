@@ -1,0 +1,59 @@
+"""Batching images of different sizes: zero-pad to a common size and record where the padding is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..structures import Target
+
+
+@dataclass
+class Batch:
+    """A padded batch.
+
+    images: ``[B, 3, H, W]`` float32, normalised; padding is 0 (the mean colour after normalisation, as DETR).
+    pixel_mask: ``[B, H, W]`` bool, True on padding (the key-padding-mask convention of attention layers).
+    targets: one :class:`Target` per image; boxes are normalised by each image's own unpadded size.
+    """
+
+    images: Tensor
+    pixel_mask: Tensor
+    targets: list[Target]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        return Batch(
+            self.images.to(device, non_blocking=non_blocking),
+            self.pixel_mask.to(device, non_blocking=non_blocking),
+            [t.to(device) for t in self.targets],
+        )
+
+    def pin_memory(self) -> "Batch":
+        """Called by ``DataLoader(pin_memory=True)`` on custom batch types."""
+        return Batch(self.images.pin_memory(), self.pixel_mask.pin_memory(), self.targets)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def collate(samples: list[tuple[Tensor, Target]], size_divisibility: int = 1) -> Batch:
+    """Stack ``(image [3, h_i, w_i], Target)`` samples into a :class:`Batch`.
+
+    Images are placed top-left and zero-padded to the largest ``h``/``w`` in the batch, rounded up to a
+    multiple of ``size_divisibility`` (backbones with stride 32 need none; some deployments want it).
+    """
+    if not samples:
+        raise ValueError("collate: empty list of samples")
+    images = [image for image, _ in samples]
+    div = max(int(size_divisibility), 1)
+    height = -(-max(img.shape[1] for img in images) // div) * div
+    width = -(-max(img.shape[2] for img in images) // div) * div
+    batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+    mask = torch.ones((len(images), height, width), dtype=torch.bool, device=images[0].device)
+    for i, img in enumerate(images):
+        h, w = img.shape[1:]
+        batch[i, :, :h, :w].copy_(img)
+        mask[i, :h, :w] = False
+    return Batch(batch, mask, [target for _, target in samples])

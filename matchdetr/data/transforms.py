@@ -1,0 +1,175 @@
+"""DETR's data augmentation, written against PIL + torch (no torchvision).
+
+Every random choice draws from the ``random.Random`` passed in, never from the global ``random`` or torch
+generators: the dataset seeds it from ``(seed, epoch, index)`` so a sample is the same whatever the number of
+DataLoader workers, and an interrupted run resumes onto exactly the samples it would have seen.
+
+Inside the pipeline boxes are absolute ``(x0, y0, x1, y1)`` pixels of the current image; only the last step
+converts them to the model convention, normalised ``(cx, cy, w, h)`` of the transformed, unpadded image.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ..boxes import xyxy_to_cxcywh
+from ..config import DataConfig
+
+Sample = tuple[Image.Image, Tensor, Tensor]  # image, boxes [N, 4] abs xyxy, labels [N]
+Output = tuple[Tensor, Tensor, Tensor, tuple[int, int]]  # image [3, H, W], boxes [N, 4] cxcywh, labels, (h, w)
+
+
+class Step(Protocol):
+    def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: random.Random) -> Sample: ...
+
+
+# ---------------------------------------------------------------------------------------------- functional
+def hflip(image: Image.Image, boxes: Tensor) -> tuple[Image.Image, Tensor]:
+    """Mirror the image; ``[N, 4]`` xyxy boxes map x -> w - x (corners swap so x0 < x1 still holds)."""
+    w = image.width
+    flipped = boxes[:, [2, 1, 0, 3]] * boxes.new_tensor([-1.0, 1.0, -1.0, 1.0]) + boxes.new_tensor([w, 0, w, 0])
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), flipped
+
+
+def resized_hw(size_wh: tuple[int, int], size: int, max_size: int | None = None) -> tuple[int, int]:
+    """DETR's ``get_size_with_aspect_ratio``: shorter side -> ``size``, longer side capped at ``max_size``.
+
+    Returns ``(h, w)``. Kept line-for-line with DETR (``int`` truncation included) so image sizes match its.
+    """
+    w, h = size_wh
+    if max_size is not None:
+        lo, hi = float(min(w, h)), float(max(w, h))
+        if hi / lo * size > max_size:
+            size = max(int(round(max_size * lo / hi)), 1)  # max(.., 1): only bites on absurd aspect ratios
+    if (w <= h and w == size) or (h <= w and h == size):
+        return h, w
+    if w < h:
+        return max(int(size * h / w), 1), size
+    return size, max(int(size * w / h), 1)
+
+
+def resize(image: Image.Image, boxes: Tensor, size: int, max_size: int | None) -> tuple[Image.Image, Tensor]:
+    """Bilinear resize by :func:`resized_hw`; ``[N, 4]`` xyxy boxes scale with each axis' ratio."""
+    h, w = resized_hw(image.size, size, max_size)
+    if (w, h) == image.size:
+        return image, boxes
+    ratio = boxes.new_tensor([w / image.width, h / image.height] * 2)
+    return image.resize((w, h), Image.Resampling.BILINEAR), boxes * ratio
+
+
+def crop(
+    image: Image.Image, boxes: Tensor, labels: Tensor, region: tuple[int, int, int, int]
+) -> Sample:
+    """Crop ``region = (top, left, h, w)``; boxes are clipped to it and the ones left with no area dropped."""
+    top, left, h, w = region
+    cropped = image.crop((left, top, left + w, top + h))
+    shifted = boxes - boxes.new_tensor([left, top, left, top])
+    clipped = torch.minimum(shifted.clamp(min=0), boxes.new_tensor([w, h, w, h]))
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return cropped, clipped[keep], labels[keep]
+
+
+# ------------------------------------------------------------------------------------------------- steps
+class RandomHorizontalFlip:
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: random.Random) -> Sample:
+        # Draw even when p is 0 or 1 so later steps see the same random stream whatever p is.
+        if rng.random() < self.p:
+            image, boxes = hflip(image, boxes)
+        return image, boxes, labels
+
+
+class RandomResize:
+    """Resize the shorter side to one of ``sizes`` (uniform), longer side capped at ``max_size``."""
+
+    def __init__(self, sizes: Sequence[int], max_size: int | None = None) -> None:
+        if not sizes:
+            raise ValueError("RandomResize needs at least one size")
+        self.sizes, self.max_size = list(sizes), max_size
+
+    def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: random.Random) -> Sample:
+        image, boxes = resize(image, boxes, rng.choice(self.sizes), self.max_size)
+        return image, boxes, labels
+
+
+class RandomSizeCrop:
+    """DETR's crop: side lengths uniform in [min_size, max_size] clamped to the image, position uniform."""
+
+    def __init__(self, min_size: int, max_size: int) -> None:
+        self.min_size, self.max_size = min_size, max_size
+
+    def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: random.Random) -> Sample:
+        img_w, img_h = image.size
+        w = rng.randint(min(img_w, self.min_size), min(img_w, self.max_size))
+        h = rng.randint(min(img_h, self.min_size), min(img_h, self.max_size))
+        top, left = rng.randint(0, img_h - h), rng.randint(0, img_w - w)
+        return crop(image, boxes, labels, (top, left, h, w))
+
+
+class RandomSelect:
+    """Apply ``first`` with probability ``p``, else ``second`` (DETR's 50/50 resize vs crop branch)."""
+
+    def __init__(self, first: Step, second: Step, p: float = 0.5) -> None:
+        self.first, self.second, self.p = first, second, p
+
+    def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: random.Random) -> Sample:
+        step = self.first if rng.random() < self.p else self.second
+        return step(image, boxes, labels, rng)
+
+
+class Compose:
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.steps = list(steps)
+
+    def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: random.Random) -> Sample:
+        for step in self.steps:
+            image, boxes, labels = step(image, boxes, labels, rng)
+        return image, boxes, labels
+
+
+class Pipeline:
+    """PIL steps, then to a normalised tensor with boxes in the model convention.
+
+    Called as ``t(image, boxes_xyxy [N, 4] abs px, labels [N], rng)`` and returns
+    ``(image [3, H, W] float32 normalised, boxes [N, 4] normalised cxcywh, labels [N], (H, W))``.
+    A class rather than a closure so it pickles into spawned DataLoader workers.
+    """
+
+    def __init__(self, steps: Step, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.steps = steps
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: random.Random) -> Output:
+        image = image if image.mode == "RGB" else image.convert("RGB")
+        image, boxes, labels = self.steps(image, boxes.float().reshape(-1, 4), labels, rng)
+        w, h = image.size
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+        pixels = (pixels - self.mean) / self.std
+        # Clamp: a box touching the border can land a rounding error outside it after the resize ratios.
+        normalised = xyxy_to_cxcywh((boxes / boxes.new_tensor([w, h, w, h])).clamp(0.0, 1.0))
+        return pixels.contiguous(), normalised.reshape(-1, 4), labels.long(), (h, w)
+
+
+def build_transforms(cfg: DataConfig, train: bool) -> Callable[..., Output]:
+    """DETR's recipe (detr-family spec, "Recipe") with the sizes of ``cfg``.
+
+    train: flip; then 50/50 multi-scale resize, or resize to a crop scale + random crop + multi-scale resize.
+    val/test: shorter side ``test_size``, longer side at most ``test_max_size``.
+    """
+    if not train:
+        return Pipeline(Compose([RandomResize([cfg.test_size], cfg.test_max_size)]), cfg.mean, cfg.std)
+    multi_scale = RandomResize(cfg.train_scales, cfg.train_max_size)
+    crop_branch = Compose(
+        [RandomResize(cfg.crop_resize_scales), RandomSizeCrop(cfg.crop_min, cfg.crop_max), multi_scale]
+    )
+    steps = Compose([RandomHorizontalFlip(cfg.hflip_prob), RandomSelect(multi_scale, crop_branch)])
+    return Pipeline(steps, cfg.mean, cfg.std)

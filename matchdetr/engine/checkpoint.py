@@ -1,0 +1,153 @@
+"""Checkpoints: weights in safetensors, training state loaded with ``torch.load(weights_only=True)``.
+
+Layout of a run directory::
+
+    RUN_DIR/config.json             the resolved config
+    RUN_DIR/metrics.jsonl           one JSON object per log line
+    RUN_DIR/checkpoints/iter_0000500.safetensors   weights + metadata (config, label map, iteration)
+    RUN_DIR/checkpoints/iter_0000500.state.pt      optimizer, schedule, RNG, EMA, data position
+    RUN_DIR/model.safetensors       the final weights (EMA weights when EMA is on)
+
+Every file is written to a temporary name, fsynced and renamed, so a crash or a full disk during a save
+leaves the previous checkpoint intact. A checkpoint counts as complete only when both of its files exist and
+the state file is written first, so the weights file marks completion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import Tensor
+
+FORMAT_VERSION = 1
+_META_KEY = "matchdetr"
+_CKPT_RE = re.compile(r"^iter_(\d+)\.safetensors$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read; the one-line message names the file."""
+
+
+def atomic_write(path: str | os.PathLike, write: Any) -> None:
+    """Call ``write(tmp_path)``, fsync the file, then rename it onto ``path`` (same directory)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_weights(path: str | os.PathLike, state_dict: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    """Write weights and a JSON metadata blob (config, label map, ...) to one safetensors file."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    # Tied or shared tensors are stored once per name; safetensors refuses aliasing, so clone duplicates.
+    seen: dict[int, str] = {}
+    for k, v in tensors.items():
+        ptr = v.data_ptr()
+        if v.numel() and ptr in seen:
+            tensors[k] = v.clone()
+        seen[ptr] = k
+    metadata = {_META_KEY: json.dumps({"format_version": FORMAT_VERSION, **meta}, sort_keys=True)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata blob of a safetensors file written by :func:`save_weights`."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(_META_KEY)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    if raw is None:
+        raise CheckpointError(f"{path}: safetensors file has no matchdetr metadata (not a matchdetr checkpoint)")
+    return json.loads(raw)
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    meta = read_meta(path)
+    try:
+        return load_file(str(path)), meta
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: cannot read weights ({err})") from None
+
+
+def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Training state, loaded without unpickling arbitrary objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure is reported the same way, naming the file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: refused or unreadable training state ({first})") from None
+
+
+def checkpoint_paths(run_dir: str | os.PathLike) -> list[tuple[int, Path, Path]]:
+    """Complete checkpoints of a run, oldest first: ``(iteration, weights_path, state_path)``."""
+    ckdir = Path(run_dir) / "checkpoints"
+    found = []
+    if ckdir.is_dir():
+        for p in ckdir.iterdir():
+            m = _CKPT_RE.match(p.name)
+            state = p.with_name(f"iter_{m.group(1)}.state.pt") if m else None
+            if m and state is not None and state.exists():
+                found.append((int(m.group(1)), p, state))
+    return sorted(found)
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"iter_{iteration:07d}"
+
+
+def prune(run_dir: str | os.PathLike, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` complete checkpoints (and stray temporary files)."""
+    cks = checkpoint_paths(run_dir)
+    for _, w, s in cks[: max(len(cks) - keep_last, 0)]:
+        w.unlink(missing_ok=True)
+        s.unlink(missing_ok=True)
+    ckdir = Path(run_dir) / "checkpoints"
+    if ckdir.is_dir():
+        for p in ckdir.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def newest_weights(path: str | os.PathLike) -> Path:
+    """Resolve a checkpoint file or a run directory to the weights file to load.
+
+    A run directory gives its newest complete checkpoint, or ``model.safetensors`` when it is newer or alone.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such checkpoint file or run directory")
+    candidates = [w for _, w, _ in checkpoint_paths(path)]
+    final = path / "model.safetensors"
+    if final.exists():
+        candidates.append(final)
+    if not candidates:
+        raise CheckpointError(f"{path}: run directory holds no checkpoint (checkpoints/iter_*.safetensors or model.safetensors)")
+    return max(candidates, key=lambda p: (read_meta(p).get("iteration", -1), p.name == "model.safetensors"))

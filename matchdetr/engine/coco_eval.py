@@ -1,0 +1,300 @@
+"""COCO bbox scoring on top of faster-coco-eval (the pycocotools API with a C++ core).
+
+Metrics are reported in percent (0..100) as the papers do. A metric that COCO leaves undefined (it
+returns -1, e.g. APs when the GT holds no small boxes) is NaN here, "-" in `table()` and null in JSON,
+so it cannot be mistaken for a real score.
+
+Inputs are checked before scoring: pycocotools fails on bad results with an assert or a KeyError deep
+inside `loadRes`, which tells the user neither the file nor the entry at fault.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import numbers
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from faster_coco_eval import COCO, COCOeval_faster
+
+__all__ = [
+    "METRIC_NAMES",
+    "EvalInputError",
+    "EvalResult",
+    "load_coco",
+    "load_results",
+    "evaluate_detections",
+    "write_results",
+]
+
+# Order of COCOeval.stats[:12] for bbox evaluation.
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+class EvalInputError(ValueError):
+    """A GT or results input is unusable; the message is one line naming the source (and entry)."""
+
+
+@dataclass
+class EvalResult:
+    """Outcome of a COCO bbox evaluation.
+
+    metrics:   METRIC_NAMES -> value in percent; NaN where COCO leaves the metric undefined.
+    per_class: one dict per GT category, sorted by id: category_id, name, AP, AP50 (percent, NaN when the
+               category has no GT boxes), num_gt (non-crowd GT boxes), num_dets.
+    """
+
+    metrics: dict[str, float]
+    per_class: list[dict] = field(default_factory=list)
+
+    def table(self) -> str:
+        """Terminal summary: the 12 COCO metrics in two rows, then a per-class AP table."""
+        lines = []
+        for names in (METRIC_NAMES[:6], METRIC_NAMES[6:]):
+            lines.append("  ".join(f"{n:>6}" for n in names))
+            lines.append("  ".join(f"{_fmt(self.metrics.get(n)):>6}" for n in names))
+        if self.per_class:
+            width = max(8, *(len(str(c["name"])) for c in self.per_class))
+            header = f"{'category':<{width}}  {'id':>5}  {'AP':>6}  {'AP50':>6}  {'#gt':>6}  {'#dets':>7}"
+            lines += ["", header, "-" * len(header)]
+            for c in self.per_class:
+                lines.append(
+                    f"{str(c['name']):<{width}}  {c['category_id']:>5}  {_fmt(c['AP']):>6}  "
+                    f"{_fmt(c['AP50']):>6}  {c['num_gt']:>6}  {c['num_dets']:>7}"
+                )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        """JSON-safe dict {"metrics", "per_class"}; NaN becomes None (JSON has no NaN)."""
+        return {
+            "metrics": {k: _nan_to_none(v) for k, v in self.metrics.items()},
+            "per_class": [{k: _nan_to_none(v) for k, v in c.items()} for c in self.per_class],
+        }
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.1f}"
+
+
+def _nan_to_none(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """print_function for faster-coco-eval: the caller prints `EvalResult.table()` instead."""
+
+
+def _read_json(source: str | os.PathLike, what: str) -> Any:
+    path = Path(source)
+    if not path.is_file():
+        raise EvalInputError(f"{what} file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise EvalInputError(f"{path}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvalInputError(f"{path}: cannot read {what} file ({e})") from None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr() cut to one short line, for error messages."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def load_coco(source: str | os.PathLike | dict) -> COCO:
+    """Load a COCO GT (JSON path or parsed dict) into a faster-coco-eval `COCO`.
+
+    The dict is copied one level deep: COCOeval writes bookkeeping keys ("ignore", ...) into annotations,
+    which must not leak into the caller's data. A missing "area" is filled with w*h and a missing
+    "iscrowd" with 0, since the area ranges and crowd handling need them.
+    """
+    name = str(source) if not isinstance(source, dict) else "<GT dict>"
+    data = source if isinstance(source, dict) else _read_json(source, "GT annotation")
+    if not isinstance(data, dict):
+        raise EvalInputError(f"{name}: expected a COCO JSON object, got {type(data).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise EvalInputError(f"{name}: missing or non-list key '{key}' (a COCO GT needs images, "
+                                 "annotations and categories)")
+    required = {"images": ("id",), "categories": ("id", "name"),
+                "annotations": ("id", "image_id", "category_id", "bbox")}
+    copied: dict[str, Any] = {k: v for k, v in data.items()}
+    for key, keys in required.items():
+        items = []
+        for i, item in enumerate(data[key]):
+            if not isinstance(item, dict) or any(k not in item for k in keys):
+                raise EvalInputError(f"{name}: {key}[{i}] must be an object with keys {list(keys)}, "
+                                     f"got {_short(item)}")
+            items.append(dict(item))
+        copied[key] = items
+    for i, ann in enumerate(copied["annotations"]):
+        bbox = ann["bbox"]
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            raise EvalInputError(f"{name}: annotations[{i}].bbox must be 4 numbers [x, y, w, h], "
+                                 f"got {_short(bbox)}")
+        ann.setdefault("area", float(bbox[2]) * float(bbox[3]))
+        ann.setdefault("iscrowd", 0)
+    return COCO(copied, print_function=_silent)
+
+
+def load_results(source: str | os.PathLike | list[dict], gt: COCO) -> list[dict]:
+    """Validate a COCO results list (path or list) against `gt`; return clean copies.
+
+    Each entry needs image_id (in the GT), category_id (a GT category), bbox [x, y, w, h] and score, all
+    finite numbers; otherwise `EvalInputError` names the source and entry index. Boxes with w <= 0 or
+    h <= 0 are dropped with one warning: they cannot overlap anything, and some exporters emit them for
+    collapsed predictions.
+    """
+    name = "<results list>" if isinstance(source, list) else str(source)
+    data = source if isinstance(source, list) else _read_json(source, "results")
+    if not isinstance(data, list):
+        raise EvalInputError(f"{name}: expected a JSON list of detections, got {type(data).__name__}")
+    img_ids, cat_ids = set(gt.getImgIds()), set(gt.getCatIds())
+    clean, degenerate = [], 0
+    for i, det in enumerate(data):
+        where = f"{name}: entry {i}"
+        if not isinstance(det, dict):
+            raise EvalInputError(f"{where}: expected an object, got {_short(det)}")
+        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in det]
+        if missing:
+            raise EvalInputError(f"{where}: missing key(s) {missing}")
+        # In-memory results often hold numpy / torch values straight from the model.
+        det = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in det.items()}
+        bbox, score = det["bbox"], det["score"]
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            raise EvalInputError(f"{where}: bbox must be 4 numbers [x, y, w, h], got {_short(bbox)}")
+        if not _is_number(score):
+            raise EvalInputError(f"{where}: score must be a number, got {_short(score)}")
+        if not all(math.isfinite(v) for v in (*bbox, score)):
+            raise EvalInputError(f"{where}: non-finite value in bbox/score: bbox={_short(bbox)} score={score}")
+        if not _is_int(det["image_id"]) or det["image_id"] not in img_ids:
+            raise EvalInputError(f"{where}: image_id {_short(det['image_id'])} is not an image of the GT")
+        if not _is_int(det["category_id"]) or det["category_id"] not in cat_ids:
+            raise EvalInputError(f"{where}: category_id {_short(det['category_id'])} is not a GT category "
+                                 f"(GT ids: {sorted(cat_ids)[:20]})")
+        if bbox[2] <= 0 or bbox[3] <= 0:
+            degenerate += 1
+            continue
+        clean.append({"image_id": int(det["image_id"]), "category_id": int(det["category_id"]),
+                      "bbox": [float(v) for v in bbox], "score": float(score)})
+    if degenerate:
+        warnings.warn(f"{name}: dropped {degenerate} detection(s) with width or height <= 0", stacklevel=2)
+    return clean
+
+
+def evaluate_detections(
+    gt: str | os.PathLike | dict | COCO,
+    results: str | os.PathLike | list[dict],
+    out_dir: str | os.PathLike | None = None,
+    image_ids: list[int] | None = None,
+) -> EvalResult:
+    """COCO bbox evaluation of `results` against `gt`; writes out_dir/metrics.json when out_dir is given.
+
+    image_ids: evaluate on these images only (a dataset that skipped unreadable images); default all.
+
+    Empty results give zero metrics (NaN where undefined) and a warning. The results file is only read.
+    """
+    gt_coco = gt if isinstance(gt, COCO) else load_coco(gt)
+    dets = load_results(results, gt_coco)
+    if not dets:
+        warnings.warn(f"no detections to evaluate in {_source_name(results)}; all metrics are zero",
+                      stacklevel=2)
+    # The library prints through print_function, but guard stdout too: a stray print() in a
+    # dependency would otherwise interleave with the caller's progress output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt_coco = gt_coco.loadRes(dets)  # loadRes adds id/area/segmentation keys to our own copies
+        coco_eval = COCOeval_faster(gt_coco, dt_coco, iouType="bbox", print_function=_silent)
+        if image_ids is not None:
+            coco_eval.params.imgIds = sorted(int(i) for i in image_ids)
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    stats = np.asarray(coco_eval.stats[: len(METRIC_NAMES)], dtype=np.float64)
+    metrics = {n: (float("nan") if s < 0 else float(s) * 100.0) for n, s in zip(METRIC_NAMES, stats)}
+    result = EvalResult(metrics=metrics, per_class=_per_class(coco_eval, gt_coco, dets))
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write_json(result.to_json(), out / "metrics.json")
+    return result
+
+
+def _source_name(source: Any) -> str:
+    return "<results list>" if isinstance(source, list) else str(source)
+
+
+def _per_class(coco_eval: COCOeval_faster, gt: COCO, dets: list[dict]) -> list[dict]:
+    """Per-category AP from eval["precision"] [T, R, K, A, M] at area "all", maxDets 100.
+
+    -1 marks (IoU, recall) cells without GT; they are excluded, as COCOeval.summarize() does.
+    """
+    precision = coco_eval.eval["precision"]
+    iou50 = int(np.argmin(np.abs(coco_eval.params.iouThrs - 0.5)))
+    num_dets: dict[int, int] = {}
+    for d in dets:
+        num_dets[d["category_id"]] = num_dets.get(d["category_id"], 0) + 1
+    rows = []
+    for k, cat_id in enumerate(int(c) for c in coco_eval.params.catIds):
+        p = precision[:, :, k, 0, -1]
+        anns = gt.loadAnns(gt.getAnnIds(catIds=[cat_id]))
+        rows.append({
+            "category_id": cat_id,
+            "name": gt.cats[cat_id].get("name", str(cat_id)),
+            "AP": _mean_valid(p),
+            "AP50": _mean_valid(p[iou50]),
+            "num_gt": sum(1 for a in anns if not a.get("iscrowd", 0)),
+            "num_dets": num_dets.get(cat_id, 0),
+        })
+    return rows
+
+
+def _mean_valid(p: np.ndarray) -> float:
+    valid = p[p > -1]
+    return float(valid.mean()) * 100.0 if valid.size else float("nan")
+
+
+def _to_plain(det: dict) -> dict:
+    # Detections often carry numpy/torch scalars, which json cannot serialise.
+    return {"image_id": int(det["image_id"]), "category_id": int(det["category_id"]),
+            "bbox": [float(v) for v in det["bbox"]], "score": float(det["score"])}
+
+
+def write_results(results: list[dict], path: str | os.PathLike) -> None:
+    """Write a COCO results JSON (image_id, category_id, bbox [x, y, w, h], score).
+
+    Atomic (temporary file + os.replace): a run killed mid-write leaves the old file, never half a file.
+    """
+    _atomic_write_json([_to_plain(d) for d in results], Path(path))
+
+
+def _atomic_write_json(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,83 @@
+"""Run a detector over a COCO-format split and score it (bbox AP in percent, per-class AP)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..boxes import xyxy_to_xywh
+from ..data.coco import CocoDetection
+from ..data.collate import collate
+from ..data.sampler import EpochBatchSampler
+from ..models.detector import Detector
+from . import distributed as dist
+from .coco_eval import EvalResult, evaluate_detections, write_results
+
+
+def make_eval_loader(dataset: CocoDetection, batch_size: int, num_workers: int) -> DataLoader:
+    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=False, rank=dist.rank(), world=dist.world_size(), pad=False)
+    # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                      generator=torch.Generator().manual_seed(0), persistent_workers=False)
+
+
+@torch.no_grad()
+def predict_dataset(
+    model: Detector, loader: DataLoader, device: torch.device, *, threshold: float = 0.0, autocast: Any = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """COCO results (``image_id``, ``category_id``, ``bbox`` xywh pixels, ``score``) for this process's share."""
+    label_map = loader.dataset.label_map
+    was_training = model.training
+    model.eval()
+    results: list[dict[str, Any]] = []
+    bar = tqdm(loader, desc="eval", leave=False, disable=not (progress and dist.is_main()), dynamic_ncols=True)
+    try:
+        for batch in bar:
+            batch = batch.to(device)
+            with autocast() if autocast else _null():
+                out = model(batch.images, batch.pixel_mask)
+            sizes = torch.tensor([t.orig_size for t in batch.targets], device=device)
+            for tgt, det in zip(batch.targets, model.postprocessor(out.final, sizes)):
+                keep = det.scores > threshold
+                boxes = xyxy_to_xywh(det.boxes[keep]).cpu().tolist()
+                for box, score, label in zip(boxes, det.scores[keep].cpu().tolist(), det.labels[keep].cpu().tolist()):
+                    results.append({"image_id": int(tgt.image_id), "category_id": label_map.to_category(int(label)),
+                                    "bbox": [round(v, 2) for v in box], "score": round(float(score), 5)})
+    finally:
+        model.train(was_training)
+    return results
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def evaluate(
+    model: Detector, dataset: CocoDetection, device: torch.device, *, batch_size: int = 8, num_workers: int = 2,
+    out_dir: str | os.PathLike | None = None, threshold: float = 0.0, autocast: Any = None, progress: bool = True,
+) -> EvalResult | None:
+    """Predict on every image of ``dataset`` (split across processes) and score on the main process.
+
+    Writes ``out_dir/results.json`` (COCO results) and ``out_dir/metrics.json`` when ``out_dir`` is given.
+    Returns the EvalResult on the main process and None on the others.
+    """
+    loader = make_eval_loader(dataset, batch_size, num_workers)
+    local = predict_dataset(model, loader, device, threshold=threshold, autocast=autocast, progress=progress)
+    gathered = dist.all_gather_objects(local)
+    if not dist.is_main():
+        return None
+    results = [r for part in gathered for r in part]  # type: ignore[union-attr]
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_results(results, Path(out_dir) / "results.json")
+    return evaluate_detections(dataset.coco_json_path, results, out_dir=out_dir, image_ids=dataset.image_ids)

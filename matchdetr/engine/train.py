@@ -1,0 +1,276 @@
+"""Training loop: AdamW, step schedule, grad clipping, AMP, EMA, periodic evaluation, exact resume, DDP.
+
+Exact resume rests on three facts: every data sample is a pure function of ``(seed, epoch, index)``
+(``CocoDetection``), the batch order of an epoch is a pure function of ``(seed, epoch)``
+(``EpochBatchSampler``), and the checkpoint holds the optimizer, the EMA, the grad scaler and the global torch
+RNG state (dropout, denoising noise) at the iteration it was written. The learning rate is a pure function of
+the iteration. Nothing else is random, so a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .. import api
+from ..config import Config
+from ..data.coco import CocoDetection, LabelMap, SplitPaths
+from ..data.collate import collate
+from ..data.sampler import EpochBatchSampler
+from ..data.transforms import build_transforms
+from ..models.build import build_criterion
+from . import checkpoint as ck
+from . import distributed as dist
+from .coco_eval import EvalResult
+from .evaluate import evaluate
+from .optim import ModelEMA, lr_factor, param_groups, set_lr
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iterations: int
+    evaluation: EvalResult | None  # the final evaluation (None without a validation split / off the main process)
+    seconds: float
+
+
+def _autocast(device: torch.device, amp: str) -> Any:
+    if amp == "none":
+        return None
+    if amp not in ("bf16", "fp16"):
+        raise ValueError(f"train.amp must be none, bf16 or fp16, got '{amp}'")
+    if device.type != "cuda":
+        warnings.warn(f"train.amp={amp} needs CUDA; running fp32 on {device.type}")
+        return None
+    return partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def _resume_config(cfg: Config, meta: dict[str, Any]) -> Config:
+    """The checkpoint's config wins (the weights belong to it); only the schedule length comes from ``cfg``."""
+    saved = Config.from_dict(meta["config"])
+    if saved.model != cfg.model or saved.data != cfg.data:
+        warnings.warn("resuming: the model/data config of the checkpoint is used; differing options were ignored")
+    saved.train.iters, saved.train.epochs = cfg.train.iters, cfg.train.epochs
+    return saved
+
+
+class Trainer:
+    def __init__(self, cfg: Config, train_paths: SplitPaths, val_paths: SplitPaths | None, out_dir: str | os.PathLike,
+                 device: str = "auto", resume: bool = False, progress: bool = True) -> None:
+        self.device = dist.init_from_env(device)
+        self.out_dir = Path(out_dir)
+        self.progress = progress and dist.is_main()
+        self.resume_from = ck.checkpoint_paths(self.out_dir)[-1] if resume else None
+        if resume and self.resume_from is None and dist.is_main():
+            print(f"--resume: no complete checkpoint in {self.out_dir / 'checkpoints'}; starting from scratch")
+        label_map = None
+        if self.resume_from is not None:
+            meta = ck.read_meta(self.resume_from[1])
+            cfg = _resume_config(cfg, meta)
+            label_map = LabelMap.from_dict(meta["label_map"])
+        self.cfg = cfg
+        torch.manual_seed(cfg.train.seed)
+        self.train_set = CocoDetection(train_paths, build_transforms(cfg.data, train=True), label_map, seed=cfg.train.seed)
+        if label_map is not None and self.train_set.label_map != label_map:
+            raise ValueError(f"{train_paths.annotations}: categories differ from the checkpoint's label map")
+        self.label_map = self.train_set.label_map
+        self.val_set = (CocoDetection(val_paths, build_transforms(cfg.data, train=False), self.label_map)
+                        if val_paths is not None else None)
+        cfg.model.num_classes = len(self.label_map)
+        self.model = api.from_config(cfg, self.label_map).to(self.device)
+        self.criterion = build_criterion(cfg.model)
+        t = cfg.train
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, t.lr, t.lr_backbone, t.weight_decay),
+                                           lr=t.lr, weight_decay=t.weight_decay)
+        self.autocast = _autocast(self.device, t.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and t.amp == "fp16")
+        self.ema = ModelEMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
+        self.sampler = EpochBatchSampler(len(self.train_set), t.batch_size, shuffle=True, seed=t.seed,
+                                         rank=dist.rank(), world=dist.world_size(), drop_last=True)
+        self.iters_per_epoch = self.sampler.batches_per_epoch()
+        self.total_iters = t.iters if t.iters > 0 else t.epochs * self.iters_per_epoch
+        self.drop_at = int(t.lr_drop if t.iters > 0 else t.lr_drop * self.iters_per_epoch)
+        self.iteration = 0
+        if self.resume_from is not None:
+            self._load(self.resume_from)
+        self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                    if dist.is_dist() else self.model)
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def _load(self, found: tuple[int, Path, Path]) -> None:
+        iteration, weights, state_path = found
+        state_dict, _ = ck.load_weights(weights)
+        self.model.load_state_dict(state_dict)
+        state = ck.load_state(state_path)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.module.load_state_dict(state["ema"])
+            self.ema.updates = int(state["ema_updates"])
+        torch.set_rng_state(state["rng_cpu"])
+        if torch.cuda.is_available() and "rng_cuda" in state:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.iteration = iteration
+        _truncate_metrics(self.out_dir / "metrics.jsonl", iteration)
+        if dist.is_main():
+            print(f"resumed from {weights} at iteration {iteration}")
+
+    def _save(self) -> None:
+        if not dist.is_main():
+            return
+        name = ck.checkpoint_name(self.iteration)
+        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                                 "rng_cpu": torch.get_rng_state(), "iteration": self.iteration}
+        if torch.cuda.is_available():
+            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if self.ema is not None:
+            state["ema"], state["ema_updates"] = self.ema.module.state_dict(), self.ema.updates
+        ckdir = self.out_dir / "checkpoints"
+        ck.save_state(ckdir / f"{name}.state.pt", state)  # state first: the weights file marks completion
+        api.save(self.model, ckdir / f"{name}.safetensors", iteration=self.iteration)
+        ck.prune(self.out_dir, self.cfg.train.keep_last)
+
+    # -------------------------------------------------------------------------------------------- loop
+    def _loader(self, epoch: int, start_batch: int) -> Any:
+        self.sampler.set_epoch(epoch, start_batch)
+        self.train_set.set_epoch(epoch)
+        loader = DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate,
+                            num_workers=self.cfg.data.num_workers, generator=torch.Generator().manual_seed(epoch))
+        return iter(loader)
+
+    def _step(self, batch: Any) -> dict[str, float] | None:
+        t = self.cfg.train
+        batch = batch.to(self.device)
+        targets = batch.targets
+        with self.autocast() if self.autocast else nullcontext():
+            out = self.net(batch.images, batch.pixel_mask, targets)
+        loss = self.criterion(out, targets)
+        finite = torch.isfinite(loss.total).float()
+        finite, _ = dist.all_reduce_sum(finite)
+        if finite.item() < dist.world_size():  # every process skips together, or DDP would hang
+            bad = [k for k, v in loss.losses.items() if not torch.isfinite(v)]
+            warnings.warn(f"iteration {self.iteration}: non-finite loss ({', '.join(bad) or 'another process'}); step skipped")
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss.total).backward()
+        grad_norm = torch.zeros(())
+        if t.clip_max_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        logs = {k: v.detach() for k, v in loss.losses.items()}
+        logs["loss"] = loss.total.detach()
+        logs["grad_norm"] = grad_norm.detach()
+        return logs
+
+    def _log(self, record: dict[str, Any], writer: Any) -> None:
+        if not dist.is_main():
+            return
+        # NaN (e.g. APs of a split without small objects) is written as null: strict JSON for other tools.
+        record = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer is not None:
+            prefix = "train" if record["type"] == "train" else "val"
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("iter", "epoch"):
+                    writer.add_scalar(f"{prefix}/{k}", v, record["iter"])
+
+    def _evaluate(self, writer: Any, final: bool = False) -> EvalResult | None:
+        if self.val_set is None:
+            return None
+        model = self.ema.module if self.ema is not None else self.model
+        sub = self.out_dir / ("eval" if final else f"eval/iter_{self.iteration:07d}")
+        result = evaluate(model, self.val_set, self.device, batch_size=self.cfg.train.batch_size,
+                          num_workers=self.cfg.data.num_workers, out_dir=sub if dist.is_main() else None,
+                          threshold=self.cfg.train.eval_threshold, autocast=self.autocast, progress=self.progress)
+        if result is not None:
+            self._log({"type": "eval", "iter": self.iteration, **result.metrics}, writer)
+        return result
+
+    def run(self) -> TrainResult:
+        t, start = self.cfg.train, time.time()
+        if dist.is_main():
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(self.cfg.to_json())
+        writer = _tensorboard(self.out_dir) if t.tensorboard and dist.is_main() else None
+        self.model.train()
+        bar = tqdm(total=self.total_iters, initial=self.iteration, desc="train", disable=not self.progress, dynamic_ncols=True)
+        data_iter, window, skipped = None, [], 0
+        while self.iteration < self.total_iters:
+            epoch, in_epoch = divmod(self.iteration, self.iters_per_epoch)
+            if data_iter is None or in_epoch == 0:
+                data_iter = self._loader(epoch, in_epoch)
+            set_lr(self.optimizer, lr_factor(self.iteration, self.drop_at, t.lr_drop_factor, t.warmup_iters))
+            logs = self._step(next(data_iter))
+            self.iteration += 1
+            bar.update(1)
+            skipped = skipped + 1 if logs is None else 0
+            if logs is not None:
+                window.append(logs)
+            if window and (self.iteration % t.log_every == 0 or self.iteration == self.total_iters):
+                record = {k: float(torch.stack([w[k] for w in window]).float().mean()) for k in window[0]}
+                record.update(type="train", iter=self.iteration, epoch=epoch, lr=self.optimizer.param_groups[0]["lr"])
+                self._log(record, writer)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")
+                window = []
+            if self.iteration % t.checkpoint_every == 0 or self.iteration == self.total_iters:
+                self._save()
+            if t.eval_every and self.iteration % t.eval_every == 0 and self.iteration < self.total_iters:
+                self._evaluate(writer)
+        bar.close()
+        evaluation = self._evaluate(writer, final=True)
+        if dist.is_main():
+            final_model = self.ema.module if self.ema is not None else self.model
+            final_model.config, final_model.label_map = self.cfg, self.label_map
+            api.save(final_model, self.out_dir / "model.safetensors", iteration=self.iteration)
+        dist.barrier()
+        if writer is not None:
+            writer.close()
+        return TrainResult(self.out_dir, self.iteration, evaluation, time.time() - start)
+
+
+def _tensorboard(out_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("train.tensorboard=true needs the tensorboard package (pip install tensorboard); logging to metrics.jsonl only")
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def _truncate_metrics(path: Path, iteration: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (the killed run's tail)."""
+    if not dist.is_main() or not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("iter", 0) <= iteration:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+    ck.atomic_write(path, lambda tmp: Path(tmp).write_text("".join(l + "\n" for l in keep)))
+
+
+def train(cfg: Config, train_paths: SplitPaths, val_paths: SplitPaths | None, out_dir: str | os.PathLike,
+          device: str = "auto", resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train ``cfg`` on a COCO-format split; see :class:`Trainer`."""
+    return Trainer(cfg, train_paths, val_paths, out_dir, device, resume, progress).run()

@@ -1,0 +1,84 @@
+"""The one criterion: a single loop over every supervised prediction set.
+
+Final layer, auxiliary layers, encoder proposals, denoising groups and one-to-many branches all arrive as
+:class:`~matchdetr.structures.Supervised` entries from ``DetectorOutput.supervision()``; each is matched (or
+uses its fixed assignment) and scored by the same components. A new classification loss or matching cost is a
+different component passed in, not a subclass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from ..engine.distributed import all_reduce_sum
+from ..matching.hungarian import HungarianMatcher
+from ..structures import DetectorOutput, Prediction, Target
+
+
+class ClassLoss(Protocol):
+    name: str
+
+    def __call__(self, pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]],
+                 num_boxes: float, gt_repeat: int = 1) -> Tensor: ...
+
+
+class BoxLossFn(Protocol):
+    def __call__(self, pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]],
+                 num_boxes: float, gt_repeat: int = 1) -> dict[str, Tensor]: ...
+
+
+@dataclass
+class LossOutput:
+    """losses: every unweighted term, keyed ``loss_<name><suffix>``; total: the weighted sum to optimise."""
+
+    losses: dict[str, Tensor]
+    total: Tensor
+
+
+class SetCriterion:
+    """Matches each prediction set to the ground truth and sums the weighted losses.
+
+    weights: per loss name (``class``, ``bbox``, ``giou``), applied to every set (times the set's weight).
+    aux_loss: if False, only the final layer (suffix ``""``) and plug-in sets are supervised.
+    """
+
+    def __init__(
+        self,
+        matcher: HungarianMatcher,
+        class_loss: ClassLoss,
+        box_loss: BoxLossFn,
+        weights: dict[str, float],
+        aux_loss: bool = True,
+    ) -> None:
+        self.matcher, self.class_loss, self.box_loss = matcher, class_loss, box_loss
+        self.weights, self.aux_loss = dict(weights), aux_loss
+
+    def num_boxes(self, targets: list[Target], device: torch.device) -> float:
+        """GT count all-reduced over processes, per process, clamped >= 1 (DETR's normaliser)."""
+        n = torch.tensor([float(sum(len(t) for t in targets))], device=device)
+        total, world = all_reduce_sum(n)
+        return max(float(total.item()) / world, 1.0)
+
+    def __call__(self, output: DetectorOutput, targets: list[Target]) -> LossOutput:
+        device = output.logits.device
+        base = self.num_boxes(targets, device)
+        losses: dict[str, Tensor] = {}
+        total = output.logits.new_zeros((), dtype=torch.float32)
+        for sup in output.supervision():
+            if not self.aux_loss and sup.suffix.startswith("_aux"):
+                continue
+            if sup.assignment is not None:
+                indices = sup.assignment.indices
+            else:
+                indices = self.matcher(sup.prediction, targets, sup.gt_repeat)
+            norm = base * sup.gt_repeat * sup.num_boxes_factor
+            terms = {self.class_loss.name: self.class_loss(sup.prediction, targets, indices, norm, sup.gt_repeat)}
+            terms.update(self.box_loss(sup.prediction, targets, indices, norm, sup.gt_repeat))
+            for name, value in terms.items():
+                losses[f"loss_{name}{sup.suffix}"] = value
+                total = total + sup.weight * self.weights.get(name, 1.0) * value
+        return LossOutput(losses=losses, total=total)

@@ -1,0 +1,55 @@
+"""Sigmoid focal loss (Lin et al. 2017, eq. 5) and the classification loss built on it."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..structures import Prediction, Target
+
+
+def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
+    """Element-wise ``alpha_t * (1 - p_t)^gamma * BCE(p, t)``, from logits so saturated logits stay finite.
+
+    logits, targets: same shape; targets in [0, 1]. alpha < 0 disables the alpha weighting.
+    """
+    logits = logits.float()
+    p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return loss
+
+
+def one_hot_targets(logits: Tensor, targets: list[Target], indices: list[tuple[Tensor, Tensor]], gt_repeat: int = 1) -> Tensor:
+    """``[B, Q, C]`` float with 1 at (query, class of its matched GT) and 0 elsewhere (background)."""
+    onehot = torch.zeros_like(logits, dtype=torch.float32)
+    for b, ((qi, gi), tgt) in enumerate(zip(indices, targets)):
+        if qi.numel():
+            labels = tgt.labels.repeat(gt_repeat) if gt_repeat > 1 else tgt.labels
+            onehot[b, qi, labels[gi]] = 1.0
+    return onehot
+
+
+class FocalClassLoss:
+    """Classification loss of focal-loss DETRs: sigmoid focal loss over every (query, class) entry, matched
+    pairs positive at their GT class, everything else negative; summed and divided by the GT count."""
+
+    name = "class"
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0) -> None:
+        self.alpha, self.gamma = alpha, gamma
+
+    def __call__(
+        self,
+        pred: Prediction,
+        targets: list[Target],
+        indices: list[tuple[Tensor, Tensor]],
+        num_boxes: float,
+        gt_repeat: int = 1,
+    ) -> Tensor:
+        onehot = one_hot_targets(pred.logits, targets, indices, gt_repeat)
+        return sigmoid_focal_loss(pred.logits, onehot, self.alpha, self.gamma).sum() / num_boxes

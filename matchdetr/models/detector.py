@@ -1,0 +1,85 @@
+"""The one Detector: backbone -> input projection -> encoder -> (fusion) -> queries -> decoder -> heads.
+
+Every model of the library is this class with different parts; a variant is a preset that picks the parts
+(``models/build.py``), never a subclass or a flag inside a shared layer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from ..structures import DetectorOutput, Target
+from .postprocess import PostProcessor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Config
+    from ..data.coco import LabelMap
+
+
+class Detector(nn.Module):
+    """A DETR-family detector composed from parts.
+
+    backbone: ``(images [B,3,H,W], mask [B,H,W]) -> [(map, mask), ...]`` per level.
+    neck: levels -> :class:`~matchdetr.models.memory.Memory` (projection + positions).
+    encoder: Memory -> Memory.
+    fusion: Memory -> Memory (memory fusion plug-in; identity by default).
+    queries: ``(Memory, targets) -> Queries`` (learned queries, anchors, query selection, denoising).
+    decoder: ``(Queries, Memory) -> DecoderOutput``.
+    head: ``(hidden, references) -> [Prediction per layer]``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        neck: nn.Module,
+        encoder: nn.Module,
+        queries: nn.Module,
+        decoder: nn.Module,
+        head: nn.Module,
+        postprocessor: PostProcessor,
+        fusion: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.neck, self.encoder = backbone, neck, encoder
+        self.fusion = fusion if fusion is not None else nn.Identity()
+        self.queries, self.decoder, self.head = queries, decoder, head
+        self.postprocessor = postprocessor
+        # Set by matchdetr.build / matchdetr.load: what save() needs to rebuild the model.
+        self.config: Config | None = None
+        self.label_map: LabelMap | None = None
+
+    def forward(
+        self, images: Tensor, pixel_mask: Tensor | None = None, targets: list[Target] | None = None
+    ) -> DetectorOutput:
+        """images: ``[B, 3, H, W]`` normalised; pixel_mask: ``[B, H, W]`` bool, True on padding.
+
+        targets: the ground truth, needed only by training-time plug-ins (denoising); ignored otherwise.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B, 3, H, W], got {list(images.shape)}")
+        if pixel_mask is None:
+            pixel_mask = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
+        memory = self.fusion(self.encoder(self.neck(self.backbone(images, pixel_mask))))
+        queries = self.queries(memory, targets if self.training else None)
+        decoded = self.decoder(queries, memory)
+        preds = self.head(decoded.hidden, decoded.references)
+        out = DetectorOutput(logits=preds[-1].logits, boxes=preds[-1].boxes, aux=preds[:-1])
+        for finalize in queries.finalize:
+            finalize(out)
+        return out
+
+    # ------------------------------------------------------------------ user-facing helpers (see api.py)
+    def predict(self, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
+        """Detect objects in image paths, PIL images or HxWx3 uint8 arrays; see :func:`matchdetr.api.predict`."""
+        from ..api import predict
+
+        return predict(self, images, threshold=threshold, batch_size=batch_size)
+
+    def save(self, path: str) -> None:
+        """Write weights plus everything needed to rebuild the model to one safetensors file."""
+        from ..api import save
+
+        save(self, path)

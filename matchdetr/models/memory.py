@@ -1,0 +1,73 @@
+"""The token sequence an encoder produces and every later part (fusion, query selection, decoder) reads.
+
+Single-scale (DETR) and multi-scale (Deformable-DETR) encoders share this one structure, so decoders and
+plug-ins never need to know which encoder ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Memory:
+    """Flattened multi-level feature tokens.
+
+    tokens: ``[B, S, d]`` with ``S = sum_l h_l * w_l``, levels concatenated coarse-or-fine in input order.
+    mask: ``[B, S]`` bool, True on padding.
+    pos: ``[B, S, d]`` positional embedding (level embedding included where the model has one).
+    spatial_shapes: ``[L, 2]`` int64 ``(h_l, w_l)``.
+    level_start: ``[L]`` int64 offset of each level in ``S``.
+    valid_ratios: ``[B, L, 2]`` the unpadded fraction ``(w, h)`` of each level's map.
+    layers: every encoder layer's input and output ``[x0, x1, ..., xL]`` (each ``[B, S, d]``), kept only when a
+        plug-in (memory fusion, the unstable score) asks for them.
+    """
+
+    tokens: Tensor
+    mask: Tensor
+    pos: Tensor
+    spatial_shapes: Tensor
+    level_start: Tensor
+    valid_ratios: Tensor
+    layers: list[Tensor] = field(default_factory=list)
+
+    def with_tokens(self, tokens: Tensor) -> "Memory":
+        return replace(self, tokens=tokens)
+
+    def level(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        """One level back as maps: tokens ``[B, d, h, w]``, mask ``[B, h, w]``, pos ``[B, d, h, w]``."""
+        h, w = (int(v) for v in self.spatial_shapes[index])
+        start = int(self.level_start[index])
+        sl = slice(start, start + h * w)
+        b, _, d = self.tokens.shape
+        as_map = lambda x: x[:, sl].transpose(1, 2).reshape(b, -1, h, w)  # noqa: E731
+        return as_map(self.tokens), self.mask[:, sl].reshape(b, h, w), as_map(self.pos)
+
+
+def flatten_levels(features: list[Tensor], masks: list[Tensor], pos: list[Tensor]) -> Memory:
+    """Flatten per-level maps ``[B, d, h, w]`` / masks ``[B, h, w]`` / pos ``[B, d, h, w]`` into a Memory."""
+    shapes = [f.shape[-2:] for f in features]
+    device = features[0].device
+    spatial_shapes = torch.tensor([list(s) for s in shapes], dtype=torch.long, device=device)
+    sizes = spatial_shapes.prod(1)
+    level_start = torch.cat((sizes.new_zeros(1), sizes.cumsum(0)[:-1]))
+    valid_ratios = torch.stack([_valid_ratio(m) for m in masks], 1)
+    return Memory(
+        tokens=torch.cat([f.flatten(2).transpose(1, 2) for f in features], 1),
+        mask=torch.cat([m.flatten(1) for m in masks], 1),
+        pos=torch.cat([p.flatten(2).transpose(1, 2) for p in pos], 1),
+        spatial_shapes=spatial_shapes,
+        level_start=level_start,
+        valid_ratios=valid_ratios,
+    )
+
+
+def _valid_ratio(mask: Tensor) -> Tensor:
+    """``[B, h, w]`` padding mask -> ``[B, 2]`` fraction of valid width and height."""
+    _, h, w = mask.shape
+    valid_h = (~mask[:, :, 0]).sum(1)
+    valid_w = (~mask[:, 0, :]).sum(1)
+    return torch.stack((valid_w.float() / w, valid_h.float() / h), -1)

@@ -1,0 +1,48 @@
+"""Decoder queries and the learned-query initialiser of DETR.
+
+Query initialisers (learned embeddings here; anchor boxes, two-stage selection and denoising as plug-ins)
+all return a :class:`Queries`, so the decoder runs the same loop whatever made its queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..structures import DetectorOutput, Target
+from .memory import Memory
+
+
+@dataclass
+class Queries:
+    """What the decoder starts from.
+
+    content: ``[B, Q, d]`` content queries (DETR: zeros).
+    pos: ``[B, Q, d]`` positional queries, or None where a decoder derives them from ``reference``.
+    reference: ``[B, Q, 4]`` normalised cxcywh reference boxes, or None (DETR has none).
+    self_attn_mask: ``[Q, Q]`` bool, True where query i may NOT attend to query j (denoising groups).
+    finalize: callbacks a plug-in registers to split its own queries back out of the decoder output
+        (for example denoising groups) before the detector returns; each edits the output in place.
+    """
+
+    content: Tensor
+    pos: Tensor | None = None
+    reference: Tensor | None = None
+    self_attn_mask: Tensor | None = None
+    finalize: list[Callable[[DetectorOutput], None]] = field(default_factory=list)
+
+
+class LearnedQueries(nn.Module):
+    """DETR's object queries: ``num_queries`` learned positional embeddings, content starts at zero."""
+
+    def __init__(self, num_queries: int, dim: int) -> None:
+        super().__init__()
+        self.query_embed = nn.Embedding(num_queries, dim)
+
+    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+        b = memory.tokens.shape[0]
+        pos = self.query_embed.weight[None].expand(b, -1, -1)
+        return Queries(content=torch.zeros_like(pos), pos=pos)

@@ -1,0 +1,122 @@
+"""Data structures that cross module boundaries.
+
+Box convention, used by every structure here and every module that takes boxes: normalised ``(cx, cy, w, h)``
+in ``[0, 1]`` of the valid (unpadded) image. Only :class:`Detections` holds absolute ``(x0, y0, x1, y1)``
+pixels of the original image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Target:
+    """Ground truth of one image, after data transforms.
+
+    boxes: ``[N, 4]`` float, normalised cxcywh of the transformed, unpadded image.
+    labels: ``[N]`` int64, contiguous model labels ``0..C-1`` (see ``data.coco.LabelMap``).
+    image_id: the dataset's image id.
+    orig_size: ``(h, w)`` of the image as stored on disk (after EXIF orientation).
+    size: ``(h, w)`` of the transformed image before padding.
+    """
+
+    boxes: Tensor
+    labels: Tensor
+    image_id: int
+    orig_size: tuple[int, int]
+    size: tuple[int, int]
+
+    def to(self, device: torch.device | str) -> "Target":
+        return replace(self, boxes=self.boxes.to(device), labels=self.labels.to(device))
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class Prediction:
+    """One set of per-query predictions (one decoder layer, the encoder proposals, a branch).
+
+    logits: ``[B, Q, C]`` class logits (sigmoid scores; no "no-object" class).
+    boxes: ``[B, Q, 4]`` normalised cxcywh.
+    """
+
+    logits: Tensor
+    boxes: Tensor
+
+
+@dataclass
+class Assignment:
+    """A fixed query-to-GT assignment per image, for outputs supervised without matching (denoising).
+
+    Each element is ``(query_idx [K], gt_idx [K])`` int64 tensors; queries not listed are background.
+    """
+
+    indices: list[tuple[Tensor, Tensor]]
+
+
+@dataclass
+class Supervised:
+    """One prediction set the criterion must supervise.
+
+    suffix: appended to every loss key (``""``, ``"_aux0"``, ``"_enc"``, ``"_dn"``, ``"_o2m"``, ...).
+    prediction: the outputs to supervise.
+    assignment: ``None`` to match with the Hungarian matcher, or a fixed :class:`Assignment`.
+    gt_repeat: match against the ground truth repeated this many times (H-DETR's one-to-many branch).
+    weight: multiplies every loss of this set.
+    num_boxes_factor: the normaliser is ``num_boxes * num_boxes_factor`` (denoising groups).
+    """
+
+    suffix: str
+    prediction: Prediction
+    assignment: Assignment | None = None
+    gt_repeat: int = 1
+    weight: float = 1.0
+    num_boxes_factor: float = 1.0
+
+
+@dataclass
+class DetectorOutput:
+    """What a :class:`~matchdetr.models.detector.Detector` returns.
+
+    logits: ``[B, Q, C]`` the last decoder layer's class logits.
+    boxes: ``[B, Q, 4]`` the last decoder layer's boxes, normalised cxcywh.
+    aux: the earlier decoder layers' predictions, first layer first.
+    extra: further prediction sets plug-ins add (encoder proposals, denoising, one-to-many), already
+        wrapped as :class:`Supervised` so the criterion needs no knowledge of where they came from.
+    state: intermediate tensors kept for analysis (for example per-layer memories); never used by losses.
+    """
+
+    logits: Tensor
+    boxes: Tensor
+    aux: list[Prediction] = field(default_factory=list)
+    extra: list[Supervised] = field(default_factory=list)
+    state: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def final(self) -> Prediction:
+        return Prediction(self.logits, self.boxes)
+
+    def supervision(self) -> list[Supervised]:
+        """Every prediction set that carries a loss: final, each auxiliary layer, then the plug-ins'."""
+        sets = [Supervised("", self.final)]
+        sets += [Supervised(f"_aux{i}", p) for i, p in enumerate(self.aux)]
+        return sets + list(self.extra)
+
+
+@dataclass
+class Detections:
+    """Post-processed detections of one image.
+
+    boxes: ``[K, 4]`` absolute xyxy pixels of the original image.
+    scores: ``[K]`` sigmoid scores.
+    labels: ``[K]`` contiguous model labels.
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor

@@ -1,0 +1,34 @@
+"""Shared fixtures: one tiny synthetic dataset per session and a micro model configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Micro sizes on top of a -tiny preset so a training iteration takes a few tens of milliseconds.
+MICRO = [
+    "model.backbone.width=8", "model.transformer.hidden_dim=32", "model.transformer.num_heads=4",
+    "model.transformer.dim_feedforward=64", "model.transformer.enc_layers=1", "model.transformer.dec_layers=2",
+    "model.transformer.num_queries=10", "data.train_scales=[96,112]", "data.train_max_size=160",
+    "data.crop_resize_scales=[96]", "data.crop_min=64", "data.crop_max=96", "data.test_size=96",
+    "data.test_max_size=160", "train.warmup_iters=2", "train.log_every=2",
+]
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from matchdetr.data.synthetic import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, num_train=24, num_val=8, min_side=96, max_side=160, max_objects=6, seed=0, progress=False)
+    return out
+
+
+@pytest.fixture()
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
