@@ -19,7 +19,7 @@ def run_demo(model: str = presets.DEFAULT_TINY, data: str = "runs/synthetic", ou
     data_dir, out_dir = Path(data), Path(out)
     if not (data_dir / "annotations" / "instances_val.json").exists():
         print(f"[1/4] generating the synthetic dataset in {data_dir} ...")
-        generate(data_dir)
+        generate(data_dir, workers=2)
     else:
         print(f"[1/4] using the synthetic dataset in {data_dir}")
     cfg = presets.get(model)

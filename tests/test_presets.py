@@ -1,0 +1,60 @@
+"""Every preset builds, runs forward/backward and predicts on two tiny images; full-size counts are checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import matchdetr
+from matchdetr import presets
+from matchdetr.models.build import build_criterion
+from matchdetr.structures import Target
+
+TINY = [n for n in presets.names() if n.endswith("-tiny")]
+FULL = [n for n in presets.names() if not n.endswith("-tiny")]
+
+# Published parameter counts (total, 91 classes); tolerance 2 % ("about").
+PAPER_PARAMS = {"detr-r50": 41e6}
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_forward_backward_predict(name):
+    torch.manual_seed(0)
+    det = matchdetr.build(name, num_classes=5)
+    crit = build_criterion(det.config.model)
+    images = torch.randn(2, 3, 96, 128)
+    mask = torch.zeros(2, 96, 128, dtype=torch.bool)
+    mask[1, :, 100:] = True
+    targets = [Target(torch.tensor([[0.5, 0.5, 0.2, 0.3]]), torch.tensor([1]), 0, (96, 128), (96, 128)),
+               Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 1, (96, 100), (96, 100))]
+    det.train()
+    out = det(images, mask, targets)
+    q = det.config.model.transformer.num_queries
+    assert out.logits.shape == (2, q, 5) and out.boxes.shape == (2, q, 4)
+    assert len(out.aux) == det.config.model.transformer.dec_layers - 1
+    loss = crit(out, targets)
+    loss.total.backward()
+    grads = [p.grad for p in det.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    imgs = [np.zeros((60, 80, 3), np.uint8), np.full((90, 70, 3), 200, np.uint8)]
+    preds = det.predict(imgs, threshold=0.0)
+    assert len(preds) == 2
+    for p, img in zip(preds, imgs):
+        assert set(p) == {"boxes", "scores", "labels", "names"}
+        assert p["boxes"].shape[1] == 4 and len(p["names"]) == len(p["scores"])
+        assert (p["boxes"][:, 2] <= img.shape[1]).all() and (p["boxes"][:, 3] <= img.shape[0]).all()
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_full_size_parameter_counts(name):
+    det = matchdetr.build(name, num_classes=91)
+    total = sum(p.numel() for p in det.parameters())
+    assert total == pytest.approx(PAPER_PARAMS[name], rel=0.02), f"{name}: {total:,} parameters"
+
+
+def test_detr_r50_exact_count():
+    # 41,575,711 = ResNet-50 without fc (23.45M trainable conv weights) + 6+6 layer transformer + heads.
+    det = matchdetr.build("detr-r50", num_classes=91)
+    assert sum(p.numel() for p in det.parameters()) == 41_575_711
+    assert det.config.model.transformer.num_queries == 300
