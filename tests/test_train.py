@@ -48,6 +48,13 @@ def test_train_eval_save_load(synth_dir, tmp_path):
     assert all(torch.equal(ref[k], v) for k, v in det.state_dict().items())
 
 
+def test_resume_without_checkpoint_starts_fresh(synth_dir, tmp_path, capsys):
+    cfg = micro_cfg(iters=1, batch_size=2)
+    cfg.data.num_workers = 0
+    res = train(cfg, resolve_split(synth_dir, "train"), None, tmp_path, device="cpu", resume=True, progress=False)
+    assert res.iterations == 1 and "starting from scratch" in capsys.readouterr().out
+
+
 def res_label_ids(synth_dir):
     return sorted(c["id"] for c in json.loads((synth_dir / "annotations" / "instances_train.json").read_text())["categories"])
 

@@ -73,7 +73,8 @@ class Trainer:
         self.device = dist.init_from_env(device)
         self.out_dir = Path(out_dir)
         self.progress = progress and dist.is_main()
-        self.resume_from = ck.checkpoint_paths(self.out_dir)[-1] if resume else None
+        found = ck.checkpoint_paths(self.out_dir) if resume else []
+        self.resume_from = found[-1] if found else None
         if resume and self.resume_from is None and dist.is_main():
             print(f"--resume: no complete checkpoint in {self.out_dir / 'checkpoints'}; starting from scratch")
         label_map = None
