@@ -44,11 +44,12 @@ def make_tiny(cfg: Config) -> Config:
     t.hidden_dim, t.num_heads, t.dim_feedforward = 128, 8, 512
     t.enc_layers, t.dec_layers, t.num_queries, t.dropout = 3, 3, 100, 0.0
     cfg.model.postprocess.topk = 100
-    d.train_scales, d.train_max_size = list(range(224, 289, 16)), 400
-    d.crop_resize_scales, d.crop_min, d.crop_max = [224, 256, 288], 160, 256
-    d.test_size, d.test_max_size = 256, 400
+    # Mixed portrait/landscape batches pad to about max_size x max_size, so max_size sets the step time.
+    d.train_scales, d.train_max_size = list(range(192, 257, 16)), 320
+    d.crop_resize_scales, d.crop_min, d.crop_max = [192, 224, 256], 128, 224
+    d.test_size, d.test_max_size = 224, 320
     tr.lr, tr.lr_backbone, tr.batch_size = 2e-4, 2e-4, 8  # no pretrained backbone: train it at full lr
-    tr.iters, tr.lr_drop, tr.warmup_iters = 2000, 1600, 50
+    tr.iters, tr.lr_drop, tr.warmup_iters = 1500, 1200, 50
     tr.checkpoint_every, tr.eval_every, tr.log_every = 250, 500, 10
     return cfg
 

@@ -11,7 +11,7 @@ import functools
 import json
 import math
 import os
-import tempfile
+
 import warnings
 import zlib
 from pathlib import Path
@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .fileio import atomic_write
 
 __all__ = ["class_color", "draw_detections", "save_prediction_grid", "plot_training_curves"]
 
@@ -31,11 +33,9 @@ _PALETTE = [
 ]
 _GRID_BG = (32, 32, 32)
 
-
 def class_color(name: str) -> tuple[int, int, int]:
     """RGB colour of a class. crc32, not hash(): Python salts str hashes per process."""
     return _PALETTE[zlib.crc32(name.encode("utf-8")) % len(_PALETTE)]
-
 
 @functools.lru_cache(maxsize=16)
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -44,14 +44,12 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     except (TypeError, ImportError, OSError):
         return ImageFont.load_default()
 
-
 def _as_array(x: Any, cols: int | None = None) -> np.ndarray:
     """Tensor / array / list -> float64 numpy array ([N, cols] when cols is given)."""
     if hasattr(x, "detach"):  # torch tensor, without importing torch here
         x = x.detach().cpu().float().numpy()
     arr = np.asarray(x, dtype=np.float64)
     return arr.reshape(-1, cols) if cols else arr.reshape(-1)
-
 
 def _clip_box(box: np.ndarray, width: int, height: int) -> tuple[float, float, float, float] | None:
     """Clip xyxy to the image; None when non-finite or entirely outside (nothing to draw)."""
@@ -60,7 +58,6 @@ def _clip_box(box: np.ndarray, width: int, height: int) -> tuple[float, float, f
     x1, y1 = max(0.0, min(box[0], box[2])), max(0.0, min(box[1], box[3]))
     x2, y2 = min(width - 1.0, max(box[0], box[2])), min(height - 1.0, max(box[1], box[3]))
     return (x1, y1, x2, y2) if x1 <= x2 and y1 <= y2 else None
-
 
 def _draw_label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str,
                 color: tuple[int, int, int], size: tuple[int, int], font_size: int) -> None:
@@ -76,12 +73,10 @@ def _draw_label(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str,
     luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
     draw.text((x + pad - left, y + pad - top), text, font=font, fill=(0, 0, 0) if luminance > 150 else (255,) * 3)
 
-
 def _sizes(image: Image.Image) -> tuple[int, int]:
     """Line width and font size that stay readable from thumbnails to full-HD frames."""
     short = min(image.size)
     return max(1, round(short / 250)), int(np.clip(round(short * 0.03), 8, 24))
-
 
 def draw_detections(image: Image.Image, boxes: Any, scores: Any, names: Sequence[str], *,
                     max_dets: int = 100) -> Image.Image:
@@ -107,7 +102,6 @@ def draw_detections(image: Image.Image, boxes: Any, scores: Any, names: Sequence
         _draw_label(draw, (box[0], box[1]), f"{names[i]} {scores[i]:.2f}", color, out.size, font_size)
     return out
 
-
 def _dashed_rectangle(draw: ImageDraw.ImageDraw, box: tuple[float, float, float, float],
                       color: tuple[int, int, int], dash: int = 4, gap: int = 3) -> None:
     """Thin dashed outline; PIL has no dash style, so draw it as short segments."""
@@ -120,7 +114,6 @@ def _dashed_rectangle(draw: ImageDraw.ImageDraw, box: tuple[float, float, float,
             t0, t1 = start / max(length, 1e-6), end / max(length, 1e-6)
             draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
                       fill=color, width=1)
-
 
 def save_prediction_grid(images: Sequence[Image.Image], detections: Sequence[dict], out_path: str | os.PathLike,
                          *, gts: Sequence[dict] | None = None, cols: int = 4) -> None:
@@ -158,7 +151,6 @@ def save_prediction_grid(images: Sequence[Image.Image], detections: Sequence[dic
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(out, format="PNG")
 
-
 def _read_jsonl(path: Path) -> list[dict]:
     """Parse metrics.jsonl, skipping (with one warning) lines a killed run left half-written."""
     records, bad = [], []
@@ -182,7 +174,6 @@ def _read_jsonl(path: Path) -> list[dict]:
         raise ValueError(f"{path}: no metrics records (file is empty or unreadable)")
     return records
 
-
 def _series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     """(iters, values) for records holding a finite `key`, sorted by iter (resumed runs append out of order)."""
     pts = [(float(r["iter"]), float(r[key])) for r in records
@@ -190,7 +181,6 @@ def _series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
            and math.isfinite(r[key])]
     pts.sort(key=lambda p: p[0])
     return np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
-
 
 def _ema(values: np.ndarray) -> np.ndarray:
     """Bias-corrected exponential moving average (as TensorBoard smooths); span ~ 1/25 of the run."""
@@ -200,7 +190,6 @@ def _ema(values: np.ndarray) -> np.ndarray:
         acc = beta * acc + (1 - beta) * v
         out[i] = acc / (1 - beta ** (i + 1)) if beta > 0 else v
     return out
-
 
 def plot_training_curves(metrics_jsonl: str | os.PathLike, out_png: str | os.PathLike) -> None:
     """Two panels from a metrics.jsonl: training loss vs iter (raw + smoothed), and AP / AP50 vs iter.
@@ -246,14 +235,4 @@ def plot_training_curves(metrics_jsonl: str | os.PathLike, out_png: str | os.Pat
     fig.suptitle(path.name)
 
     # Write then rename: a dashboard may be polling this file while training runs.
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))

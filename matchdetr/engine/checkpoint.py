@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
+from ..fileio import atomic_write
+
 FORMAT_VERSION = 1
 _META_KEY = "matchdetr"
 _CKPT_RE = re.compile(r"^iter_(\d+)\.safetensors$")
@@ -34,28 +35,6 @@ _CKPT_RE = re.compile(r"^iter_(\d+)\.safetensors$")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read; the one-line message names the file."""
-
-
-def atomic_write(path: str | os.PathLike, write: Any) -> None:
-    """Call ``write(tmp_path)``, fsync the file, then rename it onto ``path`` (same directory)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_weights(path: str | os.PathLike, state_dict: dict[str, Tensor], meta: dict[str, Any]) -> None:

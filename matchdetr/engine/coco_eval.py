@@ -16,7 +16,7 @@ import json
 import math
 import numbers
 import os
-import tempfile
+
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
+
+from ..fileio import atomic_write_json
 
 __all__ = [
     "METRIC_NAMES",
@@ -38,10 +40,8 @@ __all__ = [
 # Order of COCOeval.stats[:12] for bbox evaluation.
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
-
 class EvalInputError(ValueError):
     """A GT or results input is unusable; the message is one line naming the source (and entry)."""
-
 
 @dataclass
 class EvalResult:
@@ -79,18 +79,14 @@ class EvalResult:
             "per_class": [{k: _nan_to_none(v) for k, v in c.items()} for c in self.per_class],
         }
 
-
 def _fmt(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.1f}"
-
 
 def _nan_to_none(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
-
 def _silent(*args: Any, **kwargs: Any) -> None:
     """print_function for faster-coco-eval: the caller prints `EvalResult.table()` instead."""
-
 
 def _read_json(source: str | os.PathLike, what: str) -> Any:
     path = Path(source)
@@ -104,20 +100,16 @@ def _read_json(source: str | os.PathLike, what: str) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise EvalInputError(f"{path}: cannot read {what} file ({e})") from None
 
-
 def _short(value: Any, limit: int = 60) -> str:
     """repr() cut to one short line, for error messages."""
     text = " ".join(repr(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
 
 def load_coco(source: str | os.PathLike | dict) -> COCO:
     """Load a COCO GT (JSON path or parsed dict) into a faster-coco-eval `COCO`.
@@ -153,7 +145,6 @@ def load_coco(source: str | os.PathLike | dict) -> COCO:
         ann.setdefault("area", float(bbox[2]) * float(bbox[3]))
         ann.setdefault("iscrowd", 0)
     return COCO(copied, print_function=_silent)
-
 
 def load_results(source: str | os.PathLike | list[dict], gt: COCO) -> list[dict]:
     """Validate a COCO results list (path or list) against `gt`; return clean copies.
@@ -199,7 +190,6 @@ def load_results(source: str | os.PathLike | list[dict], gt: COCO) -> list[dict]
         warnings.warn(f"{name}: dropped {degenerate} detection(s) with width or height <= 0", stacklevel=2)
     return clean
 
-
 def evaluate_detections(
     gt: str | os.PathLike | dict | COCO,
     results: str | os.PathLike | list[dict],
@@ -233,13 +223,11 @@ def evaluate_detections(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write_json(result.to_json(), out / "metrics.json")
+        atomic_write_json(out / "metrics.json", result.to_json(), allow_nan=False)
     return result
-
 
 def _source_name(source: Any) -> str:
     return "<results list>" if isinstance(source, list) else str(source)
-
 
 def _per_class(coco_eval: COCOeval_faster, gt: COCO, dets: list[dict]) -> list[dict]:
     """Per-category AP from eval["precision"] [T, R, K, A, M] at area "all", maxDets 100.
@@ -265,36 +253,19 @@ def _per_class(coco_eval: COCOeval_faster, gt: COCO, dets: list[dict]) -> list[d
         })
     return rows
 
-
 def _mean_valid(p: np.ndarray) -> float:
     valid = p[p > -1]
     return float(valid.mean()) * 100.0 if valid.size else float("nan")
-
 
 def _to_plain(det: dict) -> dict:
     # Detections often carry numpy/torch scalars, which json cannot serialise.
     return {"image_id": int(det["image_id"]), "category_id": int(det["category_id"]),
             "bbox": [float(v) for v in det["bbox"]], "score": float(det["score"])}
 
-
 def write_results(results: list[dict], path: str | os.PathLike) -> None:
     """Write a COCO results JSON (image_id, category_id, bbox [x, y, w, h], score).
 
     Atomic (temporary file + os.replace): a run killed mid-write leaves the old file, never half a file.
     """
-    _atomic_write_json([_to_plain(d) for d in results], Path(path))
+    atomic_write_json(path, [_to_plain(d) for d in results], allow_nan=False)
 
-
-def _atomic_write_json(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -32,6 +32,7 @@ from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..data.transforms import build_transforms
 from ..models.build import build_criterion
+from ..fileio import atomic_write_text
 from . import checkpoint as ck
 from . import distributed as dist
 from .coco_eval import EvalResult
@@ -268,7 +269,7 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             continue  # a line cut by the kill
-    ck.atomic_write(path, lambda tmp: Path(tmp).write_text("".join(l + "\n" for l in keep)))
+    atomic_write_text(path, "".join(l + "\n" for l in keep))
 
 
 def train(cfg: Config, train_paths: SplitPaths, val_paths: SplitPaths | None, out_dir: str | os.PathLike,
