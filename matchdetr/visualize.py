@@ -232,7 +232,7 @@ def plot_training_curves(metrics_jsonl: str | os.PathLike, out_png: str | os.Pat
     ax_ap.set(title="COCO bbox AP (%)", xlabel="iteration", ylabel="AP")
     for ax in (ax_loss, ax_ap):
         ax.grid(alpha=0.3)
-    fig.suptitle(path.name)
+    fig.suptitle(path.parent.name or path.name)  # the run directory's name
 
     # Write then rename: a dashboard may be polling this file while training runs.
     atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))

@@ -62,6 +62,7 @@ def _autocast(device: torch.device, amp: str) -> Any:
 def _resume_config(cfg: Config, meta: dict[str, Any]) -> Config:
     """The checkpoint's config wins (the weights belong to it); only the schedule length comes from ``cfg``."""
     saved = Config.from_dict(meta["config"])
+    cfg.model.num_classes = saved.model.num_classes  # set from the dataset at the start, not by the user
     if saved.model != cfg.model or saved.data != cfg.data:
         warnings.warn("resuming: the model/data config of the checkpoint is used; differing options were ignored")
     saved.train.iters, saved.train.epochs = cfg.train.iters, cfg.train.epochs
@@ -150,12 +151,13 @@ class Trainer:
         self.sampler.set_epoch(epoch, start_batch)
         self.train_set.set_epoch(epoch)
         loader = DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate,
-                            num_workers=self.cfg.data.num_workers, generator=torch.Generator().manual_seed(epoch))
+                            num_workers=self.cfg.data.num_workers, generator=torch.Generator().manual_seed(epoch),
+                            pin_memory=self.device.type == "cuda")
         return iter(loader)
 
     def _step(self, batch: Any) -> dict[str, float] | None:
         t = self.cfg.train
-        batch = batch.to(self.device)
+        batch = batch.to(self.device, non_blocking=True)
         targets = batch.targets
         with self.autocast() if self.autocast else nullcontext():
             out = self.net(batch.images, batch.pixel_mask, targets)
