@@ -217,6 +217,52 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- convert
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="import weights from other implementations",
+                       description="Convert released weights into a matchdetr checkpoint (one .safetensors file).")
+    csub = p.add_subparsers(dest="source", required=True, metavar="{hf}")
+    hf = csub.add_parser("hf", help="HF transformers DeformableDetrForObjectDetection (save_pretrained directory)")
+    hf.add_argument("src", help="directory with config.json and *.safetensors (use_timm_backbone=False)")
+    hf.add_argument("out", help="output checkpoint, e.g. deformable-detr.safetensors")
+    hf.set_defaults(func=cmd_convert_hf)
+
+
+def cmd_convert_hf(a: argparse.Namespace) -> int:
+    from .interop.hf_deformable_detr import convert_hf_deformable_detr
+
+    out = convert_hf_deformable_detr(a.src, a.out)
+    print(f"wrote {out}; load it with matchdetr.load('{out}') or --checkpoint {out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- bench
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks: speed (and, later, convergence)")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed}")
+    s = bsub.add_parser("speed", help="inference latency, training-step time and peak memory of a preset")
+    s.add_argument("--model", required=True, help="preset name")
+    s.add_argument("--vs-hf", action="store_true", help="also time HF transformers' twin on identical weights")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--size", default="640x640", help="HxW (default 640x640)")
+    s.add_argument("--warmup", type=int, default=2)
+    s.add_argument("--repeats", type=int, default=5)
+    s.set_defaults(func=cmd_bench_speed)
+
+
+def cmd_bench_speed(a: argparse.Namespace) -> int:
+    from .analysis.speed import bench_speed, format_table
+
+    try:
+        h, w = (int(v) for v in a.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 640x640, got {a.size!r}") from None
+    rows = bench_speed(a.model, vs_hf=a.vs_hf, device=a.device, size=(h, w), warmup=a.warmup, repeats=a.repeats)
+    device = a.device if a.device != "auto" else ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    print(format_table(a.model, rows, device, (h, w)))
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from .presets import DEFAULT_TINY
@@ -239,8 +285,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matchdetr", description="DETR-family detectors built around better matching.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{synth,train,eval,predict,models,demo}")
-    for add in (_add_synth, _add_train, _add_eval, _add_predict, _add_models, _add_demo):
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{synth,train,eval,predict,models,convert,bench,demo}")
+    for add in (_add_synth, _add_train, _add_eval, _add_predict, _add_models, _add_convert, _add_bench, _add_demo):
         add(sub)
     return parser
 

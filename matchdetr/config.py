@@ -40,6 +40,13 @@ class TransformerConfig:
     dropout: float = 0.1
     pre_norm: bool = False  # DETR uses post-norm
     num_queries: int = 300  # DETR-dagger of SAM-DETR++ table 1 uses 300 queries
+    # Deformable attention (Deformable-DETR): feature levels (backbone levels + extra stride-2 convs) and
+    # sampling points per level and head, in the encoder and in the decoder's cross-attention.
+    num_levels: int = 4
+    enc_points: int = 4
+    dec_points: int = 4
+    box_refine: bool = False  # iterative box refinement (Deformable-DETR sec 4.1): per-layer box heads
+    two_stage: bool = False  # encoder proposals become the decoder's initial boxes (Deformable-DETR sec 4.1)
 
 
 @dataclass
@@ -110,6 +117,10 @@ class TrainConfig:
     lr_drop: float = 11.0  # step where lr x lr_drop_factor: an epoch (epoch schedule) or an iteration
     lr_drop_factor: float = 0.1
     warmup_iters: int = 0
+    # Parameters whose name contains one of these keys train at lr * lr_proj_mult (Deformable-DETR trains the
+    # sampling-offset and reference-point projections at 0.1x).
+    lr_proj_names: list[str] = field(default_factory=list)
+    lr_proj_mult: float = 0.1
     amp: str = "none"  # none | bf16 | fp16 (CUDA only; CPU runs fp32)
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights
     eval_every: int = 0  # iterations between evaluations; 0 = only at the end

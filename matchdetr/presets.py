@@ -70,3 +70,69 @@ def detr_tiny() -> Config:
     cfg = make_tiny(detr_r50())
     cfg.model.backbone.dilation = True  # DC5: a 256 px image gives 16x16 tokens instead of 8x8
     return cfg
+
+
+# ------------------------------------------------------------------------------------- Deformable-DETR
+def _deformable(box_refine: bool = False, two_stage: bool = False) -> Config:
+    """Deformable-DETR-R50 (Zhu et al. 2021): C3-C5 + one extra level, 6+6 deformable layers, 8 heads,
+    4 points, FFN 1024, 300 queries; lr 2e-4 (backbone 2e-5, offsets and reference points x0.1), 50 epochs
+    with the drop at 40."""
+    cfg = Config()
+    m, t, tr = cfg.model, cfg.model.transformer, cfg.train
+    m.arch = "deformable_detr"
+    m.backbone.return_levels = [3, 4, 5]
+    t.dim_feedforward, t.num_levels, t.enc_points, t.dec_points = 1024, 4, 4, 4
+    t.box_refine, t.two_stage = box_refine, two_stage
+    tr.lr, tr.lr_backbone, tr.epochs, tr.lr_drop = 2e-4, 2e-5, 50, 40
+    tr.lr_proj_names, tr.lr_proj_mult = ["sampling_offsets", "reference_points"], 0.1
+    return cfg
+
+
+def _deformable_tiny(cfg: Config) -> Config:
+    make_tiny(cfg)
+    cfg.model.backbone.dilation = False  # multi-scale: strides 8/16/32 (+64), no DC5
+    return cfg
+
+
+@preset("deformable-detr-r50")
+def deformable_detr_r50() -> Config:
+    return _deformable()
+
+
+@preset("deformable-detr-r50-refine")
+def deformable_detr_r50_refine() -> Config:
+    return _deformable(box_refine=True)
+
+
+@preset("deformable-detr-r50-two-stage")
+def deformable_detr_r50_two_stage() -> Config:
+    return _deformable(box_refine=True, two_stage=True)
+
+
+@preset("deformable-detr-tiny")
+def deformable_detr_tiny() -> Config:
+    return _deformable_tiny(_deformable())
+
+
+@preset("deformable-detr-refine-tiny")
+def deformable_detr_refine_tiny() -> Config:
+    return _deformable_tiny(_deformable(box_refine=True))
+
+
+@preset("deformable-detr-two-stage-tiny")
+def deformable_detr_two_stage_tiny() -> Config:
+    return _deformable_tiny(_deformable(box_refine=True, two_stage=True))
+
+
+# --------------------------------------------------------------------------------- DAB-Deformable-DETR
+@preset("dab-deformable-detr-r50")
+def dab_deformable_detr_r50() -> Config:
+    """DAB-Deformable-DETR-R50: Deformable-DETR with 4-d anchor queries refined layer by layer."""
+    cfg = _deformable(box_refine=True)
+    cfg.model.arch = "dab_deformable_detr"
+    return cfg
+
+
+@preset("dab-deformable-detr-tiny")
+def dab_deformable_detr_tiny() -> Config:
+    return _deformable_tiny(dab_deformable_detr_r50())

@@ -69,6 +69,8 @@ class Supervised:
     gt_repeat: match against the ground truth repeated this many times (H-DETR's one-to-many branch).
     weight: multiplies every loss of this set.
     num_boxes_factor: the normaliser is ``num_boxes * num_boxes_factor`` (denoising groups).
+    class_agnostic: every GT counts as class 0 (Deformable-DETR's two-stage proposals are foreground /
+        background only).
     """
 
     suffix: str
@@ -77,6 +79,7 @@ class Supervised:
     gt_repeat: int = 1
     weight: float = 1.0
     num_boxes_factor: float = 1.0
+    class_agnostic: bool = False
 
 
 @dataclass

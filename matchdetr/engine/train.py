@@ -96,7 +96,8 @@ class Trainer:
         self.model = api.from_config(cfg, self.label_map).to(self.device)
         self.criterion = build_criterion(cfg.model)
         t = cfg.train
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, t.lr, t.lr_backbone, t.weight_decay),
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, t.lr, t.lr_backbone, t.weight_decay,
+                                                        {k: t.lr_proj_mult for k in t.lr_proj_names}),
                                            lr=t.lr, weight_decay=t.weight_decay)
         self.autocast = _autocast(self.device, t.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and t.amp == "fp16")

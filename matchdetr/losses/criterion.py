@@ -8,7 +8,7 @@ different component passed in, not a subclass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -71,13 +71,14 @@ class SetCriterion:
         for sup in output.supervision():
             if not self.aux_loss and sup.suffix.startswith("_aux"):
                 continue
+            tgts = [replace(t, labels=torch.zeros_like(t.labels)) for t in targets] if sup.class_agnostic else targets
             if sup.assignment is not None:
                 indices = sup.assignment.indices
             else:
-                indices = self.matcher(sup.prediction, targets, sup.gt_repeat)
+                indices = self.matcher(sup.prediction, tgts, sup.gt_repeat)
             norm = base * sup.gt_repeat * sup.num_boxes_factor
-            terms = {self.class_loss.name: self.class_loss(sup.prediction, targets, indices, norm, sup.gt_repeat)}
-            terms.update(self.box_loss(sup.prediction, targets, indices, norm, sup.gt_repeat))
+            terms = {self.class_loss.name: self.class_loss(sup.prediction, tgts, indices, norm, sup.gt_repeat)}
+            terms.update(self.box_loss(sup.prediction, tgts, indices, norm, sup.gt_repeat))
             for name, value in terms.items():
                 losses[f"loss_{name}{sup.suffix}"] = value
                 total = total + sup.weight * self.weights.get(name, 1.0) * value

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from torch import nn
+
 from ..config import ModelConfig
 from ..losses.boxes import BoxLoss
 from ..losses.criterion import SetCriterion
@@ -21,7 +23,10 @@ from .encoders import Encoder, SelfAttentionEncoderLayer
 from .heads import DetectionHead
 from .neck import InputProjection
 from .postprocess import PostProcessor
-from .queries import LearnedQueries
+from .anchors import AnchorPosition, AnchorQueries
+from .deformable import DeformableDecoderLayer, DeformableEncoderLayer
+from .plugins.query_selection import TwoStageQueries
+from .queries import LearnedQueries, ReferencePointQueries
 
 
 def build_detr(cfg: ModelConfig) -> Detector:
@@ -42,7 +47,64 @@ def build_detr(cfg: ModelConfig) -> Detector:
     )
 
 
-_ARCHS: dict[str, Callable[[ModelConfig], Detector]] = {"detr": build_detr}
+def _deformable_parts(cfg: ModelConfig) -> tuple[nn.Module, InputProjection, Encoder, DeformableDecoderLayer]:
+    """Backbone, multi-scale projection, deformable encoder and decoder layer shared by the deformable family."""
+    t = cfg.transformer
+    backbone = build_backbone(cfg.backbone)
+    extra = t.num_levels - len(backbone.channels)
+    if extra < 0:
+        raise ValueError(f"model.transformer.num_levels={t.num_levels} is fewer than the backbone's "
+                         f"{len(backbone.channels)} return_levels")
+    neck = InputProjection(backbone.channels, t.hidden_dim, group_norm=True, extra_levels=extra,
+                           level_embed=True, pos_offset=-0.5)
+    enc_layer = DeformableEncoderLayer(t.hidden_dim, t.num_heads, t.num_levels, t.enc_points, t.dim_feedforward, t.dropout)
+    dec_layer = DeformableDecoderLayer(t.hidden_dim, t.num_heads, t.num_levels, t.dec_points, t.dim_feedforward, t.dropout)
+    return backbone, neck, Encoder(enc_layer, t.enc_layers), dec_layer
+
+
+def _init_box_bias(head: DetectionHead, wh_logit: float) -> None:
+    """Deformable-DETR: boxes start as the reference point with ``wh = sigmoid(wh_logit)`` (-2: 0.12)."""
+    for box in head.bbox_embed:
+        nn.init.constant_(box.layers[-1].bias[2:], wh_logit)
+
+
+def build_deformable_detr(cfg: ModelConfig) -> Detector:
+    """Deformable-DETR (Zhu et al. 2021): plain, with iterative box refinement, or two-stage (which implies
+    refinement in the published configurations but is independent here)."""
+    t = cfg.transformer
+    backbone, neck, encoder, dec_layer = _deformable_parts(cfg)
+    per_layer = t.box_refine or t.two_stage
+    num_heads = (t.dec_layers + int(t.two_stage)) if per_layer else 1
+    head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=num_heads, zero_box_init=True)
+    if not t.two_stage:
+        _init_box_bias(head, -2.0)
+    if t.two_stage:
+        queries: nn.Module = TwoStageQueries(t.hidden_dim, t.num_queries, head, enc_index=t.dec_layers)
+    else:
+        queries = ReferencePointQueries(t.num_queries, t.hidden_dim)
+    decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=False,
+                      box_refine=head.box_delta if t.box_refine else None)
+    return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries, decoder=decoder, head=head,
+                    postprocessor=PostProcessor(cfg.postprocess.topk))
+
+
+def build_dab_deformable_detr(cfg: ModelConfig) -> Detector:
+    """DAB-Deformable-DETR: Deformable-DETR with 4-d anchor queries, positional queries from the anchors
+    and layer-by-layer anchor refinement (per-layer heads)."""
+    t = cfg.transformer
+    backbone, neck, encoder, dec_layer = _deformable_parts(cfg)
+    head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=t.dec_layers, zero_box_init=True)
+    decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=False, box_refine=head.box_delta,
+                      query_pos=AnchorPosition(t.hidden_dim, scale_by_content=True))
+    return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=AnchorQueries(t.num_queries, t.hidden_dim),
+                    decoder=decoder, head=head, postprocessor=PostProcessor(cfg.postprocess.topk))
+
+
+_ARCHS: dict[str, Callable[[ModelConfig], Detector]] = {
+    "detr": build_detr,
+    "deformable_detr": build_deformable_detr,
+    "dab_deformable_detr": build_dab_deformable_detr,
+}
 
 
 def build_model(cfg: ModelConfig) -> Detector:

@@ -1,17 +1,20 @@
 """Decoder layer types and the decoder stack.
 
-A decoder layer maps ``content [B, Q, d]`` to ``[B, Q, d]`` given the query positions, the memory and the
-self-attention mask; plug-ins that change how a layer reads the memory (the Semantics Aligner, SMCA) are
-passed to the layer as arguments rather than written into it.
+A decoder layer maps ``content [B, Q, d]`` to ``[B, Q, d]`` given the query positions, the memory, the
+self-attention mask and (for deformable cross-attention) the reference boxes; plug-ins that change how a layer
+reads the memory (the Semantics Aligner, SMCA) are passed to the layer as arguments rather than written into it.
+The stack owns what happens between layers: reference refinement and per-layer positional queries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
+from ..boxes import inverse_sigmoid
 from .attention import MultiheadAttention
 from .layers import FeedForward, clones, with_pos
 from .memory import Memory
@@ -34,9 +37,10 @@ class CrossAttentionDecoderLayer(nn.Module):
         self.pre_norm = pre_norm
 
     def forward(
-        self, tgt: Tensor, query_pos: Tensor | None, memory: Memory, self_attn_mask: Tensor | None = None
+        self, tgt: Tensor, query_pos: Tensor | None, memory: Memory, self_attn_mask: Tensor | None = None,
+        reference: Tensor | None = None,
     ) -> Tensor:
-        """tgt, query_pos: ``[B, Q, d]`` -> ``[B, Q, d]``."""
+        """tgt, query_pos: ``[B, Q, d]`` -> ``[B, Q, d]``; ``reference`` is not used by global attention."""
         y = self.norm1(tgt) if self.pre_norm else tgt
         qk = with_pos(y, query_pos)
         y = self.self_attn(qk, qk, y, attn_mask=self_attn_mask)
@@ -56,26 +60,60 @@ class CrossAttentionDecoderLayer(nn.Module):
 
 @dataclass
 class DecoderOutput:
-    """hidden: ``[L, B, Q, d]`` every layer's (normed) output; references: ``[L, B, Q, 4]`` the reference box
-    each layer's prediction refines, or None for decoders without references."""
+    """hidden: ``[L, B, Q, d]`` every layer's (normed) output; references: ``[L, B, Q, 2|4]`` the reference
+    each layer's prediction refines (normalised cxcy or cxcywh), or None for decoders without references."""
 
     hidden: Tensor
     references: Tensor | None = None
 
 
-class Decoder(nn.Module):
-    """A stack of decoder layers returning every layer's output, each passed through a shared final
-    LayerNorm as in DETR (its decoder normalises intermediate outputs before the heads)."""
+# (layer index, hidden [B, Q, d]) -> box delta [B, Q, 4] in logit space: the head's box branch.
+BoxDelta = Callable[[int, Tensor], Tensor]
 
-    def __init__(self, layer: nn.Module, num_layers: int, dim: int, final_norm: bool = True) -> None:
+
+def refine_reference(reference: Tensor, delta: Tensor) -> Tensor:
+    """Deformable-DETR's iterative refinement (sec 4.1 / appendix A.4): the new box is
+    ``sigmoid(delta + logit(reference))``; a 2-d reference point refines the centre and takes w, h from the
+    delta, so every later layer has a 4-d reference box."""
+    if reference.shape[-1] == 4:
+        return (delta + inverse_sigmoid(reference)).sigmoid()
+    return torch.cat((delta[..., :2] + inverse_sigmoid(reference), delta[..., 2:]), -1).sigmoid()
+
+
+class Decoder(nn.Module):
+    """A stack of decoder layers returning every layer's output.
+
+    final_norm: a LayerNorm shared by all layers' outputs before the heads (DETR); Deformable-DETR has none.
+    box_refine: the head's box branch; when given, each layer's refined box (detached) becomes the next
+        layer's reference (Deformable-DETR "iterative bounding box refinement", DAB, DINO).
+    query_pos: a module computing each layer's positional query from its reference box and content
+        (DAB-DETR's anchor embedding); None keeps ``queries.pos`` fixed for all layers.
+    """
+
+    def __init__(self, layer: nn.Module, num_layers: int, dim: int, final_norm: bool = True,
+                 box_refine: BoxDelta | None = None, query_pos: nn.Module | None = None) -> None:
         super().__init__()
         self.layers = clones(layer, num_layers)
         self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
+        self.box_refine = box_refine
+        self.query_pos = query_pos
 
     def forward(self, queries: Queries, memory: Memory) -> DecoderOutput:
-        x = queries.content
-        hidden = []
-        for layer in self.layers:
-            x = layer(x, queries.pos, memory, queries.self_attn_mask)
+        x, ref, pos = queries.content, queries.reference, queries.pos
+        hidden, refs = [], []
+        for i, layer in enumerate(self.layers):
+            if self.query_pos is not None:
+                pos = self.query_pos(ref, x, i, memory)
+            x = layer(x, pos, memory, queries.self_attn_mask, ref)
             hidden.append(self.norm(x))
-        return DecoderOutput(hidden=torch.stack(hidden))
+            refs.append(ref)
+            if self.box_refine is not None and ref is not None:
+                ref = refine_reference(ref, self.box_refine(i, x)).detach()
+        return DecoderOutput(hidden=torch.stack(hidden), references=None if ref is None else _stack_refs(refs))
+
+
+def _stack_refs(refs: list[Tensor]) -> Tensor | list[Tensor]:
+    """Stack per-layer references; a 2-d first reference followed by 4-d ones stays a list."""
+    if len({r.shape[-1] for r in refs}) == 1:
+        return torch.stack(refs)
+    return refs  # type: ignore[return-value]

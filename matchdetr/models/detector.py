@@ -62,7 +62,7 @@ class Detector(nn.Module):
             raise ValueError(f"images must be [B, 3, H, W], got {list(images.shape)}")
         if pixel_mask is None:
             pixel_mask = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
-        memory = self.fusion(self.encoder(self.neck(self.backbone(images, pixel_mask))))
+        memory = self.fusion(self.encoder(self.neck(self.backbone(images, pixel_mask), pixel_mask)))
         queries = self.queries(memory, targets if self.training else None)
         decoded = self.decoder(queries, memory)
         preds = self.head(decoded.hidden, decoded.references)

@@ -1,8 +1,9 @@
-"""Class and box heads applied to every decoder layer's output."""
+"""Class and box heads applied to every decoder layer's output (and to encoder proposals)."""
 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -15,32 +16,43 @@ from .layers import MLP
 class DetectionHead(nn.Module):
     """Per-layer class logits and boxes.
 
-    num_heads: 1 shares one class/box head across layers (DETR); > 1 gives each layer its own (DINO).
-    Boxes are ``sigmoid(MLP(h))`` without a reference, and ``sigmoid(MLP(h) + logit(reference))`` with one
-    (iterative refinement in unbounded space, Deformable-DETR sec 4.1).
+    num_heads: 1 shares one class/box head across layers (DETR, plain Deformable-DETR); > 1 gives each
+    layer its own (box refinement, DINO); one more than the decoder layers adds the encoder-proposal head of
+    two-stage models (index ``num_heads - 1``).
+    share_class: with per-layer box heads, keep one class head for all layers.
+    Boxes are ``sigmoid(MLP(h))`` without a reference and ``sigmoid(MLP(h) + logit(reference))`` with one
+    (a 2-d reference point only shifts the centre), Deformable-DETR sec 4.1.
     """
 
-    def __init__(self, dim: int, num_classes: int, num_heads: int = 1, prior_prob: float = 0.01) -> None:
+    def __init__(self, dim: int, num_classes: int, num_heads: int = 1, prior_prob: float = 0.01,
+                 share_class: bool = False, zero_box_init: bool = False) -> None:
         super().__init__()
-        self.class_embed = nn.ModuleList(nn.Linear(dim, num_classes) for _ in range(num_heads))
+        self.class_embed = nn.ModuleList(nn.Linear(dim, num_classes) for _ in range(1 if share_class else num_heads))
         self.bbox_embed = nn.ModuleList(MLP(dim, dim, 4, 3) for _ in range(num_heads))
         # Focal-loss prior (Lin et al. 2017, sec 4.1): every class starts at probability prior_prob, so the
         # background-dominated loss does not blow up in the first iterations.
         bias = -math.log((1 - prior_prob) / prior_prob)
         for cls in self.class_embed:
             nn.init.constant_(cls.bias, bias)
+        if zero_box_init:  # Deformable-DETR: the first boxes equal the references
+            for box in self.bbox_embed:
+                nn.init.zeros_(box.layers[-1].weight)
+                nn.init.zeros_(box.layers[-1].bias)
 
-    def _pick(self, layer: int) -> tuple[nn.Module, nn.Module]:
-        i = layer if len(self.class_embed) > 1 else 0
-        return self.class_embed[i], self.bbox_embed[i]
+    def box_delta(self, layer: int, hidden: Tensor) -> Tensor:
+        """Box branch of ``layer`` (logit space), ``[..., d] -> [..., 4]``; also drives box refinement."""
+        return self.bbox_embed[layer if len(self.bbox_embed) > 1 else 0](hidden)
 
-    def forward(self, hidden: Tensor, references: Tensor | None = None) -> list[Prediction]:
-        """hidden: ``[L, B, Q, d]``; references: ``[L, B, Q, 4]`` or None -> L predictions."""
-        out = []
-        for layer, h in enumerate(hidden):
-            cls, box = self._pick(layer)
-            delta = box(h)
-            if references is not None:
-                delta = delta + inverse_sigmoid(references[layer])
-            out.append(Prediction(logits=cls(h), boxes=torch.sigmoid(delta)))
-        return out
+    def classify(self, layer: int, hidden: Tensor) -> Tensor:
+        return self.class_embed[layer if len(self.class_embed) > 1 else 0](hidden)
+
+    def predict(self, layer: int, hidden: Tensor, reference: Tensor | None) -> Prediction:
+        delta = self.box_delta(layer, hidden)
+        if reference is not None:
+            ref = inverse_sigmoid(reference)
+            delta = delta + ref if ref.shape[-1] == 4 else torch.cat((delta[..., :2] + ref, delta[..., 2:]), -1)
+        return Prediction(logits=self.classify(layer, hidden), boxes=torch.sigmoid(delta))
+
+    def forward(self, hidden: Tensor, references: Tensor | Sequence[Tensor] | None = None) -> list[Prediction]:
+        """hidden: ``[L, B, Q, d]``; references: ``[L, B, Q, 2|4]`` (or a list) or None -> L predictions."""
+        return [self.predict(i, h, None if references is None else references[i]) for i, h in enumerate(hidden)]

@@ -24,6 +24,7 @@ class Memory:
     valid_ratios: ``[B, L, 2]`` the unpadded fraction ``(w, h)`` of each level's map.
     layers: every encoder layer's input and output ``[x0, x1, ..., xL]`` (each ``[B, S, d]``), kept only when a
         plug-in (memory fusion, the unstable score) asks for them.
+    cache: values derived from the geometry alone (e.g. encoder reference points), computed once per forward.
     """
 
     tokens: Tensor
@@ -33,6 +34,7 @@ class Memory:
     level_start: Tensor
     valid_ratios: Tensor
     layers: list[Tensor] = field(default_factory=list)
+    cache: dict[str, Tensor] = field(default_factory=dict)
 
     def with_tokens(self, tokens: Tensor) -> "Memory":
         return replace(self, tokens=tokens)

@@ -24,6 +24,7 @@ class InputProjection(nn.Module):
         group_norm: bool = False,
         extra_levels: int = 0,
         level_embed: bool = False,
+        pos_offset: float = 0.0,
     ) -> None:
         super().__init__()
 
@@ -34,7 +35,8 @@ class InputProjection(nn.Module):
         self.proj = nn.ModuleList(block(c, 1, 1) for c in in_channels)
         chans = [in_channels[-1]] + [dim] * max(extra_levels - 1, 0)
         self.extra = nn.ModuleList(block(c, 3, 2) for c in chans[:extra_levels])
-        self.position = PositionEmbeddingSine(dim // 2, normalize=True)
+        # Deformable-DETR measures positions from pixel centres (offset -0.5); DETR from pixel ends (0).
+        self.position = PositionEmbeddingSine(dim // 2, normalize=True, offset=pos_offset)
         num_levels = len(in_channels) + extra_levels
         self.level_embed = nn.Parameter(torch.zeros(num_levels, dim)) if level_embed else None
         for seq in list(self.proj) + list(self.extra):
@@ -43,15 +45,16 @@ class InputProjection(nn.Module):
         if self.level_embed is not None:
             nn.init.normal_(self.level_embed)
 
-    def forward(self, features: list[tuple[Tensor, Tensor]]) -> Memory:
-        """features: per level ``(map [B, C_l, h, w], mask [B, h, w])`` -> flattened :class:`Memory`."""
+    def forward(self, features: list[tuple[Tensor, Tensor]], pixel_mask: Tensor) -> Memory:
+        """features: per level ``(map [B, C_l, h, w], mask [B, h, w])``; pixel_mask ``[B, H, W]`` True on
+        padding (extra levels take their mask from it, as Deformable-DETR does) -> flattened :class:`Memory`."""
         maps = [p(f) for p, (f, _) in zip(self.proj, features)]
         masks = [m for _, m in features]
         src = features[-1][0]
         for conv in self.extra:
             src = conv(src)
             maps.append(src)
-            masks.append(F.interpolate(masks[-1][None].float(), size=src.shape[-2:])[0].bool())
+            masks.append(F.interpolate(pixel_mask[None].float(), size=src.shape[-2:])[0].bool())
         pos = [self.position(m, dtype=x.dtype) for x, m in zip(maps, masks)]
         if self.level_embed is not None:
             pos = [p + self.level_embed[i].view(1, -1, 1, 1) for i, p in enumerate(pos)]

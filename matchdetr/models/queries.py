@@ -46,3 +46,20 @@ class LearnedQueries(nn.Module):
         b = memory.tokens.shape[0]
         pos = self.query_embed.weight[None].expand(b, -1, -1)
         return Queries(content=torch.zeros_like(pos), pos=pos)
+
+
+class ReferencePointQueries(nn.Module):
+    """Deformable-DETR's queries: one learned ``2d`` embedding per query, split into a positional half and a
+    content half; the reference point is ``sigmoid(Linear(pos))`` (Deformable-DETR sec 4.1)."""
+
+    def __init__(self, num_queries: int, dim: int) -> None:
+        super().__init__()
+        self.query_embed = nn.Embedding(num_queries, 2 * dim)
+        self.reference_points = nn.Linear(dim, 2)
+        nn.init.xavier_uniform_(self.reference_points.weight, gain=1.0)
+        nn.init.zeros_(self.reference_points.bias)
+
+    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+        b, d = memory.tokens.shape[0], self.reference_points.in_features
+        pos, content = self.query_embed.weight[None].expand(b, -1, -1).split(d, dim=-1)
+        return Queries(content=content, pos=pos, reference=self.reference_points(pos).sigmoid())

@@ -1,0 +1,47 @@
+"""Build the HF transformers ``DeformableDetrForObjectDetection`` equal to one of our Deformable-DETR models
+(same architecture, same weights), for speed comparisons and parity checks. Needs transformers (dev extra)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..interop.hf_deformable_detr import convert_state_dict
+
+_NAMES = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet34": ("basic", [3, 4, 6, 3]),
+          "resnet50": ("bottleneck", [3, 4, 6, 3]), "resnet101": ("bottleneck", [3, 4, 23, 3])}
+
+
+def hf_config(cfg: Any) -> Any:
+    """The ``DeformableDetrConfig`` of a matchdetr Config of arch ``deformable_detr``."""
+    try:
+        from transformers import DeformableDetrConfig
+    except ImportError as err:  # pragma: no cover
+        raise RuntimeError("--vs-hf needs the transformers package (pip install transformers)") from err
+    m, t = cfg.model, cfg.model.transformer
+    if m.arch != "deformable_detr":
+        raise ValueError(f"no HF transformers twin for model.arch '{m.arch}' (only deformable_detr)")
+    kind, depths = _NAMES[m.backbone.name]
+    exp = 1 if kind == "basic" else 4
+    backbone = {"model_type": "resnet", "layer_type": kind, "depths": depths, "embedding_size": m.backbone.width,
+                "hidden_sizes": [m.backbone.width * 2**i * exp for i in range(4)],
+                "out_features": [f"stage{lvl - 1}" for lvl in m.backbone.return_levels]}
+    return DeformableDetrConfig(
+        use_timm_backbone=False, use_pretrained_backbone=False, backbone_config=backbone, num_labels=m.num_classes,
+        d_model=t.hidden_dim, encoder_layers=t.enc_layers, decoder_layers=t.dec_layers,
+        encoder_attention_heads=t.num_heads, decoder_attention_heads=t.num_heads, encoder_ffn_dim=t.dim_feedforward,
+        decoder_ffn_dim=t.dim_feedforward, num_queries=t.num_queries, two_stage_num_proposals=t.num_queries,
+        num_feature_levels=t.num_levels, encoder_n_points=t.enc_points, decoder_n_points=t.dec_points,
+        with_box_refine=t.box_refine, two_stage=t.two_stage, dropout=t.dropout,
+    )
+
+
+def hf_twin(ours: Any) -> Any:
+    """An HF model whose weights are copied into ``ours`` as well, so both compute the same function."""
+    from transformers import DeformableDetrForObjectDetection
+
+    hf = DeformableDetrForObjectDetection(hf_config(ours.config))
+    state = convert_state_dict(hf.state_dict(), ours.state_dict(), len(ours.config.model.backbone.return_levels))
+    ours.load_state_dict({**ours.state_dict(), **state})
+    return hf

@@ -1,0 +1,95 @@
+"""Two-stage query selection: encoder tokens propose boxes, the best proposals initialise the decoder.
+
+Deformable-DETR (sec 4.1, appendix A.4): every encoder token is a proposal centred on its pixel with
+``wh = 0.05 * 2^level``; a class head and a box head (the detection head's extra, encoder entry) score and
+refine them; the top-k refined boxes, detached, become the decoder's reference boxes, and their sine embedding
+gives the positional and content queries. The proposals are supervised as a prediction set of their own
+(``_enc`` losses).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ...structures import DetectorOutput, Prediction, Supervised, Target
+from ..heads import DetectionHead
+from ..memory import Memory
+from ..queries import Queries
+
+
+def encoder_proposals(memory: Memory, base_wh: float = 0.05) -> tuple[Tensor, Tensor]:
+    """Per-token proposals in logit space ``[B, S, 4]`` (inf where invalid) and the validity mask ``[B, S]``.
+
+    A proposal is valid when every coordinate lies inside (0.01, 0.99) and its token is not padding; the
+    centres are normalised by each image's valid size on that level.
+    """
+    b = memory.tokens.shape[0]
+    props = []
+    for lvl, (h, w) in enumerate(memory.spatial_shapes.tolist()):
+        start = int(memory.level_start[lvl])
+        mask = memory.mask[:, start : start + h * w].view(b, h, w)
+        valid_h, valid_w = (~mask[:, :, 0]).sum(1), (~mask[:, 0, :]).sum(1)
+        ys, xs = torch.meshgrid(
+            torch.linspace(0, h - 1, h, dtype=memory.tokens.dtype, device=mask.device),
+            torch.linspace(0, w - 1, w, dtype=memory.tokens.dtype, device=mask.device),
+            indexing="ij",
+        )
+        grid = torch.stack((xs, ys), -1)[None].expand(b, -1, -1, -1)
+        scale = torch.stack((valid_w, valid_h), -1).view(b, 1, 1, 2).to(grid.dtype)
+        centre = (grid + 0.5) / scale
+        wh = torch.full_like(centre, base_wh * 2.0**lvl)
+        props.append(torch.cat((centre, wh), -1).view(b, -1, 4))
+    proposals = torch.cat(props, 1)
+    valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1) & ~memory.mask
+    logits = torch.log(proposals / (1 - proposals)).masked_fill(~valid[..., None], float("inf"))
+    return logits, valid
+
+
+def proposal_sine_embed(coord_logits: Tensor, num_feats: int, temperature: float = 10000.0) -> Tensor:
+    """``[B, K, 4]`` box logits -> ``[B, K, 4 * num_feats]``: sine embedding of the sigmoid box in the
+    (cx, cy, w, h) order, each coordinate's features interleaved sin/cos (Deformable-DETR's two-stage)."""
+    dim_t = torch.arange(num_feats, dtype=torch.float32, device=coord_logits.device)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_feats)
+    pos = coord_logits.sigmoid().float()[..., None] * (2 * math.pi) / dim_t
+    pos = torch.stack((pos[..., 0::2].sin(), pos[..., 1::2].cos()), -1).flatten(2)
+    return pos.to(coord_logits.dtype)
+
+
+class TwoStageQueries(nn.Module):
+    """Deformable-DETR's two-stage query initialiser.
+
+    head: the detector's head; its last class/box entry (index ``enc_index``) scores the proposals.
+    Ranking uses the first class's logit, as the release and HF transformers do: the encoder head is trained
+    class-agnostically (every GT is class 0), so that logit is the foreground score.
+    """
+
+    def __init__(self, dim: int, num_queries: int, head: DetectionHead, enc_index: int) -> None:
+        super().__init__()
+        self.num_queries, self.enc_index = num_queries, enc_index
+        self.enc_output = nn.Linear(dim, dim)
+        self.enc_output_norm = nn.LayerNorm(dim)
+        self.pos_trans = nn.Linear(2 * dim, 2 * dim)
+        self.pos_trans_norm = nn.LayerNorm(2 * dim)
+        self._head = [head]  # a plain list: the head is registered by the Detector, not twice here
+
+    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+        head = self._head[0]
+        d = memory.tokens.shape[-1]
+        proposals, valid = encoder_proposals(memory)
+        tokens = memory.tokens.masked_fill(~valid[..., None], 0.0)
+        tokens = self.enc_output_norm(self.enc_output(tokens))
+        enc_logits = head.classify(self.enc_index, tokens)
+        enc_coords = head.box_delta(self.enc_index, tokens) + proposals
+        k = min(self.num_queries, enc_logits.shape[1])
+        top = torch.topk(enc_logits[..., 0], k, dim=1).indices
+        top_coords = enc_coords.gather(1, top[..., None].expand(-1, -1, 4)).detach()
+        pos, content = self.pos_trans_norm(self.pos_trans(proposal_sine_embed(top_coords, d // 2))).split(d, -1)
+        enc = Prediction(logits=enc_logits, boxes=enc_coords.sigmoid())
+
+        def add_encoder_set(out: DetectorOutput) -> None:
+            out.extra.append(Supervised("_enc", enc, class_agnostic=True))
+
+        return Queries(content=content, pos=pos, reference=top_coords.sigmoid(), finalize=[add_encoder_set])
