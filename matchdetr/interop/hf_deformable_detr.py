@@ -164,6 +164,11 @@ def convert_state_dict(hf_state: dict[str, Tensor], target: dict[str, Tensor], n
         ours = rename_key(key, num_backbone_levels)
         if ours is None:
             continue
+        shared = re.match(r"(class_embed|bbox_embed)\.(\d+)\.(.*)$", key)
+        if ours not in target and shared and f"{shared.group(1)}.0.{shared.group(3)}" in hf_state:
+            # a tied per-layer copy of a head our model shares across layers: it must equal index 0
+            if torch.equal(value, hf_state[f"{shared.group(1)}.0.{shared.group(3)}"]):
+                continue
         if ours == "" or ours not in target:
             unknown.append(key)
             continue
