@@ -100,3 +100,15 @@ def test_torchrun_two_processes_on_cpu(synth_dir, tmp_path, cli_env):
     assert (tmp_path / "model.safetensors").exists()
     assert "AP" in proc.stdout  # the main process printed the evaluation table once
     assert proc.stdout.count("trained 4 iterations") == 1
+
+
+@pytest.mark.parametrize("name", [n for n in presets.names() if n.endswith("-tiny")])
+def test_every_tiny_preset_trains_and_predicts(name, synth_dir, tmp_path):
+    cfg = presets.get(name)
+    apply_overrides(cfg, MICRO)
+    cfg.train.iters, cfg.train.batch_size, cfg.data.num_workers = 2, 2, 0
+    res = train(cfg, resolve_split(synth_dir, "train"), resolve_split(synth_dir, "val"), tmp_path, device="cpu", progress=False)
+    assert res.iterations == 2 and res.evaluation is not None
+    det = api.load(tmp_path)
+    out = det.predict([str(next((synth_dir / "val").iterdir()))], threshold=0.0)
+    assert out[0]["boxes"].shape[1] == 4

@@ -60,11 +60,12 @@ class CrossAttentionDecoderLayer(nn.Module):
 
 @dataclass
 class DecoderOutput:
-    """hidden: ``[L, B, Q, d]`` every layer's (normed) output; references: ``[L, B, Q, 2|4]`` the reference
-    each layer's prediction refines (normalised cxcy or cxcywh), or None for decoders without references."""
+    """hidden: ``[L, B, Q, d]`` every layer's (normed) output; references: per layer ``[B, Q, 2|4]``, the
+    reference that layer's prediction refines (normalised cxcy or cxcywh; a 2-d first reference is followed
+    by 4-d refined boxes), or None for decoders without references."""
 
     hidden: Tensor
-    references: Tensor | None = None
+    references: list[Tensor] | None = None
 
 
 # (layer index, hidden [B, Q, d]) -> box delta [B, Q, 4] in logit space: the head's box branch.
@@ -109,11 +110,4 @@ class Decoder(nn.Module):
             refs.append(ref)
             if self.box_refine is not None and ref is not None:
                 ref = refine_reference(ref, self.box_refine(i, x)).detach()
-        return DecoderOutput(hidden=torch.stack(hidden), references=None if ref is None else _stack_refs(refs))
-
-
-def _stack_refs(refs: list[Tensor]) -> Tensor | list[Tensor]:
-    """Stack per-layer references; a 2-d first reference followed by 4-d ones stays a list."""
-    if len({r.shape[-1] for r in refs}) == 1:
-        return torch.stack(refs)
-    return refs  # type: ignore[return-value]
+        return DecoderOutput(hidden=torch.stack(hidden), references=None if ref is None else refs)

@@ -53,6 +53,6 @@ class DetectionHead(nn.Module):
             delta = delta + ref if ref.shape[-1] == 4 else torch.cat((delta[..., :2] + ref, delta[..., 2:]), -1)
         return Prediction(logits=self.classify(layer, hidden), boxes=torch.sigmoid(delta))
 
-    def forward(self, hidden: Tensor, references: Tensor | Sequence[Tensor] | None = None) -> list[Prediction]:
-        """hidden: ``[L, B, Q, d]``; references: ``[L, B, Q, 2|4]`` (or a list) or None -> L predictions."""
+    def forward(self, hidden: Tensor, references: Sequence[Tensor] | None = None) -> list[Prediction]:
+        """hidden: ``[L, B, Q, d]``; references: L tensors ``[B, Q, 2|4]`` or None -> L predictions."""
         return [self.predict(i, h, None if references is None else references[i]) for i, h in enumerate(hidden)]
