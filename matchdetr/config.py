@@ -47,6 +47,25 @@ class TransformerConfig:
     dec_points: int = 4
     box_refine: bool = False  # iterative box refinement (Deformable-DETR sec 4.1): per-layer box heads
     two_stage: bool = False  # encoder proposals become the decoder's initial boxes (Deformable-DETR sec 4.1)
+    look_forward_twice: bool = False  # DINO sec 3.5: predictions keep the gradient into the previous refinement
+
+
+@dataclass
+class DenoisingConfig:
+    # Training-only denoising queries (DN-DETR; DINO's contrastive denoising). none | dn_detr | dino
+    style: str = "none"
+    dn_number: int = 100  # DINO: groups = max(dn_number // max GT per image in the batch, 1)
+    groups: int = 5  # DN-DETR: fixed number of groups
+    label_noise: float = 0.5  # DN-DETR: flip probability (0.2); DINO: 0.5 (flips half of that, as released)
+    box_noise: float = 1.0  # lambda: DN-DETR 0.4, DINO 1.0
+
+
+@dataclass
+class HybridConfig:
+    # H-DETR's one-to-many branch (training only): extra queries matched to the GT repeated k times.
+    num_one2many: int = 0  # 0 = off; H-Deformable-DETR: 1500
+    k: int = 6
+    weight: float = 1.0
 
 
 @dataclass
@@ -83,6 +102,8 @@ class ModelConfig:
     matcher: MatcherConfig = field(default_factory=MatcherConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    denoising: DenoisingConfig = field(default_factory=DenoisingConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
 
 
 # ---------------------------------------------------------------------------------------------------- data

@@ -140,3 +140,80 @@ def dab_deformable_detr_r50() -> Config:
 @preset("dab-deformable-detr-tiny")
 def dab_deformable_detr_tiny() -> Config:
     return _deformable_tiny(dab_deformable_detr_r50())
+
+
+# -------------------------------------------------------------------------------------- DN / DINO
+@preset("dn-deformable-detr-r50")
+def dn_deformable_detr_r50() -> Config:
+    """DN-Deformable-DETR: DAB-Deformable-DETR with DN-DETR's denoising (5 groups, label flip 0.2, box noise
+    0.4, positives only)."""
+    cfg = dab_deformable_detr_r50()
+    dn = cfg.model.denoising
+    dn.style, dn.groups, dn.label_noise, dn.box_noise = "dn_detr", 5, 0.2, 0.4
+    return cfg
+
+
+@preset("dn-deformable-detr-tiny")
+def dn_deformable_detr_tiny() -> Config:
+    return _deformable_tiny(dn_deformable_detr_r50())
+
+
+def _dino(levels: list[int]) -> Config:
+    """DINO-R50 (12-epoch recipe, detrex settings): 900 queries, FFN 2048, dropout 0, contrastive denoising
+    (dn_number 100, label noise 0.5, box noise 1.0), mixed query selection, look forward twice; classification
+    loss weight 1.0 (matching cost 2.0); stem frozen; lr 1e-4 (backbone 1e-5), drop at epoch 11."""
+    cfg = _deformable(box_refine=True)
+    m, t, tr = cfg.model, cfg.model.transformer, cfg.train
+    m.arch = "dino"
+    m.backbone.return_levels, m.backbone.frozen_stages = levels, 1
+    t.num_levels, t.num_queries, t.dim_feedforward, t.dropout = len(levels) + 1, 900, 2048, 0.0
+    t.look_forward_twice = True
+    m.denoising.style, m.denoising.dn_number, m.denoising.label_noise, m.denoising.box_noise = "dino", 100, 0.5, 1.0
+    m.loss.class_weight = 1.0
+    m.postprocess.topk = 300
+    tr.lr, tr.lr_backbone, tr.epochs, tr.lr_drop = 1e-4, 1e-5, 12, 11
+    return cfg
+
+
+@preset("dino-4scale-r50")
+def dino_4scale_r50() -> Config:
+    return _dino([3, 4, 5])
+
+
+@preset("dino-5scale-r50")
+def dino_5scale_r50() -> Config:
+    return _dino([2, 3, 4, 5])
+
+
+@preset("dino-tiny")
+def dino_tiny() -> Config:
+    """DINO-4scale at CPU size (the tiny levels: C4, C5 + one extra)."""
+    cfg = _deformable_tiny(dino_4scale_r50())
+    cfg.model.transformer.num_queries, cfg.model.postprocess.topk = 100, 100
+    return cfg
+
+
+@preset("dino-5scale-tiny")
+def dino_5scale_tiny() -> Config:
+    """DINO-5scale at CPU size: one finer level than dino-tiny (C3, C4, C5 + one extra)."""
+    cfg = dino_tiny()
+    cfg.model.backbone.return_levels, cfg.model.transformer.num_levels = [3, 4, 5], 4
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------- H-DETR
+@preset("h-deformable-detr-r50")
+def h_deformable_detr_r50() -> Config:
+    """H-Deformable-DETR (12-epoch recipe): two-stage Deformable-DETR with refinement plus a one-to-many
+    branch of 1500 queries matched to the GT repeated 6 times (weight 1.0); 300 one-to-one queries."""
+    cfg = _deformable(box_refine=True, two_stage=True)
+    cfg.model.hybrid.num_one2many, cfg.model.hybrid.k, cfg.model.hybrid.weight = 1500, 6, 1.0
+    cfg.train.epochs, cfg.train.lr_drop = 12, 11
+    return cfg
+
+
+@preset("h-deformable-detr-tiny")
+def h_deformable_detr_tiny() -> Config:
+    cfg = _deformable_tiny(h_deformable_detr_r50())
+    cfg.model.hybrid.num_one2many = 300  # 3x the 100 one-to-one queries (full size: 5x) to bound the CPU step
+    return cfg

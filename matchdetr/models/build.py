@@ -25,7 +25,9 @@ from .neck import InputProjection
 from .postprocess import PostProcessor
 from .anchors import AnchorPosition, AnchorQueries
 from .deformable import DeformableDecoderLayer, DeformableEncoderLayer
-from .plugins.query_selection import TwoStageQueries
+from .plugins.denoising import DenoisingQueries, DenoisingSpec
+from .plugins.hybrid_matching import HybridQueries
+from .plugins.query_selection import MixedQuerySelection, TwoStageQueries
 from .queries import LearnedQueries, ReferencePointQueries
 
 
@@ -80,6 +82,10 @@ def build_deformable_detr(cfg: ModelConfig) -> Detector:
         _init_box_bias(head, -2.0)
     if t.two_stage:
         queries: nn.Module = TwoStageQueries(t.hidden_dim, t.num_queries, head, enc_index=t.dec_layers)
+        if cfg.hybrid.num_one2many > 0:
+            queries = HybridQueries(queries, cfg.hybrid.num_one2many, cfg.hybrid.k, cfg.hybrid.weight)
+    elif cfg.hybrid.num_one2many > 0:
+        raise ValueError("model.hybrid needs two-stage query selection (model.transformer.two_stage=true)")
     else:
         queries = ReferencePointQueries(t.num_queries, t.hidden_dim)
     decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=False,
@@ -88,22 +94,49 @@ def build_deformable_detr(cfg: ModelConfig) -> Detector:
                     postprocessor=PostProcessor(cfg.postprocess.topk))
 
 
+def _with_denoising(queries: nn.Module, cfg: ModelConfig) -> nn.Module:
+    """Wrap a query initialiser with the denoising plug-in when the config asks for it."""
+    d = cfg.denoising
+    if d.style == "none":
+        return queries
+    spec = DenoisingSpec(d.style, d.dn_number, d.groups, d.label_noise, d.box_noise)
+    return DenoisingQueries(queries, cfg.num_classes, cfg.transformer.hidden_dim, spec)
+
+
 def build_dab_deformable_detr(cfg: ModelConfig) -> Detector:
     """DAB-Deformable-DETR: Deformable-DETR with 4-d anchor queries, positional queries from the anchors
-    and layer-by-layer anchor refinement (per-layer heads)."""
+    and layer-by-layer anchor refinement (per-layer heads). With denoising it is DN-Deformable-DETR."""
     t = cfg.transformer
     backbone, neck, encoder, dec_layer = _deformable_parts(cfg)
     head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=t.dec_layers, zero_box_init=True)
     decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=False, box_refine=head.box_delta,
-                      query_pos=AnchorPosition(t.hidden_dim, scale_by_content=True))
-    return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=AnchorQueries(t.num_queries, t.hidden_dim),
+                      query_pos=AnchorPosition(t.hidden_dim, scale_by_content=True),
+                      look_forward_twice=t.look_forward_twice)
+    queries = _with_denoising(AnchorQueries(t.num_queries, t.hidden_dim), cfg)
+    return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries,
                     decoder=decoder, head=head, postprocessor=PostProcessor(cfg.postprocess.topk))
+
+
+def build_dino(cfg: ModelConfig) -> Detector:
+    """DINO (Zhang et al. 2023): DAB-style anchors from mixed query selection, contrastive denoising,
+    look forward twice; separate class/box heads for the 6 decoder layers and the encoder (7 in all) and a
+    final decoder LayerNorm."""
+    t = cfg.transformer
+    backbone, neck, encoder, dec_layer = _deformable_parts(cfg)
+    head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=t.dec_layers + 1, zero_box_init=True)
+    queries = _with_denoising(MixedQuerySelection(t.hidden_dim, t.num_queries, head, enc_index=t.dec_layers), cfg)
+    decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=True, box_refine=head.box_delta,
+                      query_pos=AnchorPosition(t.hidden_dim, scale_by_content=False),
+                      look_forward_twice=t.look_forward_twice)
+    return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries, decoder=decoder, head=head,
+                    postprocessor=PostProcessor(cfg.postprocess.topk))
 
 
 _ARCHS: dict[str, Callable[[ModelConfig], Detector]] = {
     "detr": build_detr,
     "deformable_detr": build_deformable_detr,
     "dab_deformable_detr": build_dab_deformable_detr,
+    "dino": build_dino,
 }
 
 

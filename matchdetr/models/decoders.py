@@ -89,25 +89,32 @@ class Decoder(nn.Module):
         layer's reference (Deformable-DETR "iterative bounding box refinement", DAB, DINO).
     query_pos: a module computing each layer's positional query from its reference box and content
         (DAB-DETR's anchor embedding); None keeps ``queries.pos`` fixed for all layers.
+    look_forward_twice: DINO sec 3.5: the reference a layer's prediction refines keeps the gradient into the
+        previous layer's refinement, while the reference the next layer samples around is detached.
     """
 
     def __init__(self, layer: nn.Module, num_layers: int, dim: int, final_norm: bool = True,
-                 box_refine: BoxDelta | None = None, query_pos: nn.Module | None = None) -> None:
+                 box_refine: BoxDelta | None = None, query_pos: nn.Module | None = None,
+                 look_forward_twice: bool = False) -> None:
         super().__init__()
         self.layers = clones(layer, num_layers)
         self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
         self.box_refine = box_refine
         self.query_pos = query_pos
+        self.look_forward_twice = look_forward_twice
 
     def forward(self, queries: Queries, memory: Memory) -> DecoderOutput:
         x, ref, pos = queries.content, queries.reference, queries.pos
+        pred_ref = ref
         hidden, refs = [], []
         for i, layer in enumerate(self.layers):
             if self.query_pos is not None:
                 pos = self.query_pos(ref, x, i, memory)
             x = layer(x, pos, memory, queries.self_attn_mask, ref)
             hidden.append(self.norm(x))
-            refs.append(ref)
+            refs.append(pred_ref)
             if self.box_refine is not None and ref is not None:
-                ref = refine_reference(ref, self.box_refine(i, x)).detach()
+                refined = refine_reference(ref, self.box_refine(i, x))
+                ref = refined.detach()
+                pred_ref = refined if self.look_forward_twice else ref
         return DecoderOutput(hidden=torch.stack(hidden), references=None if ref is None else refs)

@@ -58,6 +58,20 @@ def proposal_sine_embed(coord_logits: Tensor, num_feats: int, temperature: float
     return pos.to(coord_logits.dtype)
 
 
+def _encode_proposals(memory: Memory, enc_output: nn.Module, enc_norm: nn.Module, head: DetectionHead,
+                      enc_index: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Score and refine every token's proposal: (token features, class logits ``[B, S, C]``, box logits
+    ``[B, S, 4]``; invalid tokens zeroed / inf)."""
+    proposals, valid = encoder_proposals(memory)
+    tokens = enc_norm(enc_output(memory.tokens.masked_fill(~valid[..., None], 0.0)))
+    return tokens, head.classify(enc_index, tokens), head.box_delta(enc_index, tokens) + proposals
+
+
+def _gather(x: Tensor, index: Tensor) -> Tensor:
+    """``x [B, S, C]`` rows ``index [B, K]`` -> ``[B, K, C]``."""
+    return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+
+
 class TwoStageQueries(nn.Module):
     """Deformable-DETR's two-stage query initialiser.
 
@@ -75,17 +89,14 @@ class TwoStageQueries(nn.Module):
         self.pos_trans_norm = nn.LayerNorm(2 * dim)
         self._head = [head]  # a plain list: the head is registered by the Detector, not twice here
 
-    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
-        head = self._head[0]
+    def forward(self, memory: Memory, targets: list[Target] | None = None, num_queries: int | None = None) -> Queries:
+        """num_queries: select this many proposals instead (H-DETR's one-to-many branch adds its own)."""
         d = memory.tokens.shape[-1]
-        proposals, valid = encoder_proposals(memory)
-        tokens = memory.tokens.masked_fill(~valid[..., None], 0.0)
-        tokens = self.enc_output_norm(self.enc_output(tokens))
-        enc_logits = head.classify(self.enc_index, tokens)
-        enc_coords = head.box_delta(self.enc_index, tokens) + proposals
-        k = min(self.num_queries, enc_logits.shape[1])
+        _, enc_logits, enc_coords = _encode_proposals(memory, self.enc_output, self.enc_output_norm, self._head[0],
+                                                      self.enc_index)
+        k = min(num_queries or self.num_queries, enc_logits.shape[1])
         top = torch.topk(enc_logits[..., 0], k, dim=1).indices
-        top_coords = enc_coords.gather(1, top[..., None].expand(-1, -1, 4)).detach()
+        top_coords = _gather(enc_coords, top).detach()
         pos, content = self.pos_trans_norm(self.pos_trans(proposal_sine_embed(top_coords, d // 2))).split(d, -1)
         enc = Prediction(logits=enc_logits, boxes=enc_coords.sigmoid())
 
@@ -93,3 +104,32 @@ class TwoStageQueries(nn.Module):
             out.extra.append(Supervised("_enc", enc, class_agnostic=True))
 
         return Queries(content=content, pos=pos, reference=top_coords.sigmoid(), finalize=[add_encoder_set])
+
+
+class MixedQuerySelection(nn.Module):
+    """DINO's mixed query selection (Zhang et al. 2023, sec 3.4): the top-k proposals by their best class
+    score give the initial anchors (detached), while the content queries stay learned embeddings. Only the
+    selected proposals are supervised (``_enc``, class-specific), as the release does."""
+
+    def __init__(self, dim: int, num_queries: int, head: DetectionHead, enc_index: int) -> None:
+        super().__init__()
+        self.num_queries, self.enc_index = num_queries, enc_index
+        self.enc_output = nn.Linear(dim, dim)
+        self.enc_output_norm = nn.LayerNorm(dim)
+        self.tgt_embed = nn.Embedding(num_queries, dim)
+        self._head = [head]
+
+    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+        tokens, enc_logits, enc_coords = _encode_proposals(memory, self.enc_output, self.enc_output_norm,
+                                                           self._head[0], self.enc_index)
+        k = min(self.num_queries, enc_logits.shape[1])
+        top = torch.topk(enc_logits.max(-1).values, k, dim=1).indices
+        top_coords = _gather(enc_coords, top)
+        # the selected tokens are re-scored for the loss, as the release supervises hs_enc
+        enc = Prediction(logits=self._head[0].classify(self.enc_index, _gather(tokens, top)), boxes=top_coords.sigmoid())
+        content = self.tgt_embed.weight[:k][None].expand(memory.tokens.shape[0], -1, -1)
+
+        def add_encoder_set(out: DetectorOutput) -> None:
+            out.extra.append(Supervised("_enc", enc))
+
+        return Queries(content=content, pos=None, reference=top_coords.detach().sigmoid(), finalize=[add_encoder_set])

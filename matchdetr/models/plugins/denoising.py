@@ -1,0 +1,177 @@
+"""Denoising training (DN-DETR, Li et al. 2022; contrastive denoising of DINO, Zhang et al. 2023, sec 3.3).
+
+Training-only queries made from the ground truth: noised GT boxes become extra reference boxes and noised GT
+labels (through a label embedding) their content queries. They are decoded together with the matching
+queries but supervised with a fixed assignment to the GT they came from, never matched. An attention mask
+keeps matching queries from seeing any denoising query and keeps denoising groups apart.
+
+Layout of the decoder's queries: ``[group 0 | group 1 | ... | group G-1 | matching queries]``; each group
+holds ``pad`` slots. DN-DETR: ``pad = max_gt`` positives. DINO: ``pad = 2 * max_gt``, positives first, then
+negatives (noised further, in ``[lambda, 2 lambda)``) that are supervised as background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ...boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+from ...structures import Assignment, DetectorOutput, Prediction, Supervised, Target
+from ..memory import Memory
+from ..queries import Queries
+
+
+@dataclass
+class DenoisingSpec:
+    """style: ``dn_detr`` (positives only) or ``dino`` (contrastive: positives and negatives).
+    groups: DN-DETR's fixed group count; DINO derives it as ``max(dn_number // max_gt, 1)``.
+    label_noise: DN-DETR flips a label with this probability; DINO with half of it (its release).
+    box_noise: lambda, the box noise scale."""
+
+    style: str = "dino"
+    dn_number: int = 100
+    groups: int = 5
+    label_noise: float = 0.5
+    box_noise: float = 1.0
+
+
+@dataclass
+class DenoisingGroups:
+    """content ``[B, G*pad, d]``, reference ``[B, G*pad, 4]`` (normalised cxcywh), attn_mask
+    ``[G*pad + Q, G*pad + Q]`` bool (True = may not attend), the fixed assignment of positives per image."""
+
+    content: Tensor
+    reference: Tensor
+    attn_mask: Tensor
+    assignment: Assignment
+    groups: int
+    pad: int
+
+    @property
+    def num_dn(self) -> int:
+        return self.groups * self.pad
+
+
+def denoising_mask(groups: int, pad: int, num_queries: int, device: torch.device) -> Tensor:
+    """``[G*pad + Q, G*pad + Q]`` bool: matching queries cannot see denoising queries, and each group sees
+    only itself (and the matching queries, which carry no GT information)."""
+    n_dn = groups * pad
+    mask = torch.zeros(n_dn + num_queries, n_dn + num_queries, dtype=torch.bool, device=device)
+    mask[n_dn:, :n_dn] = True
+    group_of = torch.arange(n_dn, device=device) // pad
+    mask[:n_dn, :n_dn] = group_of[:, None] != group_of[None, :]
+    return mask
+
+
+def _noise_labels(labels: Tensor, p: float, num_classes: int, gen: torch.Generator | None) -> Tensor:
+    flip = torch.rand(labels.shape, generator=gen, device=labels.device) < p
+    random = torch.randint(0, num_classes, labels.shape, generator=gen, device=labels.device)
+    return torch.where(flip, random, labels)
+
+
+def _noise_boxes_dn_detr(boxes: Tensor, scale: float, gen: torch.Generator | None) -> Tensor:
+    """DN-DETR: centre moved by up to ``scale * wh / 2``, width and height scaled by up to ``+-scale``."""
+    diff = torch.cat((boxes[:, 2:] / 2, boxes[:, 2:]), -1)
+    noise = torch.rand(boxes.shape, generator=gen, device=boxes.device) * 2 - 1
+    return (boxes + noise * diff * scale).clamp(0.0, 1.0)
+
+
+def _noise_boxes_dino(boxes: Tensor, scale: float, negative: Tensor, gen: torch.Generator | None) -> Tensor:
+    """DINO: every corner moves by ``u * lambda * wh / 2`` with ``|u| < 1`` for positives and
+    ``1 <= |u| < 2`` for negatives (the corners of xyxy, as the release does)."""
+    xyxy = cxcywh_to_xyxy(boxes)
+    half = torch.cat((boxes[:, 2:] / 2, boxes[:, 2:] / 2), -1)
+    sign = torch.randint(0, 2, boxes.shape, generator=gen, device=boxes.device) * 2.0 - 1.0
+    mag = torch.rand(boxes.shape, generator=gen, device=boxes.device) + negative[:, None].float()
+    return xyxy_to_cxcywh((xyxy + sign * mag * half * scale).clamp(0.0, 1.0))
+
+
+def build_denoising(targets: list[Target], num_queries: int, label_embed: nn.Embedding, num_classes: int,
+                    spec: DenoisingSpec, gen: torch.Generator | None = None) -> DenoisingGroups | None:
+    """Denoising queries for a batch, or None when the batch has no ground truth."""
+    counts = [len(t) for t in targets]
+    max_gt = max(counts, default=0)
+    if max_gt == 0:
+        return None
+    contrastive = spec.style == "dino"
+    if spec.style not in ("dino", "dn_detr"):
+        raise ValueError(f"denoising style must be 'dino' or 'dn_detr', got {spec.style!r}")
+    groups = max(spec.dn_number // max_gt, 1) if contrastive else spec.groups
+    copies = 2 if contrastive else 1  # positive (+ negative) per GT and group
+    pad = copies * max_gt
+    device = targets[0].boxes.device
+    d = label_embed.embedding_dim
+    content = label_embed.weight.new_zeros(len(targets), groups * pad, d)
+    # unused slots (images with fewer GT than max_gt) start as the whole-image box, as DINO's zero logits do
+    reference = torch.full((len(targets), groups * pad, 4), 0.5, device=device)
+    indices = []
+    p_flip = spec.label_noise * 0.5 if contrastive else spec.label_noise
+    for b, t in enumerate(targets):
+        n = counts[b]
+        if n == 0:
+            indices.append((torch.zeros(0, dtype=torch.long, device=device),) * 2)
+            continue
+        # slot of copy c of GT j in group g: g * pad + c * max_gt + j
+        g = torch.arange(groups, device=device)[:, None, None]
+        c = torch.arange(copies, device=device)[None, :, None]
+        j = torch.arange(n, device=device)[None, None, :]
+        slots = (g * pad + c * max_gt + j).reshape(-1)
+        gt_idx = j.expand(groups, copies, n).reshape(-1)
+        negative = (c.expand(groups, copies, n) == 1).reshape(-1)
+        labels = _noise_labels(t.labels[gt_idx], p_flip, num_classes, gen)
+        boxes = t.boxes[gt_idx].float()
+        if contrastive:
+            boxes = _noise_boxes_dino(boxes, spec.box_noise, negative, gen)
+        else:
+            boxes = _noise_boxes_dn_detr(boxes, spec.box_noise, gen)
+        content[b, slots] = label_embed(labels).to(content.dtype)
+        reference[b, slots] = boxes
+        indices.append((slots[~negative], gt_idx[~negative]))
+    mask = denoising_mask(groups, pad, num_queries, device)
+    return DenoisingGroups(content, reference, mask, Assignment(indices), groups, pad)
+
+
+def split_denoising(out: DetectorOutput, dn: DenoisingGroups) -> None:
+    """Cut the denoising slots off every layer's predictions (in place) and add them as ``_dn`` sets with
+    their fixed assignment; the normaliser counts every group (num_boxes * groups)."""
+    n = dn.num_dn
+    layers = [Prediction(out.logits, out.boxes)] + list(out.aux)
+    suffixes = ["_dn"] + [f"_aux{i}_dn" for i in range(len(out.aux))]
+    out.logits, out.boxes = out.logits[:, n:], out.boxes[:, n:]
+    out.aux = [Prediction(p.logits[:, n:], p.boxes[:, n:]) for p in out.aux]
+    for p, suffix in zip(layers, suffixes):
+        out.extra.append(Supervised(suffix, Prediction(p.logits[:, :n], p.boxes[:, :n]),
+                                    assignment=dn.assignment, num_boxes_factor=dn.groups))
+
+
+class DenoisingQueries(nn.Module):
+    """Wraps a query initialiser: in training (with targets) prepends the denoising groups to its queries.
+
+    The wrapped initialiser must give reference boxes and derive positions from them (anchor decoders:
+    DAB-Deformable, DINO), since denoising queries have no learned positional embedding.
+    """
+
+    def __init__(self, base: nn.Module, num_classes: int, dim: int, spec: DenoisingSpec) -> None:
+        super().__init__()
+        self.base, self.spec, self.num_classes = base, spec, num_classes
+        self.label_enc = nn.Embedding(num_classes + 1, dim)
+
+    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+        q = self.base(memory, targets)
+        if not self.training or targets is None:
+            return q
+        if q.reference is None or q.pos is not None:
+            raise ValueError("denoising needs anchor queries (reference boxes, positions derived per layer)")
+        dn = build_denoising(targets, q.content.shape[1], self.label_enc, self.num_classes, self.spec)
+        if dn is None:
+            return q
+        mask = dn.attn_mask
+        if q.self_attn_mask is not None:  # e.g. the one-to-many branch's own mask, kept for the matching part
+            mask[dn.num_dn:, dn.num_dn:] |= q.self_attn_mask
+        reference = torch.cat((dn.reference.to(q.reference.dtype), q.reference), 1)
+        finalize: list[Callable[[DetectorOutput], None]] = [lambda out: split_denoising(out, dn)] + q.finalize
+        return Queries(content=torch.cat((dn.content.to(q.content.dtype), q.content), 1), pos=None,
+                       reference=reference, self_attn_mask=mask, finalize=finalize)

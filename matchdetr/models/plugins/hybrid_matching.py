@@ -1,0 +1,57 @@
+"""H-DETR's hybrid matching (Jia et al. 2023): a training-only one-to-many branch.
+
+Besides the one-to-one queries, the two-stage selector picks ``num_one2many`` more proposals; they are
+decoded with the same layers but cannot attend to the one-to-one queries (nor those to them), and they are
+matched against the ground truth repeated ``k`` times, so each GT gets several positive queries (a denser
+signal) while inference keeps the one-to-one queries alone and needs no NMS.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ...structures import DetectorOutput, Prediction, Supervised, Target
+from ..memory import Memory
+from ..queries import Queries
+
+
+def branch_mask(num_one2one: int, num_one2many: int, device: torch.device) -> Tensor:
+    """``[Q1 + Q2, Q1 + Q2]`` bool, True between the branches (no attention across)."""
+    n = num_one2one + num_one2many
+    mask = torch.zeros(n, n, dtype=torch.bool, device=device)
+    mask[:num_one2one, num_one2one:] = True
+    mask[num_one2one:, :num_one2one] = True
+    return mask
+
+
+def split_one2many(out: DetectorOutput, num_one2one: int, k: int, weight: float) -> None:
+    """Keep the one-to-one queries in the output (in place); add the rest as ``_o2m`` sets matched against
+    the GT repeated ``k`` times (final and every auxiliary layer)."""
+    layers = [Prediction(out.logits, out.boxes)] + list(out.aux)
+    suffixes = ["_o2m"] + [f"_aux{i}_o2m" for i in range(len(out.aux))]
+    out.logits, out.boxes = out.logits[:, :num_one2one], out.boxes[:, :num_one2one]
+    out.aux = [Prediction(p.logits[:, :num_one2one], p.boxes[:, :num_one2one]) for p in out.aux]
+    for p, suffix in zip(layers, suffixes):
+        out.extra.append(Supervised(suffix, Prediction(p.logits[:, num_one2one:], p.boxes[:, num_one2one:]),
+                                    gt_repeat=k, weight=weight))
+
+
+class HybridQueries(nn.Module):
+    """Wraps a two-stage selector (which accepts ``num_queries``); training adds the one-to-many branch."""
+
+    def __init__(self, base: nn.Module, num_one2many: int, k: int = 6, weight: float = 1.0) -> None:
+        super().__init__()
+        self.base, self.num_one2many, self.k, self.weight = base, num_one2many, k, weight
+
+    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+        if not self.training:
+            return self.base(memory, targets)
+        n1 = self.base.num_queries
+        q = self.base(memory, targets, num_queries=n1 + self.num_one2many)
+        n2 = q.content.shape[1] - n1
+        if n2 <= 0:  # fewer tokens than queries: nothing left for the branch
+            return q
+        q.self_attn_mask = branch_mask(n1, n2, q.content.device)
+        q.finalize = [lambda out: split_one2many(out, n1, self.k, self.weight)] + q.finalize
+        return q
