@@ -103,12 +103,19 @@ def test_torchrun_two_processes_on_cpu(synth_dir, tmp_path, cli_env):
 
 
 @pytest.mark.parametrize("name", [n for n in presets.names() if n.endswith("-tiny")])
-def test_every_tiny_preset_trains_and_predicts(name, synth_dir, tmp_path):
-    cfg = presets.get(name)
-    apply_overrides(cfg, MICRO)
-    cfg.train.iters, cfg.train.batch_size, cfg.data.num_workers = 2, 2, 0
-    res = train(cfg, resolve_split(synth_dir, "train"), resolve_split(synth_dir, "val"), tmp_path, device="cpu", progress=False)
-    assert res.iterations == 2 and res.evaluation is not None
-    det = api.load(tmp_path)
-    out = det.predict([str(next((synth_dir / "val").iterdir()))], threshold=0.0)
-    assert out[0]["boxes"].shape[1] == 4
+def test_every_tiny_preset_trains_and_predicts(name, synth_dir, tmp_path, capsys):
+    """Train through the CLI (2 iterations, micro sizes), predict through the CLI and the Python API."""
+    from matchdetr.cli import main
+
+    sets = sum((["--set", s] for s in MICRO + ["data.num_workers=0"]), [])
+    assert main(["train", "--model", name, "--data", str(synth_dir), "--out", str(tmp_path / "run"), "--iters", "2",
+                 "--batch-size", "2", "--device", "cpu", "--no-progress", *sets]) == 0
+    assert "AP" in capsys.readouterr().out
+    image = sorted((synth_dir / "val").iterdir())[0]
+    assert main(["predict", str(image), "--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "pred"),
+                 "--threshold", "0", "--device", "cpu"]) == 0
+    assert (tmp_path / "pred" / f"{image.stem}.png").exists()
+    det = api.load(tmp_path / "run")
+    assert det.config.preset == name
+    out = det.predict([str(image)], threshold=0.0)
+    assert out[0]["boxes"].shape[1] == 4 and len(out[0]["names"]) == len(out[0]["scores"])
