@@ -25,7 +25,7 @@ from .neck import InputProjection
 from .postprocess import PostProcessor
 from .anchors import AnchorPosition, AnchorQueries
 from .deformable import DeformableDecoderLayer, DeformableEncoderLayer
-from .plugins.denoising import DenoisingQueries, DenoisingSpec
+from .plugins.denoising import DenoisingQueries
 from .plugins.hybrid_matching import HybridQueries
 from .plugins.query_selection import MixedQuerySelection, TwoStageQueries
 from .queries import LearnedQueries, ReferencePointQueries
@@ -96,11 +96,9 @@ def build_deformable_detr(cfg: ModelConfig) -> Detector:
 
 def _with_denoising(queries: nn.Module, cfg: ModelConfig) -> nn.Module:
     """Wrap a query initialiser with the denoising plug-in when the config asks for it."""
-    d = cfg.denoising
-    if d.style == "none":
+    if cfg.denoising.style == "none":
         return queries
-    spec = DenoisingSpec(d.style, d.dn_number, d.groups, d.label_noise, d.box_noise)
-    return DenoisingQueries(queries, cfg.num_classes, cfg.transformer.hidden_dim, spec)
+    return DenoisingQueries(queries, cfg.num_classes, cfg.transformer.hidden_dim, cfg.denoising)
 
 
 def build_dab_deformable_detr(cfg: ModelConfig) -> Detector:

@@ -8,6 +8,10 @@ keeps matching queries from seeing any denoising query and keeps denoising group
 Layout of the decoder's queries: ``[group 0 | group 1 | ... | group G-1 | matching queries]``; each group
 holds ``pad`` slots. DN-DETR: ``pad = max_gt`` positives. DINO: ``pad = 2 * max_gt``, positives first, then
 negatives (noised further, in ``[lambda, 2 lambda)``) that are supervised as background.
+
+Options (``DenoisingConfig``): style ``dn_detr`` (positives only, ``groups`` fixed, labels flipped with
+probability ``label_noise``) or ``dino`` (contrastive, ``max(dn_number // max_gt, 1)`` groups, labels flipped
+with probability ``label_noise / 2`` as released); ``box_noise`` is lambda.
 """
 
 from __future__ import annotations
@@ -19,23 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from ...boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+from ...config import DenoisingConfig
 from ...structures import Assignment, DetectorOutput, Prediction, Supervised, Target
 from ..memory import Memory
 from ..queries import Queries
-
-
-@dataclass
-class DenoisingSpec:
-    """style: ``dn_detr`` (positives only) or ``dino`` (contrastive: positives and negatives).
-    groups: DN-DETR's fixed group count; DINO derives it as ``max(dn_number // max_gt, 1)``.
-    label_noise: DN-DETR flips a label with this probability; DINO with half of it (its release).
-    box_noise: lambda, the box noise scale."""
-
-    style: str = "dino"
-    dn_number: int = 100
-    groups: int = 5
-    label_noise: float = 0.5
-    box_noise: float = 1.0
 
 
 @dataclass
@@ -90,7 +81,7 @@ def _noise_boxes_dino(boxes: Tensor, scale: float, negative: Tensor, gen: torch.
 
 
 def build_denoising(targets: list[Target], num_queries: int, label_embed: nn.Embedding, num_classes: int,
-                    spec: DenoisingSpec, gen: torch.Generator | None = None) -> DenoisingGroups | None:
+                    spec: DenoisingConfig, gen: torch.Generator | None = None) -> DenoisingGroups | None:
     """Denoising queries for a batch, or None when the batch has no ground truth."""
     counts = [len(t) for t in targets]
     max_gt = max(counts, default=0)
@@ -154,7 +145,7 @@ class DenoisingQueries(nn.Module):
     DAB-Deformable, DINO), since denoising queries have no learned positional embedding.
     """
 
-    def __init__(self, base: nn.Module, num_classes: int, dim: int, spec: DenoisingSpec) -> None:
+    def __init__(self, base: nn.Module, num_classes: int, dim: int, spec: DenoisingConfig) -> None:
         super().__init__()
         self.base, self.spec, self.num_classes = base, spec, num_classes
         self.label_enc = nn.Embedding(num_classes + 1, dim)
