@@ -85,7 +85,10 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> D
     missing, unexpected = _diff_keys(detector.state_dict(), state)
     if missing or unexpected:
         raise CheckpointError(f"{weights}: weights do not fit preset '{cfg.preset}': missing {missing[:5]}, unexpected {unexpected[:5]}")
-    detector.load_state_dict(state)
+    try:
+        detector.load_state_dict(state)
+    except RuntimeError as err:  # shape mismatches
+        raise CheckpointError(f"{weights}: weights do not fit preset '{cfg.preset}': {str(err).splitlines()[-1].strip()}") from None
     return detector.to(map_location).eval()
 
 

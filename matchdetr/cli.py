@@ -23,7 +23,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .engine.checkpoint import CheckpointError
     from .engine.coco_eval import EvalInputError
 
-    return (ConfigError, DatasetError, ImageLoadError, CheckpointError, EvalInputError, FileNotFoundError, KeyError, ValueError)
+    return (ConfigError, DatasetError, ImageLoadError, CheckpointError, EvalInputError, FileNotFoundError, ValueError)
 
 
 # ----------------------------------------------------------------------------------------------- synth
@@ -299,8 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as err:
         if os.environ.get("MATCHDETR_DEBUG"):
             raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"matchdetr: error: {msg}", file=sys.stderr)
+        print(f"matchdetr: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("matchdetr: interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .config import Config
+from .config import Config, ConfigError
 
 DEFAULT_TINY = "detr-tiny"  # the preset `matchdetr demo` trains; switch to the best tiny preset as models land
 
@@ -31,7 +31,7 @@ def names() -> list[str]:
 def get(name: str) -> Config:
     """A fresh Config for preset ``name`` (raises a one-line KeyError listing the presets)."""
     if name not in _PRESETS:
-        raise KeyError(f"unknown preset '{name}'; available: {', '.join(names())}")
+        raise ConfigError(f"unknown preset '{name}'; available: {', '.join(names())}")
     cfg = _PRESETS[name]()
     cfg.preset = name
     return cfg

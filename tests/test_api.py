@@ -21,7 +21,7 @@ def test_build_overrides_and_errors():
     assert det.config.model.transformer.num_queries == 7 and det.config.model.num_classes == 3
     with pytest.raises(ConfigError, match="unknown config key"):
         small(transformer__bogus=1)
-    with pytest.raises(KeyError, match="available"):
+    with pytest.raises(ConfigError, match="available"):
         matchdetr.build("nope")
 
 

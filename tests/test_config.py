@@ -45,5 +45,5 @@ def test_json_roundtrip_and_unknown_keys():
 
 
 def test_unknown_preset():
-    with pytest.raises(KeyError, match="available"):
+    with pytest.raises(ConfigError, match="available"):
         presets.get("no-such-model")

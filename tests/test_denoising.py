@@ -141,3 +141,27 @@ def test_look_forward_twice_passes_gradient_to_the_previous_layer():
 
     assert grads(False) is None or grads(False).abs().sum() == 0
     assert grads(True).abs().sum() > 0
+
+
+def test_batch_without_ground_truth_keeps_every_parameter_in_the_graph():
+    """DDP needs a gradient for every parameter on every process, also when a batch has no GT."""
+    torch.manual_seed(0)
+    det = matchdetr.build("dino-tiny", num_classes=5, **SMALL).train()
+    empty = [Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), i, (9, 9), (9, 9)) for i in range(2)]
+    out = det(torch.randn(2, 3, 160, 160), None, empty)
+    build_criterion(det.config.model)(out, empty).total.backward()
+    missing = [n for n, p in det.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+
+
+def test_negative_denoising_boxes_keep_a_positive_size():
+    tg = [Target(torch.tensor([[0.5, 0.5, 0.2, 0.2]]), torch.tensor([1]), 0, (9, 9), (9, 9))]
+    dn = build_denoising(tg, 5, torch.nn.Embedding(6, 8), 5, DenoisingConfig("dino", dn_number=200, box_noise=1.0),
+                         torch.Generator().manual_seed(0))
+    assert (dn.reference[..., 2:] > 0).all()
+
+
+def test_only_the_first_refining_head_starts_small():
+    det = matchdetr.build("deformable-detr-refine-tiny", num_classes=3)
+    biases = [h.layers[-1].bias[2:].tolist() for h in det.head.bbox_embed]
+    assert biases[0] == [-2.0, -2.0] and all(b == [0.0, 0.0] for b in biases[1:])

@@ -85,7 +85,7 @@ class Trainer:
             cfg = _resume_config(cfg, meta)
             label_map = LabelMap.from_dict(meta["label_map"])
         self.cfg = cfg
-        torch.manual_seed(cfg.train.seed)
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
         self.train_set = CocoDetection(train_paths, build_transforms(cfg.data, train=True), label_map, seed=cfg.train.seed)
         if label_map is not None and self.train_set.label_map != label_map:
             raise ValueError(f"{train_paths.annotations}: categories differ from the checkpoint's label map")
@@ -110,7 +110,13 @@ class Trainer:
         self.iteration = 0
         if self.resume_from is not None:
             self._load(self.resume_from)
-        self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.resume_from is None:
+            # Each process draws its own dropout and denoising noise (seeded by rank), like distinct GPUs.
+            torch.manual_seed(cfg.train.seed + dist.rank())
+        # Without auxiliary losses the per-layer heads of refining models get no gradient.
+        unused = not cfg.model.loss.aux_loss
+        self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                            find_unused_parameters=unused)
                     if dist.is_dist() else self.model)
 
     # ------------------------------------------------------------------------------------ checkpoints
@@ -124,22 +130,28 @@ class Trainer:
         if self.ema is not None and "ema" in state:
             self.ema.module.load_state_dict(state["ema"])
             self.ema.updates = int(state["ema_updates"])
-        torch.set_rng_state(state["rng_cpu"])
-        if torch.cuda.is_available() and "rng_cuda" in state:
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        rngs = state["rng"]
+        if len(rngs) != dist.world_size():
+            warnings.warn(f"{state_path}: saved by {len(rngs)} processes, resumed with {dist.world_size()}; "
+                          "random streams restart, so the run is no longer bit-identical")
+        cpu_state, cuda_state = rngs[min(dist.rank(), len(rngs) - 1)]
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_state, self.device)
         self.iteration = iteration
         _truncate_metrics(self.out_dir / "metrics.jsonl", iteration)
         if dist.is_main():
             print(f"resumed from {weights} at iteration {iteration}")
 
     def _save(self) -> None:
+        # every process's own random state (CPU, and its GPU's), so each resumes its own stream
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        rngs = dist.all_gather_objects((torch.get_rng_state(), cuda))
         if not dist.is_main():
             return
         name = ck.checkpoint_name(self.iteration)
         state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                                 "rng_cpu": torch.get_rng_state(), "iteration": self.iteration}
-        if torch.cuda.is_available():
-            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+                                 "rng": [tuple(r) for r in rngs], "iteration": self.iteration}
         if self.ema is not None:
             state["ema"], state["ema_updates"] = self.ema.module.state_dict(), self.ema.updates
         ckdir = self.out_dir / "checkpoints"
@@ -231,7 +243,9 @@ class Trainer:
             if logs is not None:
                 window.append(logs)
             if window and (self.iteration % t.log_every == 0 or self.iteration == self.total_iters):
-                record = {k: float(torch.stack([w[k] for w in window]).float().mean()) for k in window[0]}
+                # average each key over the steps that have it: denoising terms are absent on GT-free batches
+                keys = dict.fromkeys(k for w in window for k in w)
+                record = {k: float(torch.stack([w[k] for w in window if k in w]).float().mean()) for k in keys}
                 record.update(type="train", iter=self.iteration, epoch=epoch, lr=self.optimizer.param_groups[0]["lr"])
                 self._log(record, writer)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")

@@ -48,6 +48,9 @@ def config_from_hf(hf: dict[str, Any], where: str = "config.json") -> tuple[Conf
     if hf.get("model_type") != "deformable_detr":
         raise ConversionError(f"{where}: model_type is {hf.get('model_type')!r}, expected 'deformable_detr'")
     backbone, width, levels = _backbone_from_hf(hf, where)
+    for key, ours in (("activation_function", "relu"), ("position_embedding_type", "sine")):
+        if hf.get(key, ours) != ours:
+            raise ConversionError(f"{where}: {key}={hf[key]!r} is not supported (matchdetr uses {ours!r})")
     for a, b in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
         if hf[a] != hf[b]:
             raise ConversionError(f"{where}: {a}={hf[a]} differs from {b}={hf[b]}; matchdetr uses one value")

@@ -65,9 +65,9 @@ def _deformable_parts(cfg: ModelConfig) -> tuple[nn.Module, InputProjection, Enc
 
 
 def _init_box_bias(head: DetectionHead, wh_logit: float) -> None:
-    """Deformable-DETR: boxes start as the reference point with ``wh = sigmoid(wh_logit)`` (-2: 0.12)."""
-    for box in head.bbox_embed:
-        nn.init.constant_(box.layers[-1].bias[2:], wh_logit)
+    """Deformable-DETR: the first layer's boxes start as the reference point with ``wh = sigmoid(wh_logit)``
+    (-2: 0.12). Only the first head: later layers refine a box that already has a size (the release)."""
+    nn.init.constant_(head.bbox_embed[0].layers[-1].bias[2:], wh_logit)
 
 
 def build_deformable_detr(cfg: ModelConfig) -> Detector:

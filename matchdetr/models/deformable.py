@@ -24,7 +24,7 @@ def encoder_reference_points(memory: Memory) -> Tensor:
         return cached
     vr = memory.valid_ratios  # [B, L, 2] (w, h)
     points = []
-    for lvl, (h, w) in enumerate(memory.spatial_shapes.tolist()):
+    for lvl, (h, w) in enumerate(memory.shapes):
         ys, xs = torch.meshgrid(
             torch.linspace(0.5, h - 0.5, h, dtype=vr.dtype, device=vr.device),
             torch.linspace(0.5, w - 0.5, w, dtype=vr.dtype, device=vr.device),
@@ -59,7 +59,7 @@ class DeformableEncoderLayer(nn.Module):
     def forward(self, x: Tensor, memory: Memory) -> Tensor:
         """x: ``[B, S, d]`` -> ``[B, S, d]``."""
         y = self.self_attn(with_pos(x, memory.pos), encoder_reference_points(memory), x,
-                           memory.spatial_shapes, memory.level_start, memory.mask)
+                           memory.spatial_shapes, memory.level_start, memory.mask, memory.shapes)
         return self.ffn(self.norm(x + self.dropout(y)))
 
 
@@ -85,5 +85,5 @@ class DeformableDecoderLayer(nn.Module):
         qk = with_pos(tgt, query_pos)
         tgt = self.norm1(tgt + self.dropout1(self.self_attn(qk, qk, tgt, attn_mask=self_attn_mask)))
         y = self.cross_attn(with_pos(tgt, query_pos), reference_on_levels(reference, memory.valid_ratios),
-                            memory.tokens, memory.spatial_shapes, memory.level_start, memory.mask)
+                            memory.tokens, memory.spatial_shapes, memory.level_start, memory.mask, memory.shapes)
         return self.ffn(self.norm2(tgt + self.dropout2(y)))

@@ -46,7 +46,8 @@ class MSDeformAttn(nn.Module):
             nn.init.zeros_(proj.bias)
 
     def forward(self, query: Tensor, reference_points: Tensor, value: Tensor, spatial_shapes: Tensor,
-                level_start: Tensor, value_padding_mask: Tensor | None = None) -> Tensor:
+                level_start: Tensor, value_padding_mask: Tensor | None = None,
+                level_shapes: list[tuple[int, int]] | None = None) -> Tensor:
         """Attend each query to ``num_levels x num_points`` samples per head.
 
         query: ``[B, Q, d]``, position embedding already added by the caller.
@@ -55,6 +56,8 @@ class MSDeformAttn(nn.Module):
         value: ``[B, S, d]``, the L flattened levels concatenated (S = sum H_l W_l).
         spatial_shapes: ``[L, 2]`` int64 (H_l, W_l). level_start: ``[L]`` int64 offset of each level in S.
         value_padding_mask: ``[B, S]`` bool, True on padding; those values are zeroed before sampling.
+        level_shapes: the same sizes as Python ints (``Memory.shapes``): the op then reads nothing back from
+        the device.
         Returns ``[B, Q, d]``. Raises ValueError if S != sum H_l W_l (checked in the op).
         """
         coords = reference_points.shape[-1]
@@ -78,5 +81,8 @@ class MSDeformAttn(nn.Module):
             # box references (iterative refinement, paper app. A.4): offsets scale with the box's half size; the
             # extra 1/num_points is the official code's
             locations = ref[..., :2] + offsets / points * ref[..., 2:] * 0.5
-        out = ms_deform_attn(value, spatial_shapes, level_start, locations, weights)
+        if level_shapes is not None:
+            out = ms_deform_attn(value, level_shapes, None, locations, weights)
+        else:
+            out = ms_deform_attn(value, spatial_shapes, level_start, locations, weights)
         return self.output_proj(out)

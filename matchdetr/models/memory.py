@@ -19,7 +19,8 @@ class Memory:
     tokens: ``[B, S, d]`` with ``S = sum_l h_l * w_l``, levels concatenated coarse-or-fine in input order.
     mask: ``[B, S]`` bool, True on padding.
     pos: ``[B, S, d]`` positional embedding (level embedding included where the model has one).
-    spatial_shapes: ``[L, 2]`` int64 ``(h_l, w_l)``.
+    spatial_shapes: ``[L, 2]`` int64 ``(h_l, w_l)``; ``shapes`` holds the same as Python ints, so code that
+        needs sizes on the host never reads them back from the device.
     level_start: ``[L]`` int64 offset of each level in ``S``.
     valid_ratios: ``[B, L, 2]`` the unpadded fraction ``(w, h)`` of each level's map.
     layers: every encoder layer's input and output ``[x0, x1, ..., xL]`` (each ``[B, S, d]``), kept only when a
@@ -33,6 +34,7 @@ class Memory:
     spatial_shapes: Tensor
     level_start: Tensor
     valid_ratios: Tensor
+    shapes: list[tuple[int, int]] = field(default_factory=list)
     layers: list[Tensor] = field(default_factory=list)
     cache: dict[str, Tensor] = field(default_factory=dict)
 
@@ -41,8 +43,8 @@ class Memory:
 
     def level(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
         """One level back as maps: tokens ``[B, d, h, w]``, mask ``[B, h, w]``, pos ``[B, d, h, w]``."""
-        h, w = (int(v) for v in self.spatial_shapes[index])
-        start = int(self.level_start[index])
+        h, w = self.shapes[index]
+        start = sum(a * b for a, b in self.shapes[:index])
         sl = slice(start, start + h * w)
         b, _, d = self.tokens.shape
         as_map = lambda x: x[:, sl].transpose(1, 2).reshape(b, -1, h, w)  # noqa: E731
@@ -64,6 +66,7 @@ def flatten_levels(features: list[Tensor], masks: list[Tensor], pos: list[Tensor
         spatial_shapes=spatial_shapes,
         level_start=level_start,
         valid_ratios=valid_ratios,
+        shapes=[(int(h), int(w)) for h, w in shapes],
     )
 
 

@@ -27,14 +27,25 @@ import math
 
 import torch
 import torch.nn.functional as F
+from typing import Sequence
+
 from torch import Tensor
 
 
-def _level_layout(value: Tensor, spatial_shapes: Tensor, level_start: Tensor,
+def _level_layout(value: Tensor, spatial_shapes: Tensor | Sequence[tuple[int, int]], level_start: Tensor | None,
                   sampling_locations: Tensor) -> tuple[list[tuple[int, int]], list[int]]:
-    """Level sizes and start offsets as Python ints, after checking they agree with the tensors."""
-    hw = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
-    starts = [int(s) for s in level_start.tolist()]
+    """Level sizes and start offsets as Python ints, after checking they agree with the tensors.
+
+    Given as Python ints (``Memory.shapes``), nothing is read back from the device: on a GPU a ``.tolist()``
+    per attention call would stall the host every layer."""
+    if isinstance(spatial_shapes, Tensor):
+        hw = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    else:
+        hw = [(int(h), int(w)) for h, w in spatial_shapes]
+    if isinstance(level_start, Tensor):
+        starts = [int(s) for s in level_start.tolist()]
+    else:
+        starts = [sum(h * w for h, w in hw[:i]) for i in range(len(hw))]
     if len(hw) != len(starts) or len(hw) != sampling_locations.shape[3]:
         raise ValueError(f"levels disagree: spatial_shapes {len(hw)}, level_start {len(starts)}, "
                          f"sampling_locations {sampling_locations.shape[3]}")

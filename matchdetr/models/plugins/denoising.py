@@ -115,7 +115,10 @@ def build_denoising(targets: list[Target], num_queries: int, label_embed: nn.Emb
         labels = _noise_labels(t.labels[gt_idx], p_flip, num_classes, gen)
         boxes = t.boxes[gt_idx].float()
         if contrastive:
+            # Negatives may flip a corner past the other (w or h < 0); the release's logit round trip turns
+            # that into a tiny positive size, and so does this clamp.
             boxes = _noise_boxes_dino(boxes, spec.box_noise, negative, gen)
+            boxes = torch.cat((boxes[:, :2], boxes[:, 2:].clamp(min=1e-5)), -1)
         else:
             boxes = _noise_boxes_dn_detr(boxes, spec.box_noise, gen)
         content[b, slots] = label_embed(labels).to(content.dtype)
@@ -158,6 +161,9 @@ class DenoisingQueries(nn.Module):
             raise ValueError("denoising needs anchor queries (reference boxes, positions derived per layer)")
         dn = build_denoising(targets, q.content.shape[1], self.label_enc, self.num_classes, self.spec)
         if dn is None:
+            # No GT anywhere in the batch: nothing to denoise, but the label embedding must still be in the
+            # graph (with zero gradient), or DDP waits forever for its gradient on this process.
+            q.content = q.content + 0.0 * self.label_enc.weight.sum()
             return q
         mask = dn.attn_mask
         if q.self_attn_mask is not None:  # e.g. the one-to-many branch's own mask, kept for the matching part

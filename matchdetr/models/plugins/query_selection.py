@@ -28,13 +28,13 @@ def encoder_proposals(memory: Memory, base_wh: float = 0.05) -> tuple[Tensor, Te
     """
     b = memory.tokens.shape[0]
     props = []
-    for lvl, (h, w) in enumerate(memory.spatial_shapes.tolist()):
-        start = int(memory.level_start[lvl])
+    start = 0
+    for lvl, (h, w) in enumerate(memory.shapes):
         mask = memory.mask[:, start : start + h * w].view(b, h, w)
         valid_h, valid_w = (~mask[:, :, 0]).sum(1), (~mask[:, 0, :]).sum(1)
         ys, xs = torch.meshgrid(
-            torch.linspace(0, h - 1, h, dtype=memory.tokens.dtype, device=mask.device),
-            torch.linspace(0, w - 1, w, dtype=memory.tokens.dtype, device=mask.device),
+            torch.linspace(0, h - 1, h, dtype=torch.float32, device=mask.device),
+            torch.linspace(0, w - 1, w, dtype=torch.float32, device=mask.device),
             indexing="ij",
         )
         grid = torch.stack((xs, ys), -1)[None].expand(b, -1, -1, -1)
@@ -42,6 +42,7 @@ def encoder_proposals(memory: Memory, base_wh: float = 0.05) -> tuple[Tensor, Te
         centre = (grid + 0.5) / scale
         wh = torch.full_like(centre, base_wh * 2.0**lvl)
         props.append(torch.cat((centre, wh), -1).view(b, -1, 4))
+        start += h * w
     proposals = torch.cat(props, 1)
     valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1) & ~memory.mask
     logits = torch.log(proposals / (1 - proposals)).masked_fill(~valid[..., None], float("inf"))
