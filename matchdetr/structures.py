@@ -91,14 +91,12 @@ class DetectorOutput:
     aux: the earlier decoder layers' predictions, first layer first.
     extra: further prediction sets plug-ins add (encoder proposals, denoising, one-to-many), already
         wrapped as :class:`Supervised` so the criterion needs no knowledge of where they came from.
-    state: intermediate tensors kept for analysis (for example per-layer memories); never used by losses.
     """
 
     logits: Tensor
     boxes: Tensor
     aux: list[Prediction] = field(default_factory=list)
     extra: list[Supervised] = field(default_factory=list)
-    state: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def final(self) -> Prediction:
