@@ -91,3 +91,12 @@ def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
     """Logit of ``x`` clamped to ``[eps, 1 - eps]``; used for box refinement in unbounded space."""
     x = x.clamp(min=0, max=1)
     return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+def apply_box_delta(reference: Tensor, delta: Tensor) -> Tensor:
+    """Refine a reference by a delta in logit space (Deformable-DETR sec 4.1 / appendix A.4):
+    ``sigmoid(delta + logit(reference))``. A 2-d reference point ``[..., 2]`` only moves the centre and takes
+    w, h from the delta, so the result is always a ``[..., 4]`` cxcywh box."""
+    if reference.shape[-1] == 4:
+        return (delta + inverse_sigmoid(reference)).sigmoid()
+    return torch.cat((delta[..., :2] + inverse_sigmoid(reference), delta[..., 2:]), -1).sigmoid()

@@ -102,6 +102,17 @@ class DetectorOutput:
     def final(self) -> Prediction:
         return Prediction(self.logits, self.boxes)
 
+    def split_queries(self, keep: slice, branch: slice, suffix: str, **supervised: object) -> None:
+        """Cut a plug-in's queries out of every layer (in place): ``keep`` stays the detector's output, and
+        ``branch`` becomes one :class:`Supervised` set per layer (``suffix`` on the final layer,
+        ``_aux<i>`` + ``suffix`` on the others) with the given Supervised options."""
+        layers = [self.final] + list(self.aux)
+        suffixes = [suffix] + [f"_aux{i}{suffix}" for i in range(len(self.aux))]
+        self.logits, self.boxes = self.logits[:, keep], self.boxes[:, keep]
+        self.aux = [Prediction(p.logits[:, keep], p.boxes[:, keep]) for p in self.aux]
+        for p, name in zip(layers, suffixes):
+            self.extra.append(Supervised(name, Prediction(p.logits[:, branch], p.boxes[:, branch]), **supervised))  # type: ignore[arg-type]
+
     def supervision(self) -> list[Supervised]:
         """Every prediction set that carries a loss: final, each auxiliary layer, then the plug-ins'."""
         sets = [Supervised("", self.final)]

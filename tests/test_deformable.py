@@ -10,7 +10,7 @@ import torch
 import matchdetr
 from matchdetr.boxes import inverse_sigmoid
 from matchdetr.engine.optim import param_groups
-from matchdetr.models.decoders import refine_reference
+from matchdetr.boxes import apply_box_delta as refine_reference
 from matchdetr.models.deformable import encoder_reference_points, reference_on_levels
 from matchdetr.models.memory import flatten_levels
 from matchdetr.models.plugins.query_selection import encoder_proposals, proposal_sine_embed

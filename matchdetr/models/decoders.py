@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..boxes import inverse_sigmoid
+from ..boxes import apply_box_delta
 from .attention import MultiheadAttention
 from .layers import FeedForward, clones, with_pos
 from .memory import Memory
@@ -72,15 +72,6 @@ class DecoderOutput:
 BoxDelta = Callable[[int, Tensor], Tensor]
 
 
-def refine_reference(reference: Tensor, delta: Tensor) -> Tensor:
-    """Deformable-DETR's iterative refinement (sec 4.1 / appendix A.4): the new box is
-    ``sigmoid(delta + logit(reference))``; a 2-d reference point refines the centre and takes w, h from the
-    delta, so every later layer has a 4-d reference box."""
-    if reference.shape[-1] == 4:
-        return (delta + inverse_sigmoid(reference)).sigmoid()
-    return torch.cat((delta[..., :2] + inverse_sigmoid(reference), delta[..., 2:]), -1).sigmoid()
-
-
 class Decoder(nn.Module):
     """A stack of decoder layers returning every layer's output.
 
@@ -114,7 +105,7 @@ class Decoder(nn.Module):
             hidden.append(self.norm(x))
             refs.append(pred_ref)
             if self.box_refine is not None and ref is not None:
-                refined = refine_reference(ref, self.box_refine(i, x))
+                refined = apply_box_delta(ref, self.box_refine(i, x))
                 ref = refined.detach()
                 pred_ref = refined if self.look_forward_twice else ref
         return DecoderOutput(hidden=torch.stack(hidden), references=None if ref is None else refs)

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..boxes import inverse_sigmoid
+from ..boxes import apply_box_delta
 from ..structures import Prediction
 from .layers import MLP
 
@@ -48,10 +48,8 @@ class DetectionHead(nn.Module):
 
     def predict(self, layer: int, hidden: Tensor, reference: Tensor | None) -> Prediction:
         delta = self.box_delta(layer, hidden)
-        if reference is not None:
-            ref = inverse_sigmoid(reference)
-            delta = delta + ref if ref.shape[-1] == 4 else torch.cat((delta[..., :2] + ref, delta[..., 2:]), -1)
-        return Prediction(logits=self.classify(layer, hidden), boxes=torch.sigmoid(delta))
+        boxes = torch.sigmoid(delta) if reference is None else apply_box_delta(reference, delta)
+        return Prediction(logits=self.classify(layer, hidden), boxes=boxes)
 
     def forward(self, hidden: Tensor, references: Sequence[Tensor] | None = None) -> list[Prediction]:
         """hidden: ``[L, B, Q, d]``; references: L tensors ``[B, Q, 2|4]`` or None -> L predictions."""

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ...boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from ...config import DenoisingConfig
-from ...structures import Assignment, DetectorOutput, Prediction, Supervised, Target
+from ...structures import Assignment, DetectorOutput, Target
 from ..memory import Memory
 from ..queries import Queries
 
@@ -131,14 +131,8 @@ def build_denoising(targets: list[Target], num_queries: int, label_embed: nn.Emb
 def split_denoising(out: DetectorOutput, dn: DenoisingGroups) -> None:
     """Cut the denoising slots off every layer's predictions (in place) and add them as ``_dn`` sets with
     their fixed assignment; the normaliser counts every group (num_boxes * groups)."""
-    n = dn.num_dn
-    layers = [Prediction(out.logits, out.boxes)] + list(out.aux)
-    suffixes = ["_dn"] + [f"_aux{i}_dn" for i in range(len(out.aux))]
-    out.logits, out.boxes = out.logits[:, n:], out.boxes[:, n:]
-    out.aux = [Prediction(p.logits[:, n:], p.boxes[:, n:]) for p in out.aux]
-    for p, suffix in zip(layers, suffixes):
-        out.extra.append(Supervised(suffix, Prediction(p.logits[:, :n], p.boxes[:, :n]),
-                                    assignment=dn.assignment, num_boxes_factor=dn.groups))
+    out.split_queries(slice(dn.num_dn, None), slice(None, dn.num_dn), "_dn",
+                      assignment=dn.assignment, num_boxes_factor=dn.groups)
 
 
 class DenoisingQueries(nn.Module):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...structures import DetectorOutput, Prediction, Supervised, Target
+from ...structures import DetectorOutput, Target
 from ..memory import Memory
 from ..queries import Queries
 
@@ -28,13 +28,7 @@ def branch_mask(num_one2one: int, num_one2many: int, device: torch.device) -> Te
 def split_one2many(out: DetectorOutput, num_one2one: int, k: int, weight: float) -> None:
     """Keep the one-to-one queries in the output (in place); add the rest as ``_o2m`` sets matched against
     the GT repeated ``k`` times (final and every auxiliary layer)."""
-    layers = [Prediction(out.logits, out.boxes)] + list(out.aux)
-    suffixes = ["_o2m"] + [f"_aux{i}_o2m" for i in range(len(out.aux))]
-    out.logits, out.boxes = out.logits[:, :num_one2one], out.boxes[:, :num_one2one]
-    out.aux = [Prediction(p.logits[:, :num_one2one], p.boxes[:, :num_one2one]) for p in out.aux]
-    for p, suffix in zip(layers, suffixes):
-        out.extra.append(Supervised(suffix, Prediction(p.logits[:, num_one2one:], p.boxes[:, num_one2one:]),
-                                    gt_repeat=k, weight=weight))
+    out.split_queries(slice(None, num_one2one), slice(num_one2one, None), "_o2m", gt_repeat=k, weight=weight)
 
 
 class HybridQueries(nn.Module):
