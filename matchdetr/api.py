@@ -81,6 +81,9 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> D
     if "config" not in meta or "label_map" not in meta:
         raise CheckpointError(f"{weights}: metadata lacks config/label_map")
     cfg = Config.from_dict(meta["config"])
+    # The backbone's ImageNet file (model.backbone.weights) is inside these weights already: reading it again
+    # would be wasted work, and an error once the file has moved.
+    cfg.model.backbone.weights = ""
     detector = from_config(cfg, LabelMap.from_dict(meta["label_map"]))
     missing, unexpected = _diff_keys(detector.state_dict(), state)
     if missing or unexpected:
@@ -114,7 +117,11 @@ def _as_pil(item: Any) -> Image.Image:
 @torch.no_grad()
 def predict(detector: Detector, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
     """Detections per image: ``boxes`` ``[K, 4]`` xyxy pixels of the original image, ``scores`` ``[K]``,
-    ``labels`` ``[K]`` dataset category ids, ``names`` (K strings)."""
+    ``labels`` ``[K]`` dataset category ids, ``names`` (K strings).
+
+    The shape of HF transformers' ``post_process_object_detection`` for focal-loss DETRs (top-k over queries x
+    classes, then ``score > threshold``, sorted by score; tested against it), plus ``names``; boxes are clipped
+    to the image. :func:`matchdetr.predict_io.to_coco_results` turns them into COCO results entries."""
     from .data.collate import collate
     from .data.transforms import build_transforms
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -18,6 +19,10 @@ from .config import ConfigError, apply_overrides
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from .data.coco import DatasetError
+    except ImportError:  # torch-free commands (predict --model x.onnx) run where torch is not installed
+        return (ConfigError, FileNotFoundError, ValueError, ImportError)
     from .data.coco import DatasetError
     from .data.images import ImageLoadError
     from .engine.checkpoint import CheckpointError
@@ -38,14 +43,23 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-objects", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="processes (output is identical for any value)")
+    p.add_argument("--format", choices=("coco", "yolo", "voc"), default="coco",
+                   help="dataset layout: coco (default), yolo (images/ + labels/ + data.yaml) or voc (Pascal VOC XML)")
     p.set_defaults(func=cmd_synth)
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
     from .data.synthetic import generate
 
-    summary = generate(a.out_dir, num_train=a.train, num_val=a.val, min_side=a.min_side, max_side=a.max_side,
+    fmt = getattr(a, "format", "coco")
+    target = Path(a.out_dir) / ".coco" if fmt != "coco" else Path(a.out_dir)
+    summary = generate(target, num_train=a.train, num_val=a.val, min_side=a.min_side, max_side=a.max_side,
                        max_objects=a.max_objects, seed=a.seed, workers=a.workers)
+    if fmt != "coco":  # the same images and boxes, written in the other layout
+        from .data.convert import convert_dataset
+
+        convert_dataset(target, fmt, a.out_dir)
+        shutil.rmtree(target)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -61,9 +75,12 @@ def _add_data_args(p: argparse.ArgumentParser, splits: Sequence[str]) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a preset on a COCO-format dataset",
                        description="Train a preset. Launch with torchrun for several processes or nodes.")
-    p.add_argument("--model", required=True, help="preset name (see `matchdetr models`)")
+    p.add_argument("--model", help="preset name (see `matchdetr models`); optional with --init (default: the "
+                                    "checkpoint's own configuration)")
+    p.add_argument("--init", help="start from this checkpoint's weights (file or run directory; fresh optimizer and "
+                                  "schedule); class heads are re-initialised when the dataset's classes differ")
     _add_data_args(p, ("train", "val"))
-    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, eval/)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, results.csv, eval/)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iters", type=int, help="train for this many iterations")
     g.add_argument("--epochs", type=int, help="train for this many epochs")
@@ -81,7 +98,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _train_config(a: argparse.Namespace):  # -> Config
     from . import presets
 
-    cfg = presets.get(a.model)
+    if a.model:
+        cfg = presets.get(a.model)
+    elif getattr(a, "init", None):  # fine-tune the checkpoint's own architecture
+        from .config import Config
+        from .engine.checkpoint import newest_weights, read_meta
+
+        cfg = Config.from_dict(read_meta(newest_weights(a.init))["config"])
+        cfg.model.backbone.weights = ""  # the backbone comes from the checkpoint
+    else:
+        raise ConfigError("train needs --model PRESET (or --init CHECKPOINT to reuse its configuration)")
+    if getattr(a, "init", None):
+        cfg.train.init = a.init
     apply_overrides(cfg, a.overrides)
     if a.iters is not None:
         cfg.train.iters = a.iters
@@ -134,9 +162,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     paths = resolve_split(a.data, a.split, a.val_images, a.val_ann)
     if a.predictions:
+        from .data.formats import ground_truth
         from .engine.coco_eval import evaluate_detections
 
-        result = evaluate_detections(paths.annotations, a.predictions, out_dir=a.out)
+        result = evaluate_detections(ground_truth(paths), a.predictions, out_dir=a.out)
     else:
         from . import api
         from .data.coco import CocoDetection
@@ -152,68 +181,76 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if result is not None:
         print(result.table())
         if a.out:
-            print(f"wrote {Path(a.out) / 'metrics.json'}")
+            from .reports import write_eval_report
+
+            written = write_eval_report(result, a.out)
+            print(f"wrote {Path(a.out) / 'metrics.json'}" + "".join(f", {p.name}" for p in written))
     return 0
 
 
 # --------------------------------------------------------------------------------------------- predict
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="detect objects in images; writes annotated PNGs and detections.json")
-    p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
+    p = sub.add_parser("predict", help="detect objects in images, folders or videos; writes annotated PNGs and detections.json",
+                       description="Detect objects with a checkpoint (PyTorch) or an exported ONNX model (onnxruntime "
+                                   "alone, torch is not imported). Videos need OpenCV: pip install 'matchdetr[video]'.")
+    p.add_argument("images", nargs="+", help="image files, folders of images, or video files")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint file or run directory")
+    src.add_argument("--model", help="ONNX model written by `matchdetr export` (runs on onnxruntime, without torch)")
     p.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
     p.add_argument("--threshold", type=float, default=0.3)
+    p.add_argument("--coco-json", help="also write the detections as a COCO results JSON to this file")
+    p.add_argument("--coco-gt", help="COCO annotation JSON whose file_name -> id mapping gives the image ids of --coco-json")
+    p.add_argument("--every", type=int, default=1, help="videos: run on every N-th frame (default 1)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
+    if a.model:  # onnxruntime only: nothing on this path imports torch
+        from .onnx_predict import predict_command
+
+        print(predict_command(a.model, a.images, a.out, a.threshold, a.coco_json, a.coco_gt, a.every))
+        return 0
     from . import api
     from .data.images import load_rgb
     from .engine.distributed import init_from_env
-    from .visualize import draw_detections
+    from .predict_io import run_predict, summary_line
 
-    paths = api.iter_image_paths(a.images)
-    if not paths:
-        raise FileNotFoundError(f"no images found in {', '.join(a.images)}")
     model = api.load(a.checkpoint, map_location=init_from_env(a.device))
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    records = []
-    for path in paths:
-        img = load_rgb(path)
-        det = model.predict([img], threshold=a.threshold)[0]
-        png = out / f"{path.stem}.png"
-        draw_detections(img, det["boxes"], det["scores"], det["names"]).save(png)
-        records.append({"file": str(path), "annotated": str(png), "detections": [
-            {"bbox_xyxy": [round(v, 2) for v in b], "score": round(s, 4), "category_id": c, "name": n}
-            for b, s, c, n in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), det["names"])]})
-    (out / "detections.json").write_text(json.dumps(records, indent=1))
-    total = sum(len(r["detections"]) for r in records)
-    print(f"{len(records)} images, {total} detections above {a.threshold}; wrote {out}/*.png and {out / 'detections.json'}")
+    summary = run_predict(lambda imgs: model.predict(imgs, threshold=a.threshold), a.images, a.out, load_rgb,
+                          threshold=a.threshold, coco_json=a.coco_json, coco_gt=a.coco_gt, every=a.every)
+    print(summary_line(summary, a.threshold))
     return 0
 
 
 # ---------------------------------------------------------------------------------------------- models
 def _add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the presets with their parameter counts")
+    p = sub.add_parser("models", help="list the presets with their parameter counts (and GFLOPs)",
+                       description="Parameters and, with --flops, fvcore-style GFLOPs (multiply-accumulates of "
+                                   "convolutions and matrix products, one image) beside the papers' figures.")
     p.add_argument("--num-classes", type=int, default=91)
     p.add_argument("--no-params", action="store_true", help="only list names (fast)")
+    p.add_argument("--flops", action="store_true", help="also count GFLOPs (about 40 s per full-size preset on 2 cores)")
+    p.add_argument("--size", default="800x1200", help="HEIGHTxWIDTH of the image for --flops (default 800x1200)")
+    p.add_argument("--presets", help="comma-separated preset names (default: all)")
     p.set_defaults(func=cmd_models)
 
 
 def cmd_models(a: argparse.Namespace) -> int:
-    from . import api, presets
+    from . import presets
+    from .analysis.flops import HEADER, model_cost, parse_size
 
-    print(f"{'preset':32s} {'params':>12s} {'trainable':>12s}")
-    for name in presets.names():
-        if a.no_params:
-            print(name)
-            continue
-        model = api.build(name, num_classes=a.num_classes)
-        total = sum(p.numel() for p in model.parameters())
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        print(f"{name:32s} {total / 1e6:11.2f}M {trainable / 1e6:11.2f}M")
+    names = presets.names() if not a.presets else [n.strip() for n in a.presets.split(",") if n.strip()]
+    for name in names:
+        presets.get(name)  # an unknown name fails here, in one line, before any slow work
+    size = parse_size(a.size) if a.flops else None
+    if a.no_params:
+        print("\n".join(names))
+        return 0
+    print(HEADER)
+    for name in names:
+        print(model_cost(name, a.num_classes, size).row(), flush=True)
     return 0
 
 
@@ -221,11 +258,21 @@ def cmd_models(a: argparse.Namespace) -> int:
 def _add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="import weights from other implementations",
                        description="Convert released weights into a matchdetr checkpoint (one .safetensors file).")
-    csub = p.add_subparsers(dest="source", required=True, metavar="{hf}")
+    csub = p.add_subparsers(dest="source", required=True, metavar="{hf,official}")
     hf = csub.add_parser("hf", help="HF transformers DeformableDetrForObjectDetection (save_pretrained directory)")
     hf.add_argument("src", help="directory with config.json and *.safetensors (use_timm_backbone=False)")
     hf.add_argument("out", help="output checkpoint, e.g. deformable-detr.safetensors")
     hf.set_defaults(func=cmd_convert_hf)
+    off = csub.add_parser("official", help="the authors' released DINO / Stable-DINO (detrex) or SAM-DETR checkpoint",
+                          description="Convert a released checkpoint (.pth, read with torch.load(weights_only=True) "
+                                      "only, or .safetensors) into one matchdetr .safetensors file. The preset is "
+                                      "inferred from the checkpoint unless --preset is given.")
+    off.add_argument("--family", required=True, choices=["dino", "stable-dino", "sam-detr"],
+                     help="dino: detrex projects/dino; stable-dino: IDEA-Research/Stable-DINO; sam-detr: ZhangGongjie/SAM-DETR")
+    off.add_argument("--preset", help="matchdetr preset with the released architecture (default: inferred)")
+    off.add_argument("src", help="released checkpoint, e.g. dino_r50_4scale_12ep.pth")
+    off.add_argument("out", help="output checkpoint, e.g. dino-4scale-r50.safetensors")
+    off.set_defaults(func=cmd_convert_official)
 
 
 def cmd_convert_hf(a: argparse.Namespace) -> int:
@@ -236,10 +283,34 @@ def cmd_convert_hf(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_official(a: argparse.Namespace) -> int:
+    from .interop.official import convert_official
+
+    out = convert_official(a.family, a.src, a.out, a.preset)
+    print(f"wrote {out}; load it with matchdetr.load('{out}') or --checkpoint {out}")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- bench
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: speed (and, later, convergence)")
-    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed}")
+    p = sub.add_parser("bench", help="benchmarks: speed and convergence")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence}")
+    c = bsub.add_parser("convergence", help="train presets at equal budget: AP curves, COCO table, unstable score",
+                        description="Train each preset in turn on the same data, budget, seed and batch; evaluate every "
+                                    "--eval-every iterations. Writes curves.csv/png, table.md and unstable.csv/png to "
+                                    "--out. Re-running the same command resumes a partly finished benchmark.")
+    c.add_argument("--models", default=",".join(CONVERGENCE_MODELS), help="comma-separated presets (default: %(default)s)")
+    c.add_argument("--iters", type=int, default=600, help="iterations per model (default 600)")
+    c.add_argument("--eval-every", type=int, default=200)
+    c.add_argument("--batch-size", type=int, default=8)
+    c.add_argument("--seed", type=int, default=42)
+    c.add_argument("--data", default="runs/synthetic", help="dataset folder; the synthetic set is generated if missing")
+    c.add_argument("--out", default="runs/bench_convergence")
+    c.add_argument("--unstable-images", type=int, default=20)
+    c.add_argument("--device", default="auto")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every model")
+    c.set_defaults(func=cmd_bench_convergence)
     s = bsub.add_parser("speed", help="inference latency, training-step time and peak memory of a preset")
     s.add_argument("--model", required=True, help="preset name")
     s.add_argument("--vs-hf", action="store_true", help="also time HF transformers' twin on identical weights")
@@ -248,6 +319,23 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--warmup", type=int, default=2)
     s.add_argument("--repeats", type=int, default=5)
     s.set_defaults(func=cmd_bench_speed)
+
+
+# The default study: each paper's headline comparison at CPU size (docs/benchmarks.md)
+CONVERGENCE_MODELS = ("dino-tiny", "stable-dino-tiny", "detr-tiny", "sam-detr-tiny", "sam-detr-plus-plus-tiny",
+                      "stable-sam-detr-plus-plus-tiny")
+
+
+def cmd_bench_convergence(a: argparse.Namespace) -> int:
+    from .analysis.convergence import run_benchmark, write_outputs
+
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    runs = run_benchmark(models, a.data, a.out, a.iters, a.eval_every, a.batch_size, a.seed, a.overrides, a.device,
+                         a.unstable_images)
+    paths = write_outputs(runs, Path(a.out))
+    print(Path(a.out, "table.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
 
 
 def cmd_bench_speed(a: argparse.Namespace) -> int:
@@ -282,11 +370,104 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(model=a.model, data=a.data, out=a.out, iters=a.iters, device=a.device)
 
 
+# --------------------------------------------------------------------------------------------- analyze
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="diagnostics of a trained model (the unstable score of matching)")
+    asub = p.add_subparsers(dest="analysis", required=True)
+    u = asub.add_parser("unstable", help="per-layer unstable score (Stable-DINO sec 2.4.3) of a checkpoint",
+                        description="Match every decoder layer (and DINO's encoder proposals) to the ground truth and "
+                                    "report, per layer, the percentage of GTs whose matched query changed from the "
+                                    "previous layer. Writes unstable.csv and unstable.json to --out.")
+    u.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
+    u.add_argument("--data", required=True, help="dataset folder (COCO layout)")
+    u.add_argument("--split", default="val")
+    u.add_argument("--images", type=int, default=20, help="first N images of the split (paper: 20)")
+    u.add_argument("--out", help="folder for unstable.csv / unstable.json (default: next to the checkpoint)")
+    u.add_argument("--device", default="auto")
+    u.set_defaults(func=cmd_analyze_unstable)
+
+
+def cmd_analyze_unstable(a: argparse.Namespace) -> int:
+    from .analysis.unstable_score import analyze_checkpoint
+
+    if a.images < 1:
+        raise ValueError(f"--images must be >= 1, got {a.images}")
+    score = analyze_checkpoint(a.checkpoint, a.data, a.split, a.images, a.device)
+    print(score.table())
+    ck = Path(a.checkpoint)
+    out = Path(a.out) if a.out else (ck if ck.is_dir() else ck.parent) / "unstable"
+    for path in score.write(out):
+        print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- export, report
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (dynamic batch and image size)",
+                       description="Write an ONNX graph (TorchScript exporter, opset >= 16) that takes normalised "
+                                   "images [B,3,H,W] (+ pixel_mask [B,H,W], True on padding) of any size and returns "
+                                   "logits [B,Q,C] and boxes [B,Q,4] (normalised cxcywh). Run it without torch with "
+                                   "`matchdetr predict --model OUT IMAGES`. Needs: pip install 'matchdetr[onnx]'.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
+    p.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16; default 17)")
+    p.add_argument("--no-mask", action="store_true", help="images-only input (no padding: one image per call "
+                                                          "or equal sizes)")
+    p.add_argument("--topk", type=int, default=0, help="also output the top-k post-processing: scores, labels, "
+                                                       "boxes_xyxy (normalised); 0 = off")
+    p.add_argument("--size", default=None, help="HxW of the tracing input (default: the config's test size); "
+                                                 "the graph accepts any size")
+    p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch at two image sizes")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from . import api
+    from .export import check_onnx, export_onnx
+
+    size = None
+    if a.size:
+        try:
+            size = tuple(int(v) for v in a.size.lower().split("x"))
+            assert len(size) == 2
+        except (ValueError, AssertionError):
+            raise ValueError(f"--size must look like 640x640, got {a.size!r}") from None
+    model = api.load(a.checkpoint)
+    path = export_onnx(model, a.out, opset=a.opset, with_mask=not a.no_mask, topk=a.topk or None, sample_size=size)
+    print(f"wrote {path} (opset {a.opset}; inputs {'images' if a.no_mask else 'images, pixel_mask'}; dynamic batch, "
+          f"height, width)")
+    if a.check:
+        s = model.config.data.test_size
+        diffs = check_onnx(model, path, sizes=((s, s), (max(32, s * 3 // 4), s + s // 4)))
+        print("onnxruntime vs PyTorch, max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+        if max(diffs.values()) > 1e-3:
+            raise ValueError(f"{path}: onnxruntime output differs from PyTorch by more than 1e-3")
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="plots and tables of a run: results.csv, training curves, per-class AP, PR curves",
+                       description="Write results.csv, training_curves.png, per_class_ap.csv/.png and pr_curves.png "
+                                   "into RUN_DIR from its metrics.jsonl and eval/ files.")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from .reports import write_run_report
+
+    for path in write_run_report(a.run_dir):
+        print(f"wrote {path}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matchdetr", description="DETR-family detectors built around better matching.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{synth,train,eval,predict,models,convert,bench,demo}")
-    for add in (_add_synth, _add_train, _add_eval, _add_predict, _add_models, _add_convert, _add_bench, _add_demo):
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{synth,train,eval,predict,export,report,models,convert,bench,demo,analyze}")
+    for add in (_add_synth, _add_train, _add_eval, _add_predict, _add_export, _add_report, _add_models, _add_convert,
+                _add_bench, _add_demo, _add_analyze):
         add(sub)
     return parser
 
@@ -304,3 +485,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("matchdetr: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as err:  # a run stopped on purpose (checkpoint saved), or a peer process failed: one line
+        from .engine.distributed import peer_failure
+        from .engine.guard import TrainingStopped
+
+        if os.environ.get("MATCHDETR_DEBUG"):
+            raise
+        if isinstance(err, TrainingStopped):
+            print(f"matchdetr: {'error: ' if err.exit_code == 2 else ''}{err}", file=sys.stderr)
+            return err.exit_code
+        why = peer_failure(err)
+        if why is None:
+            raise
+        print(f"matchdetr: error: {why}", file=sys.stderr)
+        return 1

@@ -69,6 +69,20 @@ class HybridConfig:
 
 
 @dataclass
+class SamConfig:
+    # Semantic-aligned matching (SAM-DETR / SAM-DETR++, arch sam_detr; paper sec 4).
+    resample: str = "keypoints_M"  # query re-sampling (table 3): avg_pool | max_pool | keypoint_1 | keypoints_M
+    reweight: bool = True  # multiply the re-sampled queries by sigmoid(Linear(previous query)) (eq. 7-8)
+    search_range: str = "box"  # keypoints inside the reference box (box) or anywhere in the image (image)
+    smca: bool = False  # SMCA Gaussians centred at the keypoints, scales from the keypoint MLP (sec 4.5.1)
+    multiscale: bool = False  # SAM-DETR++: C3-C5, deformable encoder, coarse-to-fine decoder (sec 4.3)
+    roi_size: int = 7  # RoIAlign output size of the region features
+    sampling_ratio: int = -1  # RoIAlign samples per bin and axis; <= 0: adaptive ceil(box / bins), as released
+    encoder_ffn_dim: int = 1024  # multi-scale deformable encoder FFN (the release halves the decoder's 2048)
+    group_norm: bool = False  # GroupNorm(32) after the single-scale input projection (the 12-epoch runs)
+
+
+@dataclass
 class MatcherConfig:
     # C = w_cls * focal_cost + w_L1 * L1(cxcywh) + w_giou * (-GIoU)  (detr-family spec, "Matching")
     cost_class: float = 2.0
@@ -76,6 +90,9 @@ class MatcherConfig:
     cost_giou: float = 2.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    # focal | position_modulated (Stable-DINO eq. 4: the focal cost at p * f2(s'), s' = rescaled GIoU)
+    class_cost: str = "focal"
+    pmc_power: float = 0.5  # f2(x) = x^pmc_power; paper table 9: 0 (f2 = 1), 0.25, 0.5 (default), 1, 2
 
 
 @dataclass
@@ -86,11 +103,18 @@ class LossConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     aux_loss: bool = True  # supervise every decoder layer, each re-matched
+    # focal | position_supervised (Stable-DINO eq. 3: the positive target is f1(IoU), rescaled per image)
+    class_loss: str = "focal"
+    psl_f1: str = "s^2"  # f1 of table 7: s^a (a > 0), s^a*p^b (hurts; ablation), exp, sin
+    psl_rescale: str = "one"  # one (largest target per image -> 1) | max_iou | none (paper sec 2.2)
+    psl_denoising: bool = True  # denoising positives also get the position target (the release does)
+    dn_class_weight: float = -1.0  # class weight of denoising sets; < 0: same as class_weight
 
 
 @dataclass
 class PostprocessConfig:
     topk: int = 100  # top-k over (queries x classes): 100 for 300 queries, 300 for 900
+    nms_iou: float = 0.0  # > 0: class-aware NMS at this IoU after the top-k (Stable-DINO evaluates at 0.8)
 
 
 @dataclass
@@ -104,6 +128,9 @@ class ModelConfig:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     denoising: DenoisingConfig = field(default_factory=DenoisingConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
+    sam: SamConfig = field(default_factory=SamConfig)
+    # Memory fusion (Stable-DINO sec 3): none | simple | u_like | dense; backbone features + encoder layers
+    memory_fusion: str = "none"
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -147,10 +174,18 @@ class TrainConfig:
     eval_every: int = 0  # iterations between evaluations; 0 = only at the end
     checkpoint_every: int = 500  # iterations between checkpoints; the last iteration always saves
     keep_last: int = 2  # checkpoints kept on disk
+    # A step whose loss or gradient is NaN/inf is skipped with a warning; after this many in a row the run saves
+    # a checkpoint and stops with a one-line explanation (the model is diverging, not hitting one bad batch).
+    max_nonfinite_skips: int = 20
     log_every: int = 10
     tensorboard: bool = False
     seed: int = 42
     eval_threshold: float = 0.0  # score threshold for the COCO results file
+    # Weights-only start (`matchdetr train --init`): a checkpoint file or run directory; the optimizer and the
+    # schedule start fresh, and class heads are re-initialised when its class set differs (matchdetr/finetune.py).
+    init: str = ""
+    unstable_every: int = 0  # > 0: log the per-layer unstable score (Stable-DINO sec 2.4.3) this often
+    unstable_images: int = 20  # ... on the first this-many validation images
 
 
 @dataclass

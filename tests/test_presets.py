@@ -66,10 +66,15 @@ def test_full_size_parameter_counts(name):
 
 
 STRUCTURAL = {"dab-deformable-detr-r50", "dn-deformable-detr-r50", "h-deformable-detr-r50"}
+# SAM-DETR family variants without a published count, checked part by part in tests/test_sam_detr.py
+STRUCTURAL |= {"sam-detr-r50-dc5", "sam-detr-dn-r50", "sam-detr-smca-dn-r50", "sam-detr-plus-plus-smca-dn-r50",
+               "smca-detr-r50"}
+# Stable-* presets: their baseline's count plus the dense fusion (or nothing), checked in test_stable_matching.py
+STRUCTURAL |= {n for n in FULL if n.startswith("stable-")}
 
 
 def test_every_full_size_preset_has_a_count_check():
-    assert set(FULL) <= set(PAPER_PARAMS) | set(DINO_PARAMS) | STRUCTURAL
+    assert set(FULL) <= set(PAPER_PARAMS) | set(DINO_PARAMS) | set(SAM_PARAMS) | STRUCTURAL
 
 
 # DINO with 80 classes, as its paper counts: "47M" (the DINO issue asks 47.6M within 1% for 4-scale)
@@ -81,6 +86,17 @@ def test_dino_parameter_counts(name):
     paper, rel = DINO_PARAMS[name]
     total = n_params(matchdetr.build(name, num_classes=80))
     assert total == pytest.approx(paper, rel=rel), f"{name}: {total:,} parameters"
+
+
+# SAM-DETR family: trainable parameters (stem + layer1 frozen, 91 classes) of the official logs, exact
+SAM_PARAMS = {"sam-detr-r50": 58_073_546, "sam-detr-smca-r50": 58_122_794,
+              "sam-detr-plus-plus-r50": 54_972_298, "sam-detr-plus-plus-smca-r50": 55_021_546}
+
+
+@pytest.mark.parametrize("name", sorted(SAM_PARAMS))
+def test_sam_parameter_counts(name):
+    det = matchdetr.build(name, num_classes=91)
+    assert sum(p.numel() for p in det.parameters() if p.requires_grad) == SAM_PARAMS[name]
 
 
 def test_dn_deformable_adds_only_the_label_embedding():

@@ -99,7 +99,8 @@ class LabelMap:
 @dataclass
 class SplitPaths:
     images: Path  # folder the JSON file_names are relative to
-    annotations: Path  # COCO instances JSON
+    annotations: Path  # COCO instances JSON (yolo: data.yaml / classes.txt / labels folder; voc: ImageSets list)
+    format: str = "coco"  # coco | yolo | voc (data/formats.py converts the others to a COCO dict)
 
 
 def resolve_split(
@@ -108,6 +109,12 @@ def resolve_split(
     """Find a split: ``DIR/{split}/`` + ``DIR/annotations/instances_{split}.json`` (our generator), or COCO's
     ``DIR/{split}2017/`` + ``instances_{split}2017.json``. Explicit ``images``/``annotations`` win."""
     root = Path(data_dir) if data_dir else None
+    if root is not None and not images and not annotations:
+        from .formats import resolve_foreign_split
+
+        foreign = resolve_foreign_split(root, split)  # YOLO / VOC folders; None for COCO
+        if foreign is not None:
+            return foreign
     image_dirs = [Path(images)] if images else [root / split, root / f"{split}2017"] if root else []
     ann_files = [Path(annotations)] if annotations else (
         [root / "annotations" / f"instances_{s}.json" for s in (split, f"{split}2017")] if root else []
@@ -189,7 +196,8 @@ class CocoDetection(Dataset):
         self.coco_json_path = Path(paths.annotations)
         if not Path(paths.images).is_dir():
             raise DatasetError(f"{paths.images}: image folder not found")
-        data = _read_json(self.coco_json_path)
+        data = _read_json(self.coco_json_path) if paths.format == "coco" else self._read_foreign(paths)
+        self.coco_gt: Path | dict = self.coco_json_path if paths.format == "coco" else data  # what evaluation reads
         try:
             self.label_map = label_map if label_map is not None else LabelMap.from_categories(data["categories"])
         except DatasetError as err:
@@ -210,6 +218,14 @@ class CocoDetection(Dataset):
         self.image_ids: list[int] = [int(e["id"]) for e in self._entries]
 
     # ------------------------------------------------------------------------------------ construction
+    def _read_foreign(self, paths: SplitPaths) -> dict:
+        from .formats import read_foreign
+
+        problems = _Problems(self.coco_json_path)
+        data = read_foreign(paths, problems)
+        problems.warn()
+        return data
+
     def _parse_images(self, images: list, problems: _Problems) -> list[dict]:
         seen: set[int] = set()
         usable: list[dict] = []
@@ -235,11 +251,16 @@ class CocoDetection(Dataset):
         """Field checks in Python, box arithmetic in numpy: COCO train has 860k annotations."""
         index = {img["id"]: i for i, img in enumerate(self._entries)}
         kept: list[tuple[Any, int, int, list]] = []  # (annotation id, image index, label, bbox)
+        seen: set[int] = set()
         for i, ann in enumerate(annotations):
             ident = ann.get("id", f"#{i}") if type(ann) is dict else f"#{i}"
             if type(ann) is not dict:
                 problems.add("malformed annotations dropped (annotation ids)", ident)
                 continue
+            if type(ident) is int:  # COCO evaluation indexes GT by id: a duplicate would silently drop a box
+                if ident in seen:
+                    raise DatasetError(f"{self.coco_json_path}: duplicate annotation id {ident}")
+                seen.add(ident)
             if ann.get("iscrowd", 0):  # DETR trains without crowd regions; evaluation reads them from the JSON
                 continue
             image_id, category_id, bbox = ann.get("image_id"), ann.get("category_id"), ann.get("bbox")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,16 @@ def save_weights(path: str | os.PathLike, state_dict: dict[str, Tensor], meta: d
             tensors[k] = v.clone()
         seen[ptr] = k
     metadata = {_META_KEY: json.dumps({"format_version": FORMAT_VERSION, **meta}, sort_keys=True)}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    _write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def _write(path: str | os.PathLike, write: Any) -> None:
+    """Atomic write; a failure (full disk, lost mount) is one line and the previous file stays as it was."""
+    try:
+        atomic_write(path, write)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot write checkpoint ({err.strerror or err}); "
+                              "the previous checkpoint is intact") from None
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -72,7 +82,7 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, 
 
 
 def save_state(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    _write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:
@@ -80,6 +90,10 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure is reported the same way, naming the file
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if found:  # a pickled object that unpickling would call into: never executed, refused
+            raise CheckpointError(f"{path}: refused by torch.load(weights_only=True): it references "
+                                  f"{found.group(1)}, which could run code; not a matchdetr training state") from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: refused or unreadable training state ({first})") from None
 
@@ -97,6 +111,23 @@ def checkpoint_paths(run_dir: str | os.PathLike) -> list[tuple[int, Path, Path]]
     return sorted(found)
 
 
+def newest_complete(run_dir: str | os.PathLike) -> tuple[int, Path, Path] | None:
+    """The newest checkpoint whose two files can both be opened, or None; unreadable ones are skipped with a
+    warning (a file damaged after it was written: a copy cut short, a disk error)."""
+    for found in reversed(checkpoint_paths(run_dir)):
+        try:
+            read_meta(found[1])
+            with open(found[2], "rb") as f:  # torch.save writes a zip: its central directory sits at the end
+                f.seek(max(os.path.getsize(found[2]) - 22, 0))
+                if b"PK\x05\x06" not in f.read():
+                    raise CheckpointError(f"{found[2]}: training state is truncated")
+        except (CheckpointError, OSError, json.JSONDecodeError) as err:
+            warnings.warn(f"skipping unreadable checkpoint: {err}", stacklevel=2)
+            continue
+        return found
+    return None
+
+
 def checkpoint_name(iteration: int) -> str:
     return f"iter_{iteration:07d}"
 
@@ -111,6 +142,11 @@ def prune(run_dir: str | os.PathLike, keep_last: int) -> None:
     if ckdir.is_dir():
         for p in ckdir.glob(".*.tmp"):
             p.unlink(missing_ok=True)
+        newest = cks[-1][0] if cks else -1
+        for p in ckdir.glob("iter_*.state.pt"):  # state files whose weights never landed (a kill mid-save)
+            m = re.match(r"^iter_(\d+)\.state\.pt$", p.name)
+            if m and int(m.group(1)) < newest and not p.with_name(f"iter_{m.group(1)}.safetensors").exists():
+                p.unlink(missing_ok=True)
 
 
 def newest_weights(path: str | os.PathLike) -> Path:

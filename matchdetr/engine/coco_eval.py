@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write, atomic_write_json
 
 __all__ = [
     "METRIC_NAMES",
@@ -54,6 +54,9 @@ class EvalResult:
 
     metrics: dict[str, float]
     per_class: list[dict] = field(default_factory=list)
+    # Precision-recall curves for plots (matchdetr/reports.py): "precision" [T, R, K] at area "all", maxDets
+    # 100 (-1 where a category has no GT), "iou_thrs" [T], "rec_thrs" [R], "cat_ids" [K]; None when not scored.
+    curves: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def table(self) -> str:
         """Terminal summary: the 12 COCO metrics in two rows, then a per-class AP table."""
@@ -137,6 +140,12 @@ def load_coco(source: str | os.PathLike | dict) -> COCO:
                                      f"got {_short(item)}")
             items.append(dict(item))
         copied[key] = items
+    for key in ("images", "annotations"):  # the index is by id: a duplicate silently replaces an entry
+        seen: set[str] = set()
+        for item in copied[key]:
+            if repr(item["id"]) in seen:
+                raise EvalInputError(f"{name}: duplicate {key[:-1]} id {_short(item['id'])} (ids must be unique)")
+            seen.add(repr(item["id"]))
     for i, ann in enumerate(copied["annotations"]):
         bbox = ann["bbox"]
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
@@ -220,11 +229,21 @@ def evaluate_detections(
     stats = np.asarray(coco_eval.stats[: len(METRIC_NAMES)], dtype=np.float64)
     metrics = {n: (float("nan") if s < 0 else float(s) * 100.0) for n, s in zip(METRIC_NAMES, stats)}
     result = EvalResult(metrics=metrics, per_class=_per_class(coco_eval, gt_coco, dets))
+    result.curves = {"precision": np.asarray(coco_eval.eval["precision"])[:, :, :, 0, -1].astype(np.float32),
+                     "iou_thrs": np.asarray(coco_eval.params.iouThrs, dtype=np.float32),
+                     "rec_thrs": np.asarray(coco_eval.params.recThrs, dtype=np.float32),
+                     "cat_ids": np.asarray(coco_eval.params.catIds, dtype=np.int64)}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "metrics.json", result.to_json(), allow_nan=False)
+        # the curves behind AP, for `matchdetr report` (precision-recall plots) without re-scoring
+        atomic_write(out / "pr_curves.npz", lambda tmp: _save_npz(tmp, result.curves))
     return result
+
+def _save_npz(path: str, arrays: dict[str, Any]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to the temporary name
+        np.savez_compressed(f, **arrays)
 
 def _source_name(source: Any) -> str:
     return "<results list>" if isinstance(source, list) else str(source)

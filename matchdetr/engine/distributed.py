@@ -75,3 +75,23 @@ def all_gather_objects(obj: object) -> list[object]:
     out: list[object] = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+# Messages of a collective that failed because another process died or stopped answering (gloo, NCCL, the store).
+_PEER_FAILURE = ("connection reset", "connection closed", "connection refused", "broken pipe", "timed out", "timeout",
+                 "nccl", "gloo", "socket", "recvbytes", "sendbytes")
+
+
+def peer_failure(err: BaseException) -> str | None:
+    """A one-line explanation when ``err`` is a collective failing because of another process, else None.
+
+    The process whose own code failed prints its traceback; its peers, whose collectives then fail, say so in
+    one line instead of a second, misleading traceback.
+    """
+    if not is_dist() or not isinstance(err, RuntimeError):
+        return None
+    text = " ".join(str(err).split())
+    if not any(key in text.lower() for key in _PEER_FAILURE):
+        return None
+    return (f"rank {rank()}: a collective operation failed, so another process died, raised or hung "
+            f"(see its own output): {text[:200]}")

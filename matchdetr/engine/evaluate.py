@@ -80,4 +80,4 @@ def evaluate(
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         write_results(results, Path(out_dir) / "results.json")
-    return evaluate_detections(dataset.coco_json_path, results, out_dir=out_dir, image_ids=dataset.image_ids)
+    return evaluate_detections(dataset.coco_gt, results, out_dir=out_dir, image_ids=dataset.image_ids)

@@ -31,10 +31,12 @@ from ..data.coco import CocoDetection, LabelMap, SplitPaths
 from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..data.transforms import build_transforms
+from ..analysis.unstable_score import unstable_score
 from ..models.build import build_criterion
 from ..fileio import atomic_write_text
 from . import checkpoint as ck
 from . import distributed as dist
+from .guard import NonFiniteGuard, StopSignals, TrainingStopped, gradient_norm, nonfinite_terms
 from .coco_eval import EvalResult
 from .evaluate import evaluate
 from .optim import ModelEMA, lr_factor, param_groups, set_lr
@@ -75,8 +77,7 @@ class Trainer:
         self.device = dist.init_from_env(device)
         self.out_dir = Path(out_dir)
         self.progress = progress and dist.is_main()
-        found = ck.checkpoint_paths(self.out_dir) if resume else []
-        self.resume_from = found[-1] if found else None
+        self.resume_from = ck.newest_complete(self.out_dir) if resume else None  # skips unreadable ones
         if resume and self.resume_from is None and dist.is_main():
             print(f"--resume: no complete checkpoint in {self.out_dir / 'checkpoints'}; starting from scratch")
         label_map = None
@@ -94,6 +95,12 @@ class Trainer:
                         if val_paths is not None else None)
         cfg.model.num_classes = len(self.label_map)
         self.model = api.from_config(cfg, self.label_map).to(self.device)
+        if cfg.train.init and self.resume_from is None:  # weights only; optimizer and schedule start fresh
+            from ..finetune import load_pretrained
+
+            message = load_pretrained(self.model, cfg.train.init)
+            if dist.is_main():
+                print(message)
         self.criterion = build_criterion(cfg.model)
         t = cfg.train
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.lr, t.lr_backbone, t.weight_decay,
@@ -108,6 +115,7 @@ class Trainer:
         self.total_iters = t.iters if t.iters > 0 else t.epochs * self.iters_per_epoch
         self.drop_at = int(t.lr_drop if t.iters > 0 else t.lr_drop * self.iters_per_epoch)
         self.iteration = 0
+        self.guard, self.signals, self.stop_requested = NonFiniteGuard(t.max_nonfinite_skips), StopSignals(), False
         if self.resume_from is not None:
             self._load(self.resume_from)
         if self.resume_from is None:
@@ -175,21 +183,35 @@ class Trainer:
         with self.autocast() if self.autocast else nullcontext():
             out = self.net(batch.images, batch.pixel_mask, targets)
         loss = self.criterion(out, targets)
-        finite = torch.isfinite(loss.total).float()
-        finite, _ = dist.all_reduce_sum(finite)
-        if finite.item() < dist.world_size():  # every process skips together, or DDP would hang
-            bad = [k for k, v in loss.losses.items() if not torch.isfinite(v)]
-            warnings.warn(f"iteration {self.iteration}: non-finite loss ({', '.join(bad) or 'another process'}); step skipped")
+        # One collective carries two flags, so every process skips (or stops) at the same step; else DDP hangs.
+        flags = torch.stack([(~torch.isfinite(loss.total.detach())).float().reshape(()),
+                             loss.total.new_tensor(float(self.signals.received is not None))])
+        flags, _ = dist.all_reduce_sum(flags)
+        self.stop_requested = bool(flags[1] > 0)
+        if flags[0] > 0:
+            bad = nonfinite_terms(loss.losses, loss.total)
+            self.guard.skip(self.iteration, f"non-finite loss ({', '.join(bad) or 'on another process'})")
             self.optimizer.zero_grad(set_to_none=True)
             return None
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss.total).backward()
-        grad_norm = torch.zeros(())
+        self.scaler.unscale_(self.optimizer)  # a no-op without fp16 loss scaling
+        # DDP has all-reduced the gradients, so every process sees the same verdict.
+        grad_norm, bad_param = gradient_norm(self.model.named_parameters())
+        if bad_param is not None:
+            if self.scaler.is_enabled() and self.scaler.get_scale() >= 1.0:  # fp16 overflow: the scaler's job
+                self.scaler.step(self.optimizer)  # skips the update because of the inf
+                self.scaler.update()  # lowers the scale
+            else:
+                self.guard.skip(self.iteration, f"non-finite gradient (loss {float(loss.total):.4g} is finite; "
+                                                f"first bad gradient: {bad_param})")
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
         if t.clip_max_norm > 0:
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_max_norm)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_max_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.guard.ok()
         if self.ema is not None:
             self.ema.update(self.model)
         logs = {k: v.detach() for k, v in loss.losses.items()}
@@ -204,6 +226,7 @@ class Trainer:
         record = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
         with open(self.out_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        self._results_csv(record)
         if writer is not None:
             prefix = "train" if record["type"] == "train" else "val"
             for k, v in record.items():
@@ -222,7 +245,43 @@ class Trainer:
             self._log({"type": "eval", "iter": self.iteration, **result.metrics}, writer)
         return result
 
+    def _results_csv(self, record: dict[str, Any]) -> None:
+        """results.csv beside metrics.jsonl, one row per record (built from the jsonl on first use, so a
+        resumed run starts from the lines it kept)."""
+        from ..reports import ResultsCsv
+
+        if getattr(self, "_csv", None) is None:
+            self._csv = ResultsCsv(self.out_dir / "results.csv", self.out_dir / "metrics.jsonl")
+        else:
+            self._csv.append(record)
+
+    def _log_unstable(self, writer: Any) -> None:
+        """The per-layer unstable score (Stable-DINO sec 2.4.3) on the first validation images, logged as a
+        ``type: unstable`` record; main process only (a forward pass in eval mode, no collectives)."""
+        if self.val_set is None or not dist.is_main():
+            return
+        score = unstable_score(self.model, self.val_set, self.criterion.matcher, self.device,
+                               self.cfg.train.unstable_images, self.cfg.train.batch_size)
+        self._log({"type": "unstable", "iter": self.iteration, **score.metrics()}, writer)
+
     def run(self) -> TrainResult:
+        """Train to the end; SIGINT/SIGTERM or too many non-finite steps save a checkpoint and raise
+        :class:`~matchdetr.engine.guard.TrainingStopped` (one line)."""
+        with self.signals:
+            return self._run()
+
+    def _stop(self, saved: bool) -> None:
+        """Save (unless this iteration just did) and raise the one-line reason."""
+        if not saved:
+            self._save()
+        path = self.out_dir / "checkpoints" / f"{ck.checkpoint_name(self.iteration)}.safetensors"
+        if self.guard.exhausted:
+            raise self.guard.error(self.iteration, str(path))
+        signum = self.signals.received
+        raise TrainingStopped(f"stopped by {StopSignals.name(signum)} at iteration {self.iteration}/{self.total_iters}; "
+                              f"checkpoint {path}; continue with --resume", 128 + (signum or 15))
+
+    def _run(self) -> TrainResult:
         t, start = self.cfg.train, time.time()
         if dist.is_main():
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,8 +311,12 @@ class Trainer:
                 window = []
             if self.iteration % t.checkpoint_every == 0 or self.iteration == self.total_iters:
                 self._save()
+            if self.guard.exhausted or (self.stop_requested and self.iteration < self.total_iters):
+                self._stop(saved=self.iteration % t.checkpoint_every == 0 or self.iteration == self.total_iters)
             if t.eval_every and self.iteration % t.eval_every == 0 and self.iteration < self.total_iters:
                 self._evaluate(writer)
+            if t.unstable_every and self.iteration % t.unstable_every == 0:
+                self._log_unstable(writer)
         bar.close()
         evaluation = self._evaluate(writer, final=True)
         if dist.is_main():

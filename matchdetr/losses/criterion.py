@@ -44,6 +44,9 @@ class SetCriterion:
 
     weights: per loss name (``class``, ``bbox``, ``giou``), applied to every set (times the set's weight).
     aux_loss: if False, only the final layer (suffix ``""``) and plug-in sets are supervised.
+    dn_class_loss, dn_weights: the class loss and weights of sets with a fixed assignment (denoising groups);
+        by default the same as the matched sets'. Stable-DINO trains denoising with class weight 1.0 against
+        6.0 for matched sets, and can keep the plain focal loss there.
     """
 
     def __init__(
@@ -53,9 +56,13 @@ class SetCriterion:
         box_loss: BoxLossFn,
         weights: dict[str, float],
         aux_loss: bool = True,
+        dn_class_loss: ClassLoss | None = None,
+        dn_weights: dict[str, float] | None = None,
     ) -> None:
         self.matcher, self.class_loss, self.box_loss = matcher, class_loss, box_loss
         self.weights, self.aux_loss = dict(weights), aux_loss
+        self.dn_class_loss = dn_class_loss or class_loss
+        self.dn_weights = dict(weights) if dn_weights is None else {**weights, **dn_weights}
 
     def num_boxes(self, targets: list[Target], device: torch.device) -> float:
         """GT count all-reduced over processes, per process, clamped >= 1 (DETR's normaliser)."""
@@ -72,14 +79,13 @@ class SetCriterion:
             if not self.aux_loss and sup.suffix.startswith("_aux"):
                 continue
             tgts = [replace(t, labels=torch.zeros_like(t.labels)) for t in targets] if sup.class_agnostic else targets
-            if sup.assignment is not None:
-                indices = sup.assignment.indices
-            else:
-                indices = self.matcher(sup.prediction, tgts, sup.gt_repeat)
+            fixed = sup.assignment is not None
+            indices = sup.assignment.indices if fixed else self.matcher(sup.prediction, tgts, sup.gt_repeat)
+            class_loss, weights = (self.dn_class_loss, self.dn_weights) if fixed else (self.class_loss, self.weights)
             norm = base * sup.gt_repeat * sup.num_boxes_factor
-            terms = {self.class_loss.name: self.class_loss(sup.prediction, tgts, indices, norm, sup.gt_repeat)}
+            terms = {class_loss.name: class_loss(sup.prediction, tgts, indices, norm, sup.gt_repeat)}
             terms.update(self.box_loss(sup.prediction, tgts, indices, norm, sup.gt_repeat))
             for name, value in terms.items():
                 losses[f"loss_{name}{sup.suffix}"] = value
-                total = total + sup.weight * self.weights.get(name, 1.0) * value
+                total = total + sup.weight * weights.get(name, 1.0) * value
         return LossOutput(losses=losses, total=total)

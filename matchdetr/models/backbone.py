@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .masks import downsample_mask
+
 from matchdetr.config import BackboneConfig
 from matchdetr.interop.torchvision_resnet import load_torchvision_resnet
 
@@ -252,7 +254,7 @@ class Backbone(nn.Module):
         out = []
         for lvl in self.return_levels:
             x = feats[lvl]
-            mask = F.interpolate(pixel_mask[:, None].float(), size=x.shape[-2:]).to(torch.bool)[:, 0]
+            mask = downsample_mask(pixel_mask, x.shape[-2:])
             out.append((x, mask))
         return out
 

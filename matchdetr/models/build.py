@@ -14,7 +14,8 @@ from ..config import ModelConfig
 from ..losses.boxes import BoxLoss
 from ..losses.criterion import SetCriterion
 from ..losses.focal import FocalClassLoss
-from ..matching.costs import FocalClassCost, GIoUCost, L1BoxCost
+from ..losses.position_supervised import PositionSupervisedLoss
+from ..matching.costs import FocalClassCost, GIoUCost, L1BoxCost, PositionModulatedCost
 from ..matching.hungarian import HungarianMatcher
 from .backbone import build_backbone
 from .decoders import CrossAttentionDecoderLayer, Decoder
@@ -27,17 +28,22 @@ from .anchors import AnchorPosition, AnchorQueries
 from .deformable import DeformableDecoderLayer, DeformableEncoderLayer
 from .plugins.denoising import DenoisingQueries
 from .plugins.hybrid_matching import HybridQueries
+from .plugins.memory_fusion import add_memory_fusion
 from .plugins.query_selection import MixedQuerySelection, TwoStageQueries
 from .queries import LearnedQueries, ReferencePointQueries
+from .sam_detr import build_sam_detr, build_smca_detr
 
 
-def build_detr(cfg: ModelConfig) -> Detector:
+def build_detr(cfg: ModelConfig, modulation: nn.Module | None = None) -> Detector:
     """DETR with focal loss and 300 queries (SAM-DETR++ table 1, "DETR-dagger"): single level, global
-    self-attention encoder, cross-attention decoder with learned queries, one shared head."""
+    self-attention encoder, cross-attention decoder with learned queries, one shared head.
+
+    modulation: a cross-attention bias plug-in shared by the decoder layers' copies (SMCA-DETR's Gaussian)."""
     t = cfg.transformer
     backbone = build_backbone(cfg.backbone)
     enc_layer = SelfAttentionEncoderLayer(t.hidden_dim, t.num_heads, t.dim_feedforward, t.dropout, t.pre_norm)
-    dec_layer = CrossAttentionDecoderLayer(t.hidden_dim, t.num_heads, t.dim_feedforward, t.dropout, t.pre_norm)
+    dec_layer = CrossAttentionDecoderLayer(t.hidden_dim, t.num_heads, t.dim_feedforward, t.dropout, t.pre_norm,
+                                           modulation=modulation)
     return Detector(
         backbone=backbone,
         neck=InputProjection(backbone.channels, t.hidden_dim),
@@ -135,29 +141,53 @@ _ARCHS: dict[str, Callable[[ModelConfig], Detector]] = {
     "deformable_detr": build_deformable_detr,
     "dab_deformable_detr": build_dab_deformable_detr,
     "dino": build_dino,
+    "sam_detr": build_sam_detr,  # SAM-DETR / SAM-DETR++ (models/sam_detr.py)
+    "smca_detr": build_smca_detr,
 }
 
 
 def build_model(cfg: ModelConfig) -> Detector:
+    """The architecture's composition, then the plug-ins every architecture accepts (memory fusion)."""
     if cfg.arch not in _ARCHS:
         raise ValueError(f"unknown model.arch '{cfg.arch}'; available: {', '.join(sorted(_ARCHS))}")
-    return _ARCHS[cfg.arch](cfg)
+    detector = _ARCHS[cfg.arch](cfg)
+    add_memory_fusion(detector, cfg.memory_fusion, cfg.transformer.hidden_dim)
+    detector.postprocessor = PostProcessor(cfg.postprocess.topk, cfg.postprocess.nms_iou)
+    return detector
+
+
+def build_matcher(cfg: ModelConfig) -> HungarianMatcher:
+    """Hungarian matching on class + L1 + GIoU costs (detr-family spec, "Matching"); the class cost is the
+    focal cost or stable matching's position-modulated cost (Stable-DINO eq. 4)."""
+    m = cfg.matcher
+    class_costs = {
+        "focal": lambda: FocalClassCost(m.focal_alpha, m.focal_gamma),
+        "position_modulated": lambda: PositionModulatedCost(m.focal_alpha, m.focal_gamma, m.pmc_power),
+    }
+    if m.class_cost not in class_costs:
+        raise ValueError(f"unknown model.matcher.class_cost '{m.class_cost}'; available: {', '.join(class_costs)}")
+    return HungarianMatcher([(m.cost_class, class_costs[m.class_cost]()), (m.cost_bbox, L1BoxCost()),
+                             (m.cost_giou, GIoUCost())])
 
 
 def build_criterion(cfg: ModelConfig) -> SetCriterion:
-    """Focal class loss + L1/GIoU box loss, matched with focal/L1/GIoU costs (detr-family spec, "Matching")."""
-    m, l = cfg.matcher, cfg.loss
-    matcher = HungarianMatcher(
-        [
-            (m.cost_class, FocalClassCost(m.focal_alpha, m.focal_gamma)),
-            (m.cost_bbox, L1BoxCost()),
-            (m.cost_giou, GIoUCost()),
-        ]
-    )
+    """Class loss (focal, or stable matching's position-supervised loss, eq. 3) + L1/GIoU box loss."""
+    l = cfg.loss
+    focal = FocalClassLoss(l.focal_alpha, l.focal_gamma)
+    if l.class_loss == "focal":
+        class_loss = dn_class_loss = focal
+    elif l.class_loss == "position_supervised":
+        class_loss = PositionSupervisedLoss(l.psl_f1, l.psl_rescale, l.focal_alpha, l.focal_gamma)
+        dn_class_loss = class_loss if l.psl_denoising else focal
+    else:
+        raise ValueError(f"unknown model.loss.class_loss '{l.class_loss}'; available: focal, position_supervised")
+    dn_weights = {"class": l.dn_class_weight} if l.dn_class_weight >= 0 else None
     return SetCriterion(
-        matcher,
-        FocalClassLoss(l.focal_alpha, l.focal_gamma),
+        build_matcher(cfg),
+        class_loss,
         BoxLoss(),
         weights={"class": l.class_weight, "bbox": l.bbox_weight, "giou": l.giou_weight},
         aux_loss=l.aux_loss,
+        dn_class_loss=dn_class_loss,
+        dn_weights=dn_weights,
     )

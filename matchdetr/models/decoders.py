@@ -23,12 +23,17 @@ from .queries import Queries
 
 class CrossAttentionDecoderLayer(nn.Module):
     """DETR's decoder layer (Carion et al. 2020, sec 3.2): self-attention among queries, cross-attention to
-    the memory (query position added to queries, sine position to keys), FFN; post-norm by default."""
+    the memory (query position added to queries, sine position to keys), FFN; post-norm by default.
 
-    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float, pre_norm: bool = False) -> None:
+    modulation: optional ``(query [B, Q, d], memory) -> [B, heads, Q, S]`` bias added to the cross-attention
+    logits (SMCA-DETR's Gaussian, ``plugins/smca.py``)."""
+
+    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float, pre_norm: bool = False,
+                 modulation: nn.Module | None = None) -> None:
         super().__init__()
         self.self_attn = MultiheadAttention(dim, num_heads, dropout)
         self.cross_attn = MultiheadAttention(dim, num_heads, dropout)
+        self.modulation = modulation
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(dim)
@@ -48,9 +53,10 @@ class CrossAttentionDecoderLayer(nn.Module):
         if not self.pre_norm:
             tgt = self.norm1(tgt)
         y = self.norm2(tgt) if self.pre_norm else tgt
+        q = with_pos(y, query_pos)
         y = self.cross_attn(
-            with_pos(y, query_pos), with_pos(memory.tokens, memory.pos), memory.tokens,
-            key_padding_mask=memory.mask,
+            q, with_pos(memory.tokens, memory.pos), memory.tokens, key_padding_mask=memory.mask,
+            attn_bias=None if self.modulation is None else self.modulation(q, memory),
         )
         tgt = tgt + self.dropout2(y)
         if not self.pre_norm:

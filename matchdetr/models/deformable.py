@@ -25,9 +25,10 @@ def encoder_reference_points(memory: Memory) -> Tensor:
     vr = memory.valid_ratios  # [B, L, 2] (w, h)
     points = []
     for lvl, (h, w) in enumerate(memory.shapes):
+        # arange + 0.5 equals linspace(0.5, h - 0.5, h) bit for bit, and also traces with a tensor h (export)
         ys, xs = torch.meshgrid(
-            torch.linspace(0.5, h - 0.5, h, dtype=vr.dtype, device=vr.device),
-            torch.linspace(0.5, w - 0.5, w, dtype=vr.dtype, device=vr.device),
+            torch.arange(h, dtype=vr.dtype, device=vr.device) + 0.5,
+            torch.arange(w, dtype=vr.dtype, device=vr.device) + 0.5,
             indexing="ij",
         )
         ys = ys.reshape(-1)[None] / (vr[:, None, lvl, 1] * h)

@@ -20,7 +20,8 @@ class Memory:
     mask: ``[B, S]`` bool, True on padding.
     pos: ``[B, S, d]`` positional embedding (level embedding included where the model has one).
     spatial_shapes: ``[L, 2]`` int64 ``(h_l, w_l)``; ``shapes`` holds the same as Python ints, so code that
-        needs sizes on the host never reads them back from the device.
+        needs sizes on the host never reads them back from the device (under ONNX tracing: traced 0-dim
+        tensors, so an exported graph follows the input size).
     level_start: ``[L]`` int64 offset of each level in ``S``.
     valid_ratios: ``[B, L, 2]`` the unpadded fraction ``(w, h)`` of each level's map.
     layers: every encoder layer's input and output ``[x0, x1, ..., xL]`` (each ``[B, S, d]``), kept only when a
@@ -55,7 +56,14 @@ def flatten_levels(features: list[Tensor], masks: list[Tensor], pos: list[Tensor
     """Flatten per-level maps ``[B, d, h, w]`` / masks ``[B, h, w]`` / pos ``[B, d, h, w]`` into a Memory."""
     shapes = [f.shape[-2:] for f in features]
     device = features[0].device
-    spatial_shapes = torch.tensor([list(s) for s in shapes], dtype=torch.long, device=device)
+    if torch.jit.is_tracing():
+        # ONNX export: sizes as traced tensors (int() or torch.tensor would freeze the sample's sizes into
+        # constants); Memory.shapes then holds 0-dim tensors, which every user of it accepts.
+        spatial_shapes = torch.stack([torch._shape_as_tensor(f)[-2:] for f in features]).to(device)
+        shapes = [(hw[0], hw[1]) for hw in spatial_shapes]
+    else:
+        spatial_shapes = torch.tensor([list(s) for s in shapes], dtype=torch.long, device=device)
+        shapes = [(int(h), int(w)) for h, w in shapes]
     sizes = spatial_shapes.prod(1)
     level_start = torch.cat((sizes.new_zeros(1), sizes.cumsum(0)[:-1]))
     valid_ratios = torch.stack([_valid_ratio(m) for m in masks], 1)
@@ -66,7 +74,7 @@ def flatten_levels(features: list[Tensor], masks: list[Tensor], pos: list[Tensor
         spatial_shapes=spatial_shapes,
         level_start=level_start,
         valid_ratios=valid_ratios,
-        shapes=[(int(h), int(w)) for h, w in shapes],
+        shapes=shapes,
     )
 
 

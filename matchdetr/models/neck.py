@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .masks import downsample_mask
 
 from .memory import Memory, flatten_levels
 from .position import PositionEmbeddingSine
@@ -54,7 +55,7 @@ class InputProjection(nn.Module):
         for conv in self.extra:
             src = conv(src)
             maps.append(src)
-            masks.append(F.interpolate(pixel_mask[None].float(), size=src.shape[-2:])[0].bool())
+            masks.append(downsample_mask(pixel_mask, src.shape[-2:]))
         pos = [self.position(m, dtype=x.dtype) for x, m in zip(maps, masks)]
         if self.level_embed is not None:
             pos = [p + self.level_embed[i].view(1, -1, 1, 1) for i, p in enumerate(pos)]

@@ -17,8 +17,9 @@ Dtypes: float16/bfloat16 inputs are upcast to float32 for the computation (a bf1
 good to ~1/256 of the map, and CPU kernels are faster in float32) and the result is cast back to
 ``value.dtype``; float32/float64 are computed as they are. Works on any device and under autograd (first
 order). When traced (ONNX export) the plain differentiable-op path is used; it exports with opset >= 16
-(``GridSample``). The level sizes become Python ints, so an exported graph is specialised to the feature-map
-sizes it was traced with, as in HF transformers.
+(``GridSample``). Under tracing the level sizes stay traced 0-dim tensors (``_level_layout``) instead of Python
+ints, so the exported graph computes the level slices from the input's size: one export serves any image size
+(``matchdetr.export``). Eager calls never take that branch.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def _level_layout(value: Tensor, spatial_shapes: Tensor | Sequence[tuple[int, in
 
     Given as Python ints (``Memory.shapes``), nothing is read back from the device: on a GPU a ``.tolist()``
     per attention call would stall the host every layer."""
+    if _tracing():
+        return _traced_layout(spatial_shapes, level_start)
     if isinstance(spatial_shapes, Tensor):
         hw = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
     else:
@@ -51,6 +54,32 @@ def _level_layout(value: Tensor, spatial_shapes: Tensor | Sequence[tuple[int, in
                          f"sampling_locations {sampling_locations.shape[3]}")
     if value.shape[1] != sum(h * w for h, w in hw):
         raise ValueError(f"value has S={value.shape[1]} positions but sum(H_l*W_l)={sum(h * w for h, w in hw)}")
+    return hw, starts
+
+
+def _tracing() -> bool:
+    # The TorchScript ONNX exporter traces, so this covers export; torch.onnx.is_in_onnx_export() would add ~3 us
+    # to every eager call.
+    return torch.jit.is_tracing()
+
+
+def _traced_layout(spatial_shapes: Tensor | Sequence[tuple[Tensor, Tensor]],
+                   level_start: Tensor | None) -> tuple[list[tuple[Tensor, Tensor]], list[Tensor]]:
+    """Export mode: sizes and offsets as traced 0-dim tensors, so the graph follows the input's size.
+
+    ``int()`` here would freeze the traced sizes into constants (the exported model would only accept the
+    sample's image size), and the eager checks in ``_level_layout`` would do the same, so they are skipped."""
+    if isinstance(spatial_shapes, Tensor):
+        hw = [(spatial_shapes[i, 0], spatial_shapes[i, 1]) for i in range(spatial_shapes.shape[0])]
+    else:
+        hw = [(h, w) for h, w in spatial_shapes]
+    if isinstance(level_start, Tensor):
+        starts = [level_start[i] for i in range(len(hw))]
+    else:
+        starts, acc = [], 0
+        for h, w in hw:
+            starts.append(acc)
+            acc = acc + h * w
     return hw, starts
 
 

@@ -59,3 +59,5 @@ def make_tiny(cfg: Config) -> Config:
 
 # Register the families (after the registry above exists: they import it).
 from . import detr_family  # noqa: E402,F401
+from . import stable  # noqa: E402,F401
+from . import sam_detr  # noqa: E402,F401

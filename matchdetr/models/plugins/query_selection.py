@@ -32,9 +32,9 @@ def encoder_proposals(memory: Memory, base_wh: float = 0.05) -> tuple[Tensor, Te
     for lvl, (h, w) in enumerate(memory.shapes):
         mask = memory.mask[:, start : start + h * w].view(b, h, w)
         valid_h, valid_w = (~mask[:, :, 0]).sum(1), (~mask[:, 0, :]).sum(1)
-        ys, xs = torch.meshgrid(
-            torch.linspace(0, h - 1, h, dtype=torch.float32, device=mask.device),
-            torch.linspace(0, w - 1, w, dtype=torch.float32, device=mask.device),
+        ys, xs = torch.meshgrid(  # arange == linspace(0, h - 1, h) exactly, and traces with a tensor h (export)
+            torch.arange(h, dtype=torch.float32, device=mask.device),
+            torch.arange(w, dtype=torch.float32, device=mask.device),
             indexing="ij",
         )
         grid = torch.stack((xs, ys), -1)[None].expand(b, -1, -1, -1)

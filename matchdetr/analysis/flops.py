@@ -1,0 +1,85 @@
+"""Parameters and GFLOPs counted the way the papers count them.
+
+DETR, Deformable-DETR, DINO and SAM-DETR report fvcore's figure: multiply-accumulates of convolutions and
+matrix products (one MAC = one "flop"), for one image at inference. We count the same with PyTorch's
+``FlopCounterMode`` (which counts 2 per MAC for exactly those ops: convolution, mm/addmm/bmm/baddbmm and
+scaled-dot-product attention) and halve it. Element-wise work (norms, activations, softmax) and the bilinear
+sampling inside deformable attention and RoIAlign are not counted, as fvcore's defaults do not count them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+# The papers' figures for R50 at COCO inference size (parameters in millions, GFLOPs); None where not given.
+PAPER: dict[str, tuple[float | None, float | None, str]] = {
+    "detr-r50": (41.0, 86.0, "DETR table 1 / SAM-DETR++ table 1"),
+    "deformable-detr-r50": (40.0, 173.0, "Deformable-DETR table 1"),
+    "deformable-detr-r50-refine": (40.0, 173.0, "Deformable-DETR table 1"),
+    "deformable-detr-r50-two-stage": (40.0, 173.0, "Deformable-DETR table 1"),
+    "dino-4scale-r50": (47.0, 279.0, "DINO table 1"),
+    "dino-5scale-r50": (47.0, 860.0, "DINO table 1"),
+    "sam-detr-r50": (58.0, 100.0, "SAM-DETR official README"),
+    "sam-detr-plus-plus-r50": (55.0, 203.0, "SAM-DETR++ table 1"),
+}
+
+
+@dataclass
+class ModelCost:
+    name: str
+    params: int
+    trainable: int
+    gflops: float | None  # GMACs at ``size`` for one image, eval mode
+
+    def row(self) -> str:
+        paper_p, paper_g, _ = PAPER.get(self.name, (None, None, ""))
+        g = f"{self.gflops:9.1f}" if self.gflops is not None else f"{'-':>9s}"
+        pp = f"{paper_p:7.0f}M" if paper_p else f"{'':8s}"
+        pg = f"{paper_g:9.0f}" if paper_g else f"{'':9s}"
+        return f"{self.name:36s} {self.params / 1e6:9.2f}M {self.trainable / 1e6:9.2f}M {pp} {g} {pg}"
+
+
+HEADER = f"{'preset':36s} {'params':>10s} {'trainable':>10s} {'paper':>8s} {'GFLOPs':>9s} {'paper':>9s}"
+
+
+def count_gflops(model: torch.nn.Module, height: int, width: int) -> float:
+    """fvcore-style GFLOPs (G multiply-accumulates) of one ``height x width`` image through ``model``."""
+    was_training = model.training
+    # No tensor may require grad: FlopCounterMode's module tracker fails on parameters that require grad
+    # under no_grad, so gradients are switched off on the parameters instead.
+    requires = [p.requires_grad for p in model.parameters()]
+    model.eval().requires_grad_(False)
+    try:
+        image = torch.zeros(1, 3, height, width)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(image)
+        return counter.get_total_flops() / 2 / 1e9
+    finally:
+        model.train(was_training)
+        for p, r in zip(model.parameters(), requires):
+            p.requires_grad_(r)
+
+
+def model_cost(name: str, num_classes: int = 91, size: tuple[int, int] | None = (800, 1200)) -> ModelCost:
+    """Parameters of preset ``name`` and, if ``size`` is given, its GFLOPs at that (height, width)."""
+    from .. import api
+
+    model = api.build(name, num_classes=num_classes)
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return ModelCost(name, params, trainable, count_gflops(model, *size) if size else None)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"800x1200"`` -> ``(800, 1200)`` (height x width)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size expects HEIGHTxWIDTH such as 800x1200, got {text!r}") from None
+    if h < 32 or w < 32:
+        raise ValueError(f"--size {text}: each side must be at least 32 pixels")
+    return h, w

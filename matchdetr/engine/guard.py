@@ -1,0 +1,127 @@
+"""What keeps a long run alive or stops it cleanly: non-finite step skipping and SIGINT/SIGTERM handling.
+
+- A step whose loss or gradient is NaN/inf is skipped (no optimizer, EMA or scaler update) with a warning that
+  names the iteration and the loss term (or the first parameter with a bad gradient). One bad batch costs one
+  step; ``max_skips`` in a row means the model itself diverged, so the run saves a checkpoint and stops with
+  :class:`NonFiniteError`, one line.
+- Under fp16 loss scaling an inf gradient is the expected overflow signal: ``GradScaler`` skips that step and
+  lowers the scale itself, so it is not counted, unless the scale is already below 1 (a real inf, not overflow).
+- SIGINT and SIGTERM (what schedulers send before preempting a job) only set a flag; the trainer finishes the
+  current step, saves a checkpoint on every process at the same iteration and raises :class:`TrainingStopped`.
+  A second identical signal falls back to the previous handler (Ctrl-C twice kills at once).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import warnings
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped early on purpose after saving a checkpoint. ``exit_code`` is what the CLI returns."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class NonFiniteError(TrainingStopped):
+    """Too many consecutive non-finite steps: the run saved its last good weights and stopped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=2)
+
+
+class NonFiniteWarning(UserWarning):
+    """A training step was skipped because its loss or gradient was NaN or infinite."""
+
+
+def nonfinite_terms(losses: dict[str, Tensor], total: Tensor) -> list[str]:
+    """Names of the loss terms that are NaN/inf (``loss`` for the total when every term is finite)."""
+    bad = [k for k, v in losses.items() if not bool(torch.isfinite(v).all())]
+    return bad or ([] if bool(torch.isfinite(total).all()) else ["loss"])
+
+
+def gradient_norm(named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> tuple[Tensor, str | None]:
+    """Total L2 norm of the gradients and the name of the first parameter whose gradient is non-finite."""
+    named = [(n, p.grad) for n, p in named_params if p.grad is not None]
+    if not named:
+        return torch.zeros(()), None
+    norms = torch.stack([torch.linalg.vector_norm(g.detach().float()) for _, g in named])
+    total = torch.linalg.vector_norm(norms)
+    if bool(torch.isfinite(total)):
+        return total, None
+    first = int(torch.nonzero(~torch.isfinite(norms))[0, 0])
+    return total, named[first][0]
+
+
+class NonFiniteGuard:
+    """Counts consecutive skipped steps; ``max_skips`` <= 0 never stops the run."""
+
+    def __init__(self, max_skips: int) -> None:
+        self.max_skips, self.consecutive, self.total = max_skips, 0, 0
+        self.last_reason = ""
+
+    def skip(self, iteration: int, reason: str) -> None:
+        self.consecutive += 1
+        self.total += 1
+        self.last_reason = reason
+        limit = f"/{self.max_skips}" if self.max_skips > 0 else ""
+        warnings.warn(f"iteration {iteration}: {reason}; step skipped ({self.consecutive}{limit} in a row)",
+                      NonFiniteWarning, stacklevel=3)
+
+    def ok(self) -> None:
+        self.consecutive = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.max_skips > 0 and self.consecutive >= self.max_skips
+
+    def error(self, iteration: int, checkpoint: str) -> NonFiniteError:
+        return NonFiniteError(
+            f"training stopped at iteration {iteration} after {self.consecutive} consecutive non-finite steps "
+            f"(last: {self.last_reason}); the last good weights are in {checkpoint}. Lower train.lr, keep "
+            "train.clip_max_norm > 0 or check the data, then continue with --resume "
+            "(train.max_nonfinite_skips sets the limit)")
+
+
+class StopSignals:
+    """Context manager turning SIGINT/SIGTERM into a flag (``received`` holds the first signal number).
+
+    Outside the main thread (where Python cannot install handlers) it does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received == signum:  # the same signal twice: the user insists, stop now
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            signal.raise_signal(signum)
+            return
+        if self.received is None:
+            self.received = signum
+
+    def __enter__(self) -> "StopSignals":
+        self.received = None
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+        self._previous.clear()
+
+    @staticmethod
+    def name(signum: int | None) -> str:
+        return signal.Signals(signum).name if signum is not None else "a stop signal on another process"

@@ -1,0 +1,72 @@
+"""Spatially Modulated Co-Attention (SMCA-DETR, Gao et al. ICCV 2021; SAM-DETR++ sec 4.5.1).
+
+A 2-D Gaussian per query and head is added to the cross-attention logits, pulling each head towards a centre:
+
+    G_h(j) = -(sx_h^2 * (x_h - (jx + 0.5))^2 + sy_h^2 * (y_h - (jy + 0.5))^2) / beta,   beta = 8
+
+with ``(x_h, y_h)`` the centre in feature pixels of the padded map and ``j = (jx, jy)`` a memory position
+(pixel centres at ``j + 0.5``). Two sources of centres and scales:
+
+- ``KeypointGaussian`` (with the Semantics Aligner): centre = keypoint ``h``; the scales are ``2`` extra outputs
+  per head of the aligner's keypoint MLP (``extra_outputs``), so it adds no parameters of its own;
+- ``PredictedGaussian`` (standalone SMCA-DETR): centre ``sigmoid(MLP(q))`` shared by the heads and per-head
+  scales ``Linear(q)``, predicted from each layer's query ``q`` (content + position). Simplification: the
+  original predicts the centre once from the object query; here every layer predicts its own.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import MLP
+from ..memory import Memory
+from .semantic_aligner import AlignedQueries
+
+BETA = 8.0  # SMCA's bandwidth constant (SMCA-DETR sec 3.1), kept by SAM-DETR
+
+
+def gaussian_logits(centres: Tensor, scales: Tensor, shape: tuple[int, int], valid_ratio: Tensor) -> Tensor:
+    """centres: ``[B, N, M|1, 2]`` (x, y) normalised to the valid image; scales: ``[B, N, M, 2]`` (sx, sy);
+    shape: the map's ``(h, w)``; valid_ratio: ``[B, 2]`` (w, h) -> additive bias ``[B, M, N, h*w]``."""
+    h, w = shape
+    size = valid_ratio * valid_ratio.new_tensor([w, h])  # valid extent in feature pixels
+    c = (centres * size[:, None, None]).transpose(1, 2)  # [B, M|1, N, 2]
+    s2 = (scales * scales).transpose(1, 2)  # [B, M, N, 2]
+    ys, xs = torch.meshgrid(torch.arange(h, device=c.device, dtype=c.dtype),
+                            torch.arange(w, device=c.device, dtype=c.dtype), indexing="ij")
+    grid = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1) + 0.5  # [h*w, 2]
+    dist = (c[..., None, :] - grid) ** 2  # [B, M|1, N, h*w, 2]
+    return -(dist * s2[..., None, :]).sum(-1) / BETA
+
+
+class KeypointGaussian(nn.Module):
+    """SMCA on top of the aligner: Gaussians centred at the keypoints (sec 4.5.1); no parameters."""
+
+    extra_outputs = 2  # per head, appended to the aligner's keypoint MLP: (sx, sy)
+
+    def forward(self, aligned: AlignedQueries, shape: tuple[int, int], valid_ratio: Tensor) -> Tensor:
+        """-> ``[B, M, N, h*w]``."""
+        if aligned.extra is None:
+            raise ValueError("KeypointGaussian needs an aligner built with extra_outputs=2")
+        return gaussian_logits(aligned.points, aligned.extra, shape, valid_ratio)
+
+
+class PredictedGaussian(nn.Module):
+    """SMCA-DETR's modulation for a plain cross-attention layer: centres and scales from the query."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.centre = MLP(dim, dim, 2, 3)
+        # default (non-zero) init: the bias is quadratic in the scale, so a zero scale would get no gradient
+        self.scale = nn.Linear(dim, 2 * num_heads)
+
+    def forward(self, query: Tensor, memory: Memory) -> Tensor:
+        """query: ``[B, N, d]`` (content + position); memory: single-level -> ``[B, M, N, h*w]``."""
+        if len(memory.shapes) != 1:
+            raise ValueError("SMCA-DETR's modulation is single-scale")
+        b, n, _ = query.shape
+        centres = self.centre(query).sigmoid()[:, :, None]  # [B, N, 1, 2]
+        scales = self.scale(query).view(b, n, self.num_heads, 2)
+        return gaussian_logits(centres, scales, memory.shapes[0], memory.valid_ratios[:, 0])

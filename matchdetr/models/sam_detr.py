@@ -1,0 +1,68 @@
+"""Build SAM-DETR, SAM-DETR++ (their SMCA and denoising combinations) and the SMCA-DETR baseline from a
+ModelConfig. Like ``build.py``, the only place these models read config objects.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import ModelConfig
+from .backbone import build_backbone
+from .deformable import DeformableEncoderLayer
+from .detector import Detector
+from .encoders import Encoder, SelfAttentionEncoderLayer
+from .heads import DetectionHead
+from .neck import InputProjection
+from .plugins.denoising import DenoisingQueries
+from .plugins.semantic_aligner import SemanticAligner
+from .plugins.smca import KeypointGaussian, PredictedGaussian
+from .postprocess import PostProcessor
+from .sam_decoder import ReferenceBoxQueries, SamDecoder, SamDecoderLayer, coarse_to_fine
+
+
+def _encoder_and_neck(cfg: ModelConfig, channels: list[int]) -> tuple[InputProjection, Encoder]:
+    """Single scale: DETR's global self-attention encoder on C5 (optionally GroupNorm after the projection).
+    Multi-scale (SAM-DETR++ sec 4.3): Conv1x1 + GroupNorm per level, level embeddings and a deformable
+    encoder over every level (extra stride-2 levels when ``num_levels`` exceeds the backbone's)."""
+    t, s = cfg.transformer, cfg.sam
+    if not s.multiscale:
+        neck = InputProjection(channels, t.hidden_dim, group_norm=s.group_norm)
+        layer: nn.Module = SelfAttentionEncoderLayer(t.hidden_dim, t.num_heads, t.dim_feedforward, t.dropout)
+        return neck, Encoder(layer, t.enc_layers)
+    extra = t.num_levels - len(channels)
+    if extra < 0:
+        raise ValueError(f"model.transformer.num_levels={t.num_levels} is fewer than the backbone's "
+                         f"{len(channels)} return_levels")
+    neck = InputProjection(channels, t.hidden_dim, group_norm=True, extra_levels=extra, level_embed=True)
+    layer = DeformableEncoderLayer(t.hidden_dim, t.num_heads, t.num_levels, t.enc_points, s.encoder_ffn_dim, t.dropout)
+    return neck, Encoder(layer, t.enc_layers)
+
+
+def build_sam_detr(cfg: ModelConfig) -> Detector:
+    """SAM-DETR (single scale) or SAM-DETR++ (``sam.multiscale``): learnable reference boxes, the Semantics
+    Aligner in every decoder layer, optional SMCA on the keypoints and DN-DETR denoising; per-layer class and
+    box heads (box deltas start at zero)."""
+    t, s = cfg.transformer, cfg.sam
+    backbone = build_backbone(cfg.backbone)
+    neck, encoder = _encoder_and_neck(cfg, backbone.channels)
+    modulation = KeypointGaussian() if s.smca else None
+    aligner = SemanticAligner(t.hidden_dim, t.num_heads, s.resample, s.reweight, s.search_range,
+                              extra_outputs=KeypointGaussian.extra_outputs if s.smca else 0,
+                              roi_size=s.roi_size, sampling_ratio=s.sampling_ratio)
+    layer = SamDecoderLayer(t.hidden_dim, t.num_heads, t.dim_feedforward, t.dropout, aligner, modulation)
+    head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=t.dec_layers, zero_box_init=True)
+    levels = coarse_to_fine(t.dec_layers, t.num_levels if s.multiscale else 1)
+    decoder = SamDecoder(layer, t.dec_layers, head.box_delta, levels)
+    queries: nn.Module = ReferenceBoxQueries(t.num_queries, t.hidden_dim)
+    if cfg.denoising.style != "none":  # noised GT boxes become extra reference boxes (sec 4.5.2)
+        queries = DenoisingQueries(queries, cfg.num_classes, t.hidden_dim, cfg.denoising)
+    return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries, decoder=decoder, head=head,
+                    postprocessor=PostProcessor(cfg.postprocess.topk))
+
+
+def build_smca_detr(cfg: ModelConfig) -> Detector:
+    """SMCA-DETR baseline (single scale): DETR whose cross-attention logits get a Gaussian predicted from each
+    query (``PredictedGaussian``); learned queries and one shared head as DETR."""
+    from .build import build_detr  # build.py registers this module's builders: import at call time
+
+    return build_detr(cfg, modulation=PredictedGaussian(cfg.transformer.hidden_dim, cfg.transformer.num_heads))

@@ -1,0 +1,201 @@
+"""Run an exported model with onnxruntime, numpy and PIL only: no torch import anywhere on this path.
+
+    matchdetr predict --model model.onnx images/ --out preds/
+
+The preprocessing and post-processing are those of :func:`matchdetr.api.predict`, re-written in numpy and
+read from the metadata ``matchdetr export`` stores in the file:
+
+- decode: EXIF orientation applied, any mode to 8-bit RGB (transparency composited over white);
+- resize: DETR's shorter side -> ``test_size``, longer side capped at ``test_max_size`` (``int`` truncation
+  kept), PIL bilinear;
+- normalise: ``(x / 255 - mean) / std`` in float32; batch zero-padded top-left, ``pixel_mask`` True on padding;
+- post-process: sigmoid, top-k over (queries x classes), boxes scaled to the original image, optional
+  class-aware NMS, score threshold (strictly above), boxes clamped to the image.
+
+Results are HF-style dicts with numpy values: ``scores [K]``, ``labels [K]`` (dataset category ids),
+``boxes [K, 4]`` xyxy pixels, ``names``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+META_KEY = "matchdetr"  # the same key as matchdetr.export.META_KEY (not imported: it would import torch)
+_BACKGROUND = (255, 255, 255)
+
+
+def resized_hw(size_wh: tuple[int, int], size: int, max_size: int | None = None) -> tuple[int, int]:
+    """DETR's ``get_size_with_aspect_ratio``; the same function as ``matchdetr.data.transforms.resized_hw``
+    (kept here so this module needs no torch; a test holds the two equal)."""
+    w, h = size_wh
+    if max_size is not None:
+        lo, hi = float(min(w, h)), float(max(w, h))
+        if hi / lo * size > max_size:
+            size = max(int(round(max_size * lo / hi)), 1)
+    if (w <= h and w == size) or (h <= w and h == size):
+        return h, w
+    if w < h:
+        return max(int(size * h / w), 1), size
+    return size, max(int(size * w / h), 1)
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Upright 8-bit RGB, as ``matchdetr.data.images.load_rgb`` decodes the common formats."""
+    with Image.open(path) as img:
+        img.load()
+        return to_rgb(ImageOps.exif_transpose(img))
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img.copy()
+    if (mode == "P" and "transparency" in img.info) or mode in ("PA", "RGBA", "LA", "La", "RGBa"):
+        canvas = Image.new("RGBA", img.size, (*_BACKGROUND, 255))
+        return Image.alpha_composite(canvas, img.convert("RGBA")).convert("RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        x = np.asarray(img).astype(np.float64)
+        hi = 65535.0 if mode != "F" else max(float(np.nanmax(x)) if x.size else 1.0, 1e-12)
+        return Image.fromarray(np.clip(np.rint(x / hi * 255.0), 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
+def _as_pil(item: Any) -> Image.Image:
+    if isinstance(item, (str, Path)):
+        return load_rgb(item)
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[2] == 3 and item.dtype == np.uint8:
+        return Image.fromarray(item)
+    raise TypeError(f"cannot read an image from {type(item).__name__}; pass a path, a PIL image or an HxWx3 uint8 array")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-12)
+
+
+def class_aware_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy NMS within each label (``matchdetr.ops.nms.batched_nms``): kept indices by decreasing score."""
+    order = np.argsort(-scores, kind="stable")
+    over = _box_iou(boxes[order], boxes[order]) > iou
+    over &= labels[order][:, None] == labels[order][None, :]
+    keep = np.ones(len(order), dtype=bool)
+    for i in range(len(order)):
+        if keep[i]:
+            keep[i + 1 :] &= ~over[i, i + 1 :]
+    return order[keep]
+
+
+class OnnxDetector:
+    """An exported matchdetr model in an onnxruntime session; :meth:`predict` mirrors ``Detector.predict``."""
+
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            from .predict_io import MissingExtra
+
+            raise MissingExtra("running an ONNX model needs onnxruntime: pip install 'matchdetr[onnx]'") from None
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as err:
+            raise ValueError(f"{path}: onnxruntime cannot load it ({' '.join(str(err).split())[:200]})") from None
+        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        if raw is None:
+            raise ValueError(f"{path}: no matchdetr metadata; export the model with `matchdetr export`")
+        self.meta: dict[str, Any] = json.loads(raw)
+        labels = self.meta["label_map"]
+        self.category_ids: list[int] = [int(c) for c in labels["category_ids"]]
+        self.names: list[str] = [str(n) for n in labels["names"]]
+        self.mean = np.asarray(self.meta["mean"], dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(self.meta["std"], dtype=np.float32).reshape(3, 1, 1)
+
+    def preprocess(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
+        """Resize, normalise and pad like the PyTorch path: ``images [B, 3, H, W]`` and ``pixel_mask``."""
+        arrays = []
+        for img in images:
+            h, w = resized_hw(img.size, self.meta["test_size"], self.meta["test_max_size"])
+            if (w, h) != img.size:
+                img = img.resize((w, h), Image.Resampling.BILINEAR)
+            x = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+            arrays.append((x - self.mean) / self.std)
+        height, width = max(a.shape[1] for a in arrays), max(a.shape[2] for a in arrays)
+        batch = np.zeros((len(arrays), 3, height, width), dtype=np.float32)
+        mask = np.ones((len(arrays), height, width), dtype=bool)
+        for i, a in enumerate(arrays):
+            batch[i, :, : a.shape[1], : a.shape[2]] = a
+            mask[i, : a.shape[1], : a.shape[2]] = False
+        feed = {"images": batch, "pixel_mask": mask}
+        return {k: feed[k] for k in self.meta["inputs"]}
+
+    def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw ``logits [B, Q, C]`` and ``boxes [B, Q, 4]`` normalised cxcywh."""
+        logits, boxes = self.session.run(["logits", "boxes"], feed)
+        return logits, boxes
+
+    def postprocess(self, logits: np.ndarray, boxes: np.ndarray, sizes: Sequence[tuple[int, int]],
+                    threshold: float) -> list[dict[str, Any]]:
+        """``PostProcessor`` + the threshold of ``api.predict``; sizes: original ``(w, h)`` per image."""
+        num_classes = logits.shape[-1]
+        k = min(int(self.meta["postprocess_topk"]), logits.shape[1] * num_classes)
+        results = []
+        for lg, bx, (w, h) in zip(logits, boxes, sizes):
+            scores = _sigmoid(lg).reshape(-1)
+            top = np.argsort(-scores, kind="stable")[:k]
+            top_scores, query, labels = scores[top], top // num_classes, top % num_classes
+            cx, cy, bw, bh = bx[query].astype(np.float32).T
+            xyxy = np.stack((cx - 0.5 * bw, cy - 0.5 * bh, cx + 0.5 * bw, cy + 0.5 * bh), -1)
+            xyxy = xyxy * np.asarray([w, h, w, h], dtype=np.float32)
+            if self.meta.get("nms_iou", 0.0) > 0:
+                kept = class_aware_nms(xyxy, top_scores, labels, float(self.meta["nms_iou"]))
+                xyxy, top_scores, labels = xyxy[kept], top_scores[kept], labels[kept]
+            keep = top_scores > threshold
+            xyxy, top_scores, labels = xyxy[keep], top_scores[keep], labels[keep]
+            xyxy[:, 0::2] = xyxy[:, 0::2].clip(0, w)
+            xyxy[:, 1::2] = xyxy[:, 1::2].clip(0, h)
+            results.append({
+                "scores": top_scores,
+                "labels": np.asarray([self.category_ids[int(l)] for l in labels], dtype=np.int64),
+                "boxes": xyxy,
+                "names": [self.names[int(l)] for l in labels],
+            })
+        return results
+
+    def predict(self, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
+        """Detections per image (paths, PIL images or HxWx3 uint8 arrays), as ``Detector.predict``."""
+        items = list(images) if isinstance(images, (list, tuple)) else [images]
+        pils = [_as_pil(i) for i in items]
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(pils), batch_size):
+            chunk = pils[start : start + batch_size]
+            logits, boxes = self.run(self.preprocess(chunk))
+            results += self.postprocess(logits, boxes, [im.size for im in chunk], threshold)
+        return results
+
+
+def predict_command(model: str, images: Sequence[str], out: str, threshold: float, coco_json: str | None = None,
+                    coco_gt: str | None = None, every: int = 1) -> str:
+    """``matchdetr predict --model model.onnx ...``; returns the summary line."""
+    from .predict_io import run_predict, summary_line
+
+    detector = OnnxDetector(model)
+    summary = run_predict(lambda imgs: detector.predict(imgs, threshold=threshold), images, out, load_rgb,
+                          threshold=threshold, coco_json=coco_json, coco_gt=coco_gt, every=every)
+    return summary_line(summary, threshold)

@@ -1,0 +1,228 @@
+"""Reports of a run or an evaluation: results.csv, per-class AP (table and bar chart), precision-recall
+curves, training curves. Headless (matplotlib's Agg canvas, as ``visualize.py``); no torch.
+
+    matchdetr report runs/exp1          # everything below, from the files a run leaves
+
+Files (in the run directory, or the evaluation's ``--out``):
+
+- ``results.csv``: one row per line of ``metrics.jsonl`` (training logs, evaluations), one column per key;
+  written while training runs.
+- ``per_class_ap.csv`` / ``per_class_ap.png``: AP and AP50 per category, sorted by AP.
+- ``pr_curves.png``: precision against recall at IoU 0.5, at IoU 0.75 and averaged over IoU 0.5:0.95, all
+  categories averaged (thick) and per category (thin, up to 20), from COCOeval's precision array
+  (``pr_curves.npz``, written next to ``metrics.json``).
+- ``training_curves.png``: :func:`matchdetr.visualize.plot_training_curves`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .fileio import atomic_write, atomic_write_text
+
+__all__ = ["ResultsCsv", "write_results_csv", "write_per_class", "plot_per_class_ap", "plot_pr_curves",
+           "write_eval_report", "write_run_report"]
+
+_FIRST = ("type", "iter", "epoch", "lr", "loss")
+
+
+def _records(metrics_jsonl: Path) -> list[dict]:
+    out = []
+    if metrics_jsonl.exists():
+        for line in metrics_jsonl.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+def _columns(records: Sequence[dict], start: Sequence[str] = ()) -> list[str]:
+    cols = list(start)
+    for key in _FIRST:
+        if key not in cols and any(key in r for r in records):
+            cols.append(key)
+    for r in records:
+        cols += [k for k in r if k not in cols]
+    return cols
+
+
+def _cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return json.dumps(v) if isinstance(v, (dict, list)) else v
+
+
+def _csv_text(columns: list[str], rows: Sequence[dict], header: bool = True) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(columns)
+    for r in rows:
+        w.writerow([_cell(r.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+class ResultsCsv:
+    """``results.csv`` kept in step with ``metrics.jsonl``: a row per record, appended; the file is rewritten
+    (atomically) only when a record brings a new column, e.g. the first evaluation."""
+
+    def __init__(self, path: str | os.PathLike, metrics_jsonl: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.rows = _records(Path(metrics_jsonl))  # also what a resumed run kept
+        self.columns = _columns(self.rows)
+        atomic_write_text(self.path, _csv_text(self.columns, self.rows))
+
+    def append(self, record: dict) -> None:
+        self.rows.append(record)
+        if any(k not in self.columns for k in record):
+            self.columns = _columns(self.rows, self.columns)
+            atomic_write_text(self.path, _csv_text(self.columns, self.rows))
+        else:
+            with open(self.path, "a", encoding="utf-8", newline="") as f:
+                f.write(_csv_text(self.columns, [record], header=False))
+
+
+def write_results_csv(metrics_jsonl: str | os.PathLike, out_csv: str | os.PathLike) -> Path:
+    """``results.csv`` from a ``metrics.jsonl`` in one go."""
+    ResultsCsv(out_csv, metrics_jsonl)
+    return Path(out_csv)
+
+
+# ----------------------------------------------------------------------------------------------- per class
+def _per_class_rows(per_class: Sequence[dict]) -> list[dict]:
+    key = lambda c: -c["AP"] if isinstance(c.get("AP"), (int, float)) and math.isfinite(c["AP"]) else math.inf  # noqa: E731
+    return sorted(per_class, key=key)
+
+
+def write_per_class(per_class: Sequence[dict], out_csv: str | os.PathLike) -> Path:
+    """Per-class AP table as CSV, best first: category_id, name, AP, AP50, num_gt, num_dets."""
+    cols = ["category_id", "name", "AP", "AP50", "num_gt", "num_dets"]
+    atomic_write_text(out_csv, _csv_text(cols, _per_class_rows(per_class)))
+    return Path(out_csv)
+
+
+def _figure(size: tuple[float, float]) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, out_png: str | os.PathLike) -> Path:
+    atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+    return Path(out_png)
+
+
+def plot_per_class_ap(per_class: Sequence[dict], out_png: str | os.PathLike, title: str = "") -> Path:
+    """Horizontal bars of AP (and AP50, lighter) per category, best at the top; '-' where undefined."""
+    rows = _per_class_rows(per_class)
+    fig = _figure((8, max(2.5, 0.28 * len(rows) + 1.2)))
+    ax = fig.subplots()
+    names = [f"{r['name']} ({r['num_gt']})" for r in rows]
+    ap = [r["AP"] if _finite(r["AP"]) else 0.0 for r in rows]
+    ap50 = [r["AP50"] if _finite(r["AP50"]) else 0.0 for r in rows]
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, ap50, color="tab:blue", alpha=0.3, label="AP50")
+    ax.barh(y, ap, color="tab:blue", label="AP")
+    for yi, r, a in zip(y, rows, ap):
+        ax.text(a, yi, f" {r['AP']:.1f}" if _finite(r["AP"]) else " -", va="center", fontsize=8)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set(xlabel="AP (%)", title=title or "per-class AP (#GT in brackets)", xlim=(0, max([1.0, *ap50]) * 1.15))
+    ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, out_png)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+# ---------------------------------------------------------------------------------------------------- PR
+def _mean_curve(p: np.ndarray) -> np.ndarray:
+    """Mean precision over the categories with GT (p: ``[R, K]``, -1 where undefined) -> ``[R]``."""
+    valid = p > -1
+    return np.where(valid.any(1), np.where(valid, p, 0).sum(1) / np.maximum(valid.sum(1), 1), np.nan)
+
+
+def plot_pr_curves(curves: dict[str, Any], out_png: str | os.PathLike, names: dict[int, str] | None = None,
+                   max_classes: int = 20) -> Path:
+    """Precision-recall at IoU 0.5, 0.75 and averaged over all IoU thresholds (COCO's 0.5:0.95).
+
+    curves: ``precision [T, R, K]`` (-1 where undefined), ``iou_thrs [T]``, ``rec_thrs [R]``, ``cat_ids [K]``
+    (EvalResult.curves or ``pr_curves.npz``). The mean over categories is drawn thick, each category thin.
+    """
+    precision = np.asarray(curves["precision"], dtype=np.float64)
+    ious, recall = np.asarray(curves["iou_thrs"]), np.asarray(curves["rec_thrs"])
+    cat_ids = [int(c) for c in curves["cat_ids"]]
+    panels = [("IoU 0.5", precision[int(np.argmin(np.abs(ious - 0.5)))]),
+              ("IoU 0.75", precision[int(np.argmin(np.abs(ious - 0.75)))]),
+              ("IoU 0.5:0.95 (mean)", np.where((precision > -1).all(0), precision.mean(0), -1.0))]
+    fig = _figure((15, 4.8))
+    axes = fig.subplots(1, 3)
+    cmap = __import__("matplotlib").colormaps["tab20"]
+    for ax, (title, p) in zip(axes, panels):
+        for k, cid in enumerate(cat_ids[:max_classes]):
+            if (p[:, k] > -1).any():
+                ax.plot(recall, np.where(p[:, k] > -1, p[:, k], np.nan), linewidth=0.8, alpha=0.6, color=cmap(k % 20),
+                        label=(names or {}).get(cid, str(cid)))
+        mean = _mean_curve(p)
+        ap = np.nanmean(mean) * 100 if np.isfinite(mean).any() else float("nan")
+        ax.plot(recall, mean, color="black", linewidth=2.5, label=f"mean (AP {ap:.1f})")
+        ax.set(title=title, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7)
+    return _save(fig, out_png)
+
+
+# ----------------------------------------------------------------------------------------------- reports
+def write_eval_report(result: Any, out_dir: str | os.PathLike) -> list[Path]:
+    """per_class_ap.csv/.png and pr_curves.png for an EvalResult (``matchdetr eval --out``)."""
+    out = Path(out_dir)
+    written = []
+    if result.per_class:
+        written += [write_per_class(result.per_class, out / "per_class_ap.csv"),
+                    plot_per_class_ap(result.per_class, out / "per_class_ap.png")]
+    if result.curves is not None:
+        names = {int(c["category_id"]): str(c["name"]) for c in result.per_class}
+        written.append(plot_pr_curves(result.curves, out / "pr_curves.png", names))
+    return written
+
+
+def write_run_report(run_dir: str | os.PathLike) -> list[Path]:
+    """Everything for a run directory from its files: results.csv and training_curves.png (from
+    metrics.jsonl), and the per-class and PR plots of its final evaluation (``eval/``)."""
+    from .visualize import plot_training_curves
+
+    run = Path(run_dir)
+    metrics = run / "metrics.jsonl"
+    if not metrics.exists():
+        raise FileNotFoundError(f"{metrics}: not found (is {run} a run directory?)")
+    written = [write_results_csv(metrics, run / "results.csv")]
+    plot_training_curves(metrics, run / "training_curves.png")
+    written.append(run / "training_curves.png")
+    ev = run / "eval"
+    if (ev / "metrics.json").exists():
+        per_class = [{k: (float("nan") if v is None and k in ("AP", "AP50") else v) for k, v in c.items()}
+                     for c in json.loads((ev / "metrics.json").read_text())["per_class"]]
+        if per_class:
+            written += [write_per_class(per_class, run / "per_class_ap.csv"),
+                        plot_per_class_ap(per_class, run / "per_class_ap.png")]
+        if (ev / "pr_curves.npz").exists():
+            with np.load(ev / "pr_curves.npz") as data:
+                curves = {k: data[k] for k in data.files}
+            names = {int(c["category_id"]): str(c["name"]) for c in per_class}
+            written.append(plot_pr_curves(curves, run / "pr_curves.png", names))
+    return written

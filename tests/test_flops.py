@@ -1,0 +1,49 @@
+"""GFLOPs as the papers count them (fvcore: multiply-accumulates of convolutions and matrix products)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from matchdetr.analysis.flops import PAPER, count_gflops, model_cost, parse_size
+from matchdetr.cli import main
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        y = self.conv(x).flatten(2).transpose(1, 2)  # [1, HW, 8]
+        return torch.relu(self.fc(y)) @ torch.ones(5, 2)
+
+
+def test_count_is_multiply_accumulates():
+    h, w = 10, 12
+    macs = h * w * 8 * 3 * 9 + h * w * 8 * 5 + h * w * 5 * 2  # conv + linear + matmul; relu not counted
+    model = Tiny()
+    assert count_gflops(model, h, w) * 1e9 == pytest.approx(macs)
+    assert all(p.requires_grad for p in model.parameters()) and model.training  # state restored
+
+
+def test_parse_size():
+    assert parse_size("800x1200") == (800, 1200)
+    for bad in ("800", "axb", "16x16"):
+        with pytest.raises(ValueError, match="--size"):
+            parse_size(bad)
+
+
+def test_models_command_with_flops(capsys):
+    assert main(["models", "--presets", "detr-tiny", "--flops", "--size", "128x160"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:2] == ["preset", "params"] and out[1].startswith("detr-tiny")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(n for n, (_, g, _) in PAPER.items() if g is not None))
+def test_gflops_within_10_percent_of_the_papers(name):
+    cost = model_cost(name, 91, (800, 1200))
+    assert cost.gflops == pytest.approx(PAPER[name][1], rel=0.10), f"{name}: {cost.gflops:.1f} GFLOPs"

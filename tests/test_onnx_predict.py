@@ -1,0 +1,155 @@
+"""`matchdetr predict --model x.onnx`: onnxruntime alone (torch blocked), same detections as the PyTorch path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from matchdetr.data.transforms import resized_hw as torch_resized_hw
+from matchdetr.export import export_onnx
+from matchdetr.onnx_predict import OnnxDetector, resized_hw
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+sys.path.insert(0, str(Path(__file__).parent))
+from test_export_onnx import micro_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_resize_rule_equals_torch_path() -> None:
+    for w in range(1, 400, 7):
+        for h in range(1, 400, 11):
+            for size, max_size in ((96, 160), (800, 1333), (224, None)):
+                assert resized_hw((w, h), size, max_size) == torch_resized_hw((w, h), size, max_size)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A micro DINO with a label map of non-contiguous category ids, exported, plus three images."""
+    from matchdetr.data.coco import LabelMap
+
+    tmp = tmp_path_factory.mktemp("onnx_predict")
+    det = micro_model("dino-tiny", num_classes=3, seed=2)
+    det.label_map = LabelMap([3, 7, 11], ["cat", "dog", "bird"])
+    path = export_onnx(det, tmp / "model.onnx")
+    rng = np.random.default_rng(0)
+    images = tmp / "images"
+    images.mkdir()
+    for name, (w, h) in {"000000000042": (150, 100), "b": (90, 130), "c": (96, 96)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(images / f"{name}.png")
+    return det, path, images
+
+
+def _same(torch_det: dict, onnx_det: dict) -> None:
+    n = min(len(torch_det["scores"]), len(onnx_det["scores"]), 30)  # near-threshold scores may differ in count
+    assert n > 0
+    np.testing.assert_allclose(onnx_det["scores"][:n], torch_det["scores"][:n].numpy(), atol=1e-3)
+    np.testing.assert_allclose(onnx_det["boxes"][:n], torch_det["boxes"][:n].numpy(), atol=1e-2)  # pixels
+    assert onnx_det["labels"][:n].tolist() == torch_det["labels"][:n].tolist()
+    assert onnx_det["names"][:n] == torch_det["names"][:n]
+
+
+def test_onnx_detector_matches_torch_predict(exported) -> None:
+    det, path, images = exported
+    files = sorted(images.iterdir())
+    onnx_det = OnnxDetector(path)
+    # batched: three sizes padded into one batch, like Detector.predict
+    for t, o in zip(det.predict(files, threshold=0.0), onnx_det.predict(files, threshold=0.0)):
+        _same(t, o)
+        assert set(o) == {"scores", "labels", "boxes", "names"} and o["labels"].dtype == np.int64
+        assert set(o["labels"].tolist()) <= {3, 7, 11}
+
+
+def test_cli_predict_onnx_without_torch(exported, tmp_path) -> None:
+    det, path, images = exported
+    out, coco = tmp_path / "out", tmp_path / "coco.json"
+    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+            "from matchdetr.cli import main\n"
+            f"rc = main(['predict', '--model', {str(path)!r}, {str(images)!r}, '--out', {str(out)!r}, "
+            f"'--threshold', '0.0', '--coco-json', {str(coco)!r}])\n"
+            "assert not any(m == 'torch' or m.startswith('torch.') for m, v in sys.modules.items() if v is not None)\n"
+            "sys.exit(rc)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 images" in proc.stdout and "COCO results" in proc.stdout
+    records = json.loads((out / "detections.json").read_text())
+    assert [Path(r["file"]).stem for r in records] == ["000000000042", "b", "c"]
+    assert all((out / f"{Path(r['file']).stem}.png").exists() for r in records)
+    expected = [det.predict([f], threshold=0.0)[0] for f in sorted(images.iterdir())]  # one at a time, as the CLI
+    for record, t in zip(records, expected):
+        got = {"scores": np.array([d["score"] for d in record["detections"]]),
+               "boxes": np.array([d["bbox_xyxy"] for d in record["detections"]]),
+               "labels": np.array([d["category_id"] for d in record["detections"]]),
+               "names": [d["name"] for d in record["detections"]]}
+        _same(t, got)
+    results = json.loads(coco.read_text())
+    # image ids: numeric stems are COCO ids, otherwise 1, 2, ... in input order -> here mixed, so 1, 2, 3
+    assert {r["image_id"] for r in results} == {1, 2, 3}
+    first = next(r for r in results if r["image_id"] == 1)
+    x0, y0, x1, y1 = records[0]["detections"][0]["bbox_xyxy"]
+    assert first["bbox"] == pytest.approx([x0, y0, x1 - x0, y1 - y0], abs=0.02)
+
+
+def test_onnx_predict_errors(tmp_path, exported) -> None:
+    from matchdetr.cli import main
+
+    _, path, images = exported
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    assert main(["predict", "--model", str(tmp_path / "junk.onnx"), str(images), "--out", str(tmp_path)]) == 2
+    assert main(["predict", "--model", str(tmp_path / "missing.onnx"), str(images)]) == 2
+
+
+def test_video_without_reader_is_one_line_error(tmp_path, exported) -> None:
+    _, path, _ = exported
+    (tmp_path / "clip.mp4").write_bytes(b"\x00" * 64)
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['cv2'] = None\n"
+            "from matchdetr.cli import main\n"
+            f"sys.exit(main(['predict', '--model', {str(path)!r}, {str(tmp_path / 'clip.mp4')!r}, "
+            f"'--out', {str(tmp_path / 'o')!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "matchdetr[video]" in proc.stderr
+
+
+def test_predict_on_video(tmp_path, exported) -> None:
+    cv2 = pytest.importorskip("cv2")
+    det, path, _ = exported
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (120, 90))
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        writer.write(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    writer.release()
+    from matchdetr.cli import main
+
+    out = tmp_path / "out"
+    for args in (["--model", str(path)], ["--checkpoint", str(_save(det, tmp_path))]):
+        assert main(["predict", *args, str(video), "--out", str(out), "--every", "2", "--coco-json",
+                     str(tmp_path / "c.json")]) == 0
+        records = json.loads((out / "detections.json").read_text())
+        assert [r["frame"] for r in records] == [0, 2, 4]
+        assert (out / "clip_f000004.png").exists()
+
+
+def _save(det, tmp_path) -> Path:
+    det.save(str(tmp_path / "ck.safetensors"))
+    return tmp_path / "ck.safetensors"
+
+
+def test_predict_help(capsys) -> None:
+    from matchdetr.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0 and "--model" in out and "--coco-json" in out and "--every" in out
