@@ -232,7 +232,8 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, default=91)
     p.add_argument("--no-params", action="store_true", help="only list names (fast)")
     p.add_argument("--flops", action="store_true", help="also count GFLOPs (about 40 s per full-size preset on 2 cores)")
-    p.add_argument("--size", default="800x1200", help="HEIGHTxWIDTH of the image for --flops (default 800x1200)")
+    p.add_argument("--size", default="800x1066", help="HEIGHTxWIDTH of the image for --flops (default 800x1066: a "
+                                                   "640x480 COCO image after the 800-px resize)")
     p.add_argument("--presets", help="comma-separated preset names (default: all)")
     p.set_defaults(func=cmd_models)
 

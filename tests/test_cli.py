@@ -99,6 +99,10 @@ def test_train_predict_models_end_to_end(synth_dir, tmp_path, cli_env):
 
 
 def test_models_lists_presets(capsys):
-    assert main(["models", "--num-classes", "91"]) == 0
+    from matchdetr import presets
+
+    assert main(["models", "--no-params"]) == 0
+    assert capsys.readouterr().out.split() == presets.names()
+    assert main(["models", "--num-classes", "91", "--presets", "detr-r50,detr-tiny"]) == 0
     out = capsys.readouterr().out
     assert "detr-r50" in out and "41.58M" in out and "detr-tiny" in out

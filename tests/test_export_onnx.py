@@ -13,8 +13,7 @@ from matchdetr.export import META_KEY, check_onnx, export_onnx
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-# One preset per model family. Add new families here. Known gap: the SMCA plug-in builds its Gaussian grid from
-# Python level sizes, so an SMCA model exported at one size is only exact at that size.
+# One preset per model family (SMCA in both its forms). Add new families here.
 EXPORT_PRESETS = [
     "detr-tiny",
     "deformable-detr-tiny",
@@ -24,6 +23,8 @@ EXPORT_PRESETS = [
     "stable-dino-tiny",
     "sam-detr-tiny",
     "sam-detr-plus-plus-tiny",
+    "sam-detr-smca-tiny",
+    "smca-detr-tiny",
 ]
 # Micro sizes: the export and two onnxruntime runs take about a second per family.
 MICRO = dict(backbone__width=8, transformer__hidden_dim=32, transformer__num_heads=4,

@@ -108,6 +108,16 @@ def test_guard_counts_only_consecutive_skips():
 
 
 def test_stop_signals_set_a_flag_and_restore_handlers():
+    # Python's own SIGINT handler, whatever the runner left: a job started in the background (CI, nohup) has
+    # SIGINT ignored, and the second Ctrl-C below would then be ignored too instead of raising.
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _check_stop_signals()
+    finally:
+        signal.signal(signal.SIGINT, outer)
+
+
+def _check_stop_signals() -> None:
     before = signal.getsignal(signal.SIGTERM)
     with StopSignals() as signals:
         os.kill(os.getpid(), signal.SIGTERM)

@@ -140,7 +140,7 @@ def test_smca_gaussian_matches_the_formula():
     torch.manual_seed(0)
     centres, scales = torch.rand(1, 2, 3, 2).double(), torch.randn(1, 2, 3, 2).double()
     vr = torch.tensor([[0.5, 0.75]], dtype=torch.float64)
-    g = gaussian_logits(centres, scales, (4, 6), vr)
+    g = gaussian_logits(centres, scales, torch.zeros(4, 6), vr)
     assert g.shape == (1, 3, 2, 24)
     for q in range(2):
         for h in range(3):

@@ -64,7 +64,12 @@ def count_gflops(model: torch.nn.Module, height: int, width: int) -> float:
             p.requires_grad_(r)
 
 
-def model_cost(name: str, num_classes: int = 91, size: tuple[int, int] | None = (800, 1200)) -> ModelCost:
+# A typical COCO val image after the 800-px shorter-side resize (640x480 -> 800x1066): the papers average
+# their GFLOPs over the first COCO val images, which are mostly 640x480 / 480x640.
+COCO_SIZE = (800, 1066)
+
+
+def model_cost(name: str, num_classes: int = 91, size: tuple[int, int] | None = COCO_SIZE) -> ModelCost:
     """Parameters of preset ``name`` and, if ``size`` is given, its GFLOPs at that (height, width)."""
     from .. import api
 

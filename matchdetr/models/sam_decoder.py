@@ -80,7 +80,7 @@ class SamDecoderLayer(nn.Module):
         pos = sine_embed(reference[..., :2], tgt.shape[-1] // 2)  # position of the box centre
         tgt = self.norm1(tgt + self.dropout1(self.self_attn(tgt, pos, self_attn_mask)))
         aligned = self.aligner(tgt, reference, level.feature_map, level.valid_ratio)
-        bias = None if self.modulation is None else self.modulation(aligned, level.shape, level.valid_ratio)
+        bias = None if self.modulation is None else self.modulation(aligned, level.feature_map[0, 0], level.valid_ratio)
         y = self.cross_attn(aligned.content, aligned.pos, level.tokens, level.pos, level.mask, bias)
         return self.ffn(self.norm2(tgt + self.dropout2(y)))
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 from ..config import Config, ConfigError
 
-DEFAULT_TINY = "dino-tiny"  # the preset `matchdetr demo` trains; switch to the best tiny preset as models land
+DEFAULT_TINY = "stable-dino-tiny"  # the preset `matchdetr demo` trains: the best tiny preset so far (docs/benchmarks.md)
 
 _PRESETS: dict[str, Callable[[], Config]] = {}
 

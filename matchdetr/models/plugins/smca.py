@@ -26,16 +26,20 @@ from .semantic_aligner import AlignedQueries
 BETA = 8.0  # SMCA's bandwidth constant (SMCA-DETR sec 3.1), kept by SAM-DETR
 
 
-def gaussian_logits(centres: Tensor, scales: Tensor, shape: tuple[int, int], valid_ratio: Tensor) -> Tensor:
+def gaussian_logits(centres: Tensor, scales: Tensor, grid_like: Tensor, valid_ratio: Tensor) -> Tensor:
     """centres: ``[B, N, M|1, 2]`` (x, y) normalised to the valid image; scales: ``[B, N, M, 2]`` (sx, sy);
-    shape: the map's ``(h, w)``; valid_ratio: ``[B, 2]`` (w, h) -> additive bias ``[B, M, N, h*w]``."""
-    h, w = shape
-    size = valid_ratio * valid_ratio.new_tensor([w, h])  # valid extent in feature pixels
+    grid_like: any ``[h, w]`` tensor of the map (only its shape is read); valid_ratio: ``[B, 2]`` (w, h)
+    -> additive bias ``[B, M, N, h*w]``.
+
+    The pixel grid and the map size come from ``grid_like`` by tensor ops (cumulative sums of ones), not from
+    Python sizes, so an exported ONNX graph follows the input's size.
+    """
+    ones = torch.ones_like(grid_like, dtype=centres.dtype)
+    ys, xs = ones.cumsum(0) - 0.5, ones.cumsum(1) - 0.5  # pixel centres j + 0.5
+    size = valid_ratio * torch.stack((ones.sum(1)[0], ones.sum(0)[0]))  # valid extent (w, h) in feature pixels
     c = (centres * size[:, None, None]).transpose(1, 2)  # [B, M|1, N, 2]
     s2 = (scales * scales).transpose(1, 2)  # [B, M, N, 2]
-    ys, xs = torch.meshgrid(torch.arange(h, device=c.device, dtype=c.dtype),
-                            torch.arange(w, device=c.device, dtype=c.dtype), indexing="ij")
-    grid = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1) + 0.5  # [h*w, 2]
+    grid = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1)  # [h*w, 2]
     dist = (c[..., None, :] - grid) ** 2  # [B, M|1, N, h*w, 2]
     return -(dist * s2[..., None, :]).sum(-1) / BETA
 
@@ -45,11 +49,11 @@ class KeypointGaussian(nn.Module):
 
     extra_outputs = 2  # per head, appended to the aligner's keypoint MLP: (sx, sy)
 
-    def forward(self, aligned: AlignedQueries, shape: tuple[int, int], valid_ratio: Tensor) -> Tensor:
-        """-> ``[B, M, N, h*w]``."""
+    def forward(self, aligned: AlignedQueries, grid_like: Tensor, valid_ratio: Tensor) -> Tensor:
+        """grid_like: ``[h, w]``, a tensor of the level's map size -> ``[B, M, N, h*w]``."""
         if aligned.extra is None:
             raise ValueError("KeypointGaussian needs an aligner built with extra_outputs=2")
-        return gaussian_logits(aligned.points, aligned.extra, shape, valid_ratio)
+        return gaussian_logits(aligned.points, aligned.extra, grid_like, valid_ratio)
 
 
 class PredictedGaussian(nn.Module):
@@ -69,4 +73,4 @@ class PredictedGaussian(nn.Module):
         b, n, _ = query.shape
         centres = self.centre(query).sigmoid()[:, :, None]  # [B, N, 1, 2]
         scales = self.scale(query).view(b, n, self.num_heads, 2)
-        return gaussian_logits(centres, scales, memory.shapes[0], memory.valid_ratios[:, 0])
+        return gaussian_logits(centres, scales, memory.level(0)[1][0], memory.valid_ratios[:, 0])
