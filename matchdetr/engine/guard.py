@@ -48,16 +48,15 @@ def nonfinite_terms(losses: dict[str, Tensor], total: Tensor) -> list[str]:
 
 
 def gradient_norm(named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> tuple[Tensor, str | None]:
-    """Total L2 norm of the gradients and the name of the first parameter whose gradient is non-finite."""
+    """Total L2 norm of the gradients (one fused pass, as ``clip_grad_norm_`` computes it) and, only when it
+    is not finite, the name of the first parameter whose gradient is non-finite."""
     named = [(n, p.grad) for n, p in named_params if p.grad is not None]
     if not named:
         return torch.zeros(()), None
-    norms = torch.stack([torch.linalg.vector_norm(g.detach().float()) for _, g in named])
-    total = torch.linalg.vector_norm(norms)
+    total = torch.nn.utils.get_total_norm([g for _, g in named])
     if bool(torch.isfinite(total)):
         return total, None
-    first = int(torch.nonzero(~torch.isfinite(norms))[0, 0])
-    return total, named[first][0]
+    return total, next(n for n, g in named if not bool(torch.isfinite(g).all()))
 
 
 class NonFiniteGuard:

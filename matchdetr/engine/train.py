@@ -116,6 +116,7 @@ class Trainer:
         self.drop_at = int(t.lr_drop if t.iters > 0 else t.lr_drop * self.iters_per_epoch)
         self.iteration = 0
         self.guard, self.signals, self.stop_requested = NonFiniteGuard(t.max_nonfinite_skips), StopSignals(), False
+        self._csv: Any = None  # results.csv writer, opened on the first log line
         if self.resume_from is not None:
             self._load(self.resume_from)
         if self.resume_from is None:
@@ -207,8 +208,8 @@ class Trainer:
                                                 f"first bad gradient: {bad_param})")
             self.optimizer.zero_grad(set_to_none=True)
             return None
-        if t.clip_max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_max_norm)
+        if t.clip_max_norm > 0:  # clip with the norm just computed rather than computing it again
+            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), t.clip_max_norm, grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.guard.ok()
@@ -250,7 +251,7 @@ class Trainer:
         resumed run starts from the lines it kept)."""
         from ..reports import ResultsCsv
 
-        if getattr(self, "_csv", None) is None:
+        if self._csv is None:
             self._csv = ResultsCsv(self.out_dir / "results.csv", self.out_dir / "metrics.jsonl")
         else:
             self._csv.append(record)
