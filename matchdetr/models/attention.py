@@ -50,9 +50,7 @@ class MultiheadAttention(nn.Module):
         Returns ``[B, Nq, d]``.
         """
         q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
-        bias = _additive_mask(key_padding_mask, attn_mask, q.dtype, q.shape[2])
-        if attn_bias is not None:
-            bias = attn_bias.to(q.dtype) if bias is None else bias + attn_bias.to(q.dtype)
+        bias = attention_bias(key_padding_mask, attn_mask, attn_bias, q.dtype)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
         )
@@ -60,22 +58,24 @@ class MultiheadAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, self.embed_dim))
 
 
-def _additive_mask(
-    key_padding_mask: Tensor | None, attn_mask: Tensor | None, dtype: torch.dtype, nq: int
-) -> Tensor | None:
-    """Combine boolean masks into one additive ``[B|1, 1, Nq, Nk]`` bias (-inf where not allowed).
+def attention_bias(key_padding_mask: Tensor | None, attn_mask: Tensor | None, attn_bias: Tensor | None,
+                   dtype: torch.dtype) -> Tensor | None:
+    """Boolean masks and an additive bias as the one additive ``attn_mask`` SDPA takes.
 
-    A large negative finite value instead of -inf keeps rows whose every key is masked finite (uniform
-    attention over padding) rather than NaN, which a fully padded key set could otherwise produce.
+    key_padding_mask: ``[B, Nk]`` bool, True on padding; attn_mask: ``[Nq, Nk]`` or ``[B, Nq, Nk]`` bool, True
+    where attention is NOT allowed; attn_bias: ``[B, heads, Nq, Nk]`` float (e.g. SMCA's Gaussian). Returns a
+    bias broadcastable to ``[B, heads, Nq, Nk]``, or None. Blocked entries get the dtype's most negative finite
+    value rather than -inf, so a row whose every key is masked stays finite (uniform over padding), not NaN.
     """
-    if key_padding_mask is None and attn_mask is None:
-        return None
-    neg = torch.finfo(dtype).min
+    out = None if attn_bias is None else attn_bias.to(dtype)
     masked = None
     if key_padding_mask is not None:
         masked = key_padding_mask[:, None, None, :]
     if attn_mask is not None:
         am = attn_mask[None, None] if attn_mask.dim() == 2 else attn_mask[:, None]
         masked = am if masked is None else (masked | am)
-    zeros = torch.zeros((), dtype=dtype, device=masked.device)
-    return torch.where(masked, torch.full((), neg, dtype=dtype, device=masked.device), zeros)
+    if masked is not None:
+        zeros = torch.zeros((), dtype=dtype, device=masked.device)
+        add = torch.where(masked, torch.full((), torch.finfo(dtype).min, dtype=dtype, device=masked.device), zeros)
+        out = add if out is None else out + add
+    return out

@@ -38,7 +38,7 @@ def build_detr(cfg: ModelConfig, modulation: nn.Module | None = None) -> Detecto
     """DETR with focal loss and 300 queries (SAM-DETR++ table 1, "DETR-dagger"): single level, global
     self-attention encoder, cross-attention decoder with learned queries, one shared head.
 
-    modulation: a cross-attention bias plug-in shared by the decoder layers' copies (SMCA-DETR's Gaussian)."""
+    modulation: a cross-attention bias plug-in (SMCA-DETR's Gaussian); each decoder layer gets its own copy."""
     t = cfg.transformer
     backbone = build_backbone(cfg.backbone)
     enc_layer = SelfAttentionEncoderLayer(t.hidden_dim, t.num_heads, t.dim_feedforward, t.dropout, t.pre_norm)

@@ -15,30 +15,11 @@ Both take an additive ``attn_bias`` (SMCA's Gaussian) besides boolean masks, and
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attention import attention_bias
 from .layers import MLP
-
-
-def _bias(mask: Tensor | None, key_padding_mask: Tensor | None, attn_bias: Tensor | None,
-          dtype: torch.dtype) -> Tensor | None:
-    """Boolean masks (True = not allowed; ``mask [Nq, Nk]``, ``key_padding_mask [B, Nk]``) and an additive
-    ``attn_bias [B, heads, Nq, Nk]`` -> one additive bias broadcastable to ``[B, heads, Nq, Nk]``. A large
-    finite negative value, not -inf, keeps fully masked rows finite."""
-    out = None if attn_bias is None else attn_bias.to(dtype)
-    blocked = None
-    if key_padding_mask is not None:
-        blocked = key_padding_mask[:, None, None, :]
-    if mask is not None:
-        m = mask[None, None] if mask.dim() == 2 else mask[:, None]
-        blocked = m if blocked is None else blocked | m
-    if blocked is not None:
-        neg = torch.full((), torch.finfo(dtype).min, dtype=dtype, device=blocked.device)
-        add = torch.where(blocked, neg, torch.zeros((), dtype=dtype, device=blocked.device))
-        out = add if out is None else out + add
-    return out
 
 
 class ConditionalSelfAttention(nn.Module):
@@ -59,7 +40,7 @@ class ConditionalSelfAttention(nn.Module):
         q = heads(self.q_content(tgt) + self.q_pos(pos))
         k = heads(self.k_content(tgt) + self.k_pos(pos))
         v = heads(self.v_proj(tgt))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_bias(attn_mask, None, None, q.dtype),
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(None, attn_mask, None, q.dtype),
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
 
@@ -85,6 +66,6 @@ class PerHeadQueryCrossAttention(nn.Module):
         k = (self.k_content(memory) + self.k_pos(memory_pos))[:, None].expand(-1, m, -1, -1)  # [B, M, S, d]
         v = self.v_proj(memory).view(b, -1, m, d // m).transpose(1, 2)  # [B, M, S, d/M]
         # the default scale 1/sqrt(q.shape[-1]) is 1/sqrt(d): each head's query is the full d-dim vector
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_bias(None, key_padding_mask, attn_bias, q.dtype),
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(key_padding_mask, None, attn_bias, q.dtype),
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
