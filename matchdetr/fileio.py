@@ -41,3 +41,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, **dump_kwargs: Any) -> None:
     atomic_write_text(path, json.dumps(obj, **dump_kwargs))
+
+
+def read_jsonl(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[int]]:
+    """The JSON-object lines of a ``.jsonl`` file (``metrics.jsonl``) and the numbers of the lines that are not
+    one (e.g. cut short by a kill). A missing file has no records."""
+    records: list[dict[str, Any]] = []
+    bad: list[int] = []
+    path = Path(path)
+    if not path.exists():
+        return records, bad
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                rec = None
+            if isinstance(rec, dict):
+                records.append(rec)
+            else:
+                bad.append(lineno)
+    return records, bad

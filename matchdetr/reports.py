@@ -26,25 +26,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .fileio import atomic_write, atomic_write_text
+from .fileio import atomic_write, atomic_write_text, read_jsonl
 
 __all__ = ["ResultsCsv", "write_results_csv", "write_per_class", "plot_per_class_ap", "plot_pr_curves",
            "write_eval_report", "write_run_report"]
 
 _FIRST = ("type", "iter", "epoch", "lr", "loss")
-
-
-def _records(metrics_jsonl: Path) -> list[dict]:
-    out = []
-    if metrics_jsonl.exists():
-        for line in metrics_jsonl.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill
-            if isinstance(rec, dict):
-                out.append(rec)
-    return out
 
 
 def _columns(records: Sequence[dict], start: Sequence[str] = ()) -> list[str]:
@@ -79,7 +66,7 @@ class ResultsCsv:
 
     def __init__(self, path: str | os.PathLike, metrics_jsonl: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.rows = _records(Path(metrics_jsonl))  # also what a resumed run kept
+        self.rows = read_jsonl(metrics_jsonl)[0]  # also what a resumed run kept
         self.columns = _columns(self.rows)
         atomic_write_text(self.path, _csv_text(self.columns, self.rows))
 
@@ -112,7 +99,7 @@ def write_per_class(per_class: Sequence[dict], out_csv: str | os.PathLike) -> Pa
     return Path(out_csv)
 
 
-def _figure(size: tuple[float, float]) -> Any:
+def figure(size: tuple[float, float]) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -121,7 +108,7 @@ def _figure(size: tuple[float, float]) -> Any:
     return fig
 
 
-def _save(fig: Any, out_png: str | os.PathLike) -> Path:
+def save_figure(fig: Any, out_png: str | os.PathLike) -> Path:
     atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
     return Path(out_png)
 
@@ -129,7 +116,7 @@ def _save(fig: Any, out_png: str | os.PathLike) -> Path:
 def plot_per_class_ap(per_class: Sequence[dict], out_png: str | os.PathLike, title: str = "") -> Path:
     """Horizontal bars of AP (and AP50, lighter) per category, best at the top; '-' where undefined."""
     rows = _per_class_rows(per_class)
-    fig = _figure((8, max(2.5, 0.28 * len(rows) + 1.2)))
+    fig = figure((8, max(2.5, 0.28 * len(rows) + 1.2)))
     ax = fig.subplots()
     names = [f"{r['name']} ({r['num_gt']})" for r in rows]
     ap = [r["AP"] if _finite(r["AP"]) else 0.0 for r in rows]
@@ -143,7 +130,7 @@ def plot_per_class_ap(per_class: Sequence[dict], out_png: str | os.PathLike, tit
     ax.set(xlabel="AP (%)", title=title or "per-class AP (#GT in brackets)", xlim=(0, max([1.0, *ap50]) * 1.15))
     ax.legend(loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def _finite(v: Any) -> bool:
@@ -170,7 +157,7 @@ def plot_pr_curves(curves: dict[str, Any], out_png: str | os.PathLike, names: di
     panels = [("IoU 0.5", precision[int(np.argmin(np.abs(ious - 0.5)))]),
               ("IoU 0.75", precision[int(np.argmin(np.abs(ious - 0.75)))]),
               ("IoU 0.5:0.95 (mean)", np.where((precision > -1).all(0), precision.mean(0), -1.0))]
-    fig = _figure((15, 4.8))
+    fig = figure((15, 4.8))
     axes = fig.subplots(1, 3)
     cmap = __import__("matplotlib").colormaps["tab20"]
     for ax, (title, p) in zip(axes, panels):
@@ -184,7 +171,7 @@ def plot_pr_curves(curves: dict[str, Any], out_png: str | os.PathLike, names: di
         ax.set(title=title, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
         ax.grid(alpha=0.3)
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 # ----------------------------------------------------------------------------------------------- reports

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .fileio import atomic_write
+from .fileio import atomic_write, read_jsonl
 
 __all__ = ["class_color", "draw_detections", "save_prediction_grid", "plot_training_curves"]
 
@@ -153,26 +153,14 @@ def save_prediction_grid(images: Sequence[Image.Image], detections: Sequence[dic
 
 def _read_jsonl(path: Path) -> list[dict]:
     """Parse metrics.jsonl, skipping (with one warning) lines a killed run left half-written."""
-    records, bad = [], []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                bad.append(lineno)
-                continue
-            if isinstance(rec, dict):
-                records.append(rec)
-            else:
-                bad.append(lineno)
+    records, bad = read_jsonl(path)
     if bad:
         warnings.warn(f"{path}: skipped {len(bad)} malformed line(s) (line {', '.join(map(str, bad[:5]))})",
                       stacklevel=3)
     if not records:
         raise ValueError(f"{path}: no metrics records (file is empty or unreadable)")
     return records
+
 
 def _series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     """(iters, values) for records holding a finite `key`, sorted by iter (resumed runs append out of order)."""

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fileio import atomic_write_text, read_jsonl
 from .unstable_score import UnstableScore
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -34,13 +35,8 @@ class ModelRun:
 
 def read_curve(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
     """Every ``type: eval`` record of ``metrics.jsonl`` as ``(iteration, metrics)``, last one per iteration."""
-    by_iter: dict[int, dict[str, float]] = {}
-    path = run_dir / "metrics.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            rec = json.loads(line)
-            if rec.get("type") == "eval":
-                by_iter[int(rec["iter"])] = {k: rec.get(k) for k in METRICS}
+    by_iter = {int(r["iter"]): {k: r.get(k) for k in METRICS}
+               for r in read_jsonl(run_dir / "metrics.jsonl")[0] if r.get("type") == "eval"}
     return sorted(by_iter.items())
 
 
@@ -78,7 +74,7 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     score.write(run_dir / "unstable")
     run = ModelRun(preset, read_curve(run_dir), dict(result.evaluation.metrics) if result.evaluation else {},
                    round(minutes, 2), asdict(score))
-    done.write_text(json.dumps(asdict(run), indent=2))
+    atomic_write_text(done, json.dumps(asdict(run), indent=2))  # its presence marks the model finished
     return run
 
 
@@ -107,30 +103,25 @@ def write_outputs(runs: list[ModelRun], out: Path) -> list[Path]:
 
 
 def _plot(runs: list[ModelRun], out: Path) -> None:
-    import matplotlib
+    from ..reports import figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = figure((6.4, 4.2))
+    ax = fig.add_subplot()
     for r in runs:
         ax.plot([it for it, _ in r.curve], [m.get("AP") or 0.0 for _, m in r.curve], marker="o", label=r.preset)
     ax.set(xlabel="iteration", ylabel="bbox AP (%)", title="Convergence on the synthetic benchmark")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=120)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    save_figure(fig, out / "curves.png")
+    fig = figure((6.4, 4.2))
+    ax = fig.add_subplot()
     for r in runs:
         ax.plot(r.unstable.get("layers", []), r.unstable.get("scores", []), marker="s", label=r.preset)
     ax.set(xlabel="decoder layer l (matching of l-1 vs l)", ylabel="unstable score (%)",
            title="Unstable score of the final weights")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "unstable.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "unstable.png")
 
 
 def run_benchmark(models: list[str], data: str, out: str, iters: int, eval_every: int, batch_size: int, seed: int,
