@@ -47,16 +47,15 @@ def nonfinite_terms(losses: dict[str, Tensor], total: Tensor) -> list[str]:
     return bad or ([] if bool(torch.isfinite(total).all()) else ["loss"])
 
 
-def gradient_norm(named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> tuple[Tensor, str | None]:
-    """Total L2 norm of the gradients (one fused pass, as ``clip_grad_norm_`` computes it) and, only when it
-    is not finite, the name of the first parameter whose gradient is non-finite."""
-    named = [(n, p.grad) for n, p in named_params if p.grad is not None]
-    if not named:
-        return torch.zeros(()), None
-    total = torch.nn.utils.get_total_norm([g for _, g in named])
-    if bool(torch.isfinite(total)):
-        return total, None
-    return total, next(n for n, g in named if not bool(torch.isfinite(g).all()))
+def gradient_norm(grads: list[Tensor]) -> Tensor:
+    """Total L2 norm of the gradients, one fused pass as ``clip_grad_norm_`` computes it (no host read)."""
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
+def first_nonfinite_grad(named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> str:
+    """Name of the first parameter whose gradient has a NaN/inf (the slow path, after a bad step only)."""
+    return next((n for n, p in named_params if p.grad is not None and not bool(torch.isfinite(p.grad).all())),
+                "none on this process")
 
 
 class NonFiniteGuard:

@@ -36,7 +36,8 @@ from ..models.build import build_criterion
 from ..fileio import atomic_write_text
 from . import checkpoint as ck
 from . import distributed as dist
-from .guard import NonFiniteGuard, StopSignals, TrainingStopped, gradient_norm, nonfinite_terms
+from .guard import (NonFiniteGuard, StopSignals, TrainingStopped, first_nonfinite_grad, gradient_norm,
+                    nonfinite_terms)
 from .coco_eval import EvalResult
 from .evaluate import evaluate
 from .optim import ModelEMA, lr_factor, param_groups, set_lr
@@ -184,26 +185,28 @@ class Trainer:
         with self.autocast() if self.autocast else nullcontext():
             out = self.net(batch.images, batch.pixel_mask, targets)
         loss = self.criterion(out, targets)
-        # One collective carries two flags, so every process skips (or stops) at the same step; else DDP hangs.
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss.total).backward()  # also for a non-finite loss: DDP needs every rank's backward
+        self.scaler.unscale_(self.optimizer)  # a no-op without fp16 loss scaling
+        grad_norm = gradient_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+        # One collective and one host read per step carry all three verdicts, so every process skips (or
+        # stops) at the same step, else DDP hangs; the gradients are already all-reduced, the loss is not.
         flags = torch.stack([(~torch.isfinite(loss.total.detach())).float().reshape(()),
+                             (~torch.isfinite(grad_norm)).float().to(loss.total.device),
                              loss.total.new_tensor(float(self.signals.received is not None))])
-        flags, _ = dist.all_reduce_sum(flags)
-        self.stop_requested = bool(flags[1] > 0)
-        if flags[0] > 0:
+        bad_loss, bad_grad, stop = dist.all_reduce_sum(flags)[0].tolist()
+        self.stop_requested = stop > 0
+        if bad_loss > 0:
             bad = nonfinite_terms(loss.losses, loss.total)
             self.guard.skip(self.iteration, f"non-finite loss ({', '.join(bad) or 'on another process'})")
             self.optimizer.zero_grad(set_to_none=True)
             return None
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss.total).backward()
-        self.scaler.unscale_(self.optimizer)  # a no-op without fp16 loss scaling
-        # DDP has all-reduced the gradients, so every process sees the same verdict.
-        grad_norm, bad_param = gradient_norm(self.model.named_parameters())
-        if bad_param is not None:
+        if bad_grad > 0:
             if self.scaler.is_enabled() and self.scaler.get_scale() >= 1.0:  # fp16 overflow: the scaler's job
                 self.scaler.step(self.optimizer)  # skips the update because of the inf
                 self.scaler.update()  # lowers the scale
             else:
+                bad_param = first_nonfinite_grad(self.model.named_parameters())
                 self.guard.skip(self.iteration, f"non-finite gradient (loss {float(loss.total):.4g} is finite; "
                                                 f"first bad gradient: {bad_param})")
             self.optimizer.zero_grad(set_to_none=True)
