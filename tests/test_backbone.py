@@ -120,6 +120,23 @@ def test_load_torchvision_file_sets_every_tensor(tmp_path, name: str, fmt: str) 
     assert model.body.layer2[0].conv1.weight.requires_grad
 
 
+@pytest.mark.parametrize("with_counters", [True, False])
+def test_load_into_trainable_bn_backbone(tmp_path, with_counters: bool) -> None:
+    """A trainable-BatchNorm backbone (norm "bn", training from scratch or fine-tuning) has step counters that a
+    frozen one lacks; a file with or without them loads, and every weight and statistic is copied."""
+    tv = torchvision_state_dict("resnet18", width=16, seed=5)
+    if not with_counters:
+        tv = {k: v for k, v in tv.items() if not k.endswith("num_batches_tracked")}
+    save_file(tv, str(tmp_path / "r18w16.safetensors"))
+    model = Backbone("resnet18", width=16, frozen_stages=0, return_levels=(4, 5), norm="bn")
+    load_torchvision_resnet(model, tmp_path / "r18w16.safetensors")
+    sd = model.state_dict()
+    for k, v in tv.items():
+        if _is_ours(k):
+            assert torch.equal(sd[f"body.{k}"], v), k
+    assert isinstance(model.body.layer4[1].bn2, torch.nn.BatchNorm2d)
+
+
 def test_load_into_partial_body_ignores_unbuilt_stages(tmp_path) -> None:
     tv = torchvision_state_dict("resnet18")
     torch.save(tv, tmp_path / "r18.pth")

@@ -79,7 +79,9 @@ def load_torchvision_resnet(backbone_or_body: nn.Module, path: str | os.PathLike
                     or (stage is not None and int(stage.group(1)) > num_stages))
 
     state = {k: v for k, v in state.items() if wanted(k)}
-    expected = body.state_dict()
+    # Step counters are bookkeeping, not weights: a trainable-BatchNorm backbone (norm "bn") has them, a frozen
+    # one does not, and a file may or may not carry them; they are neither required nor loaded.
+    expected = {k: v for k, v in body.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
@@ -89,4 +91,4 @@ def load_torchvision_resnet(backbone_or_body: nn.Module, path: str | os.PathLike
         if state[key].shape != target.shape:
             raise ValueError(f"{path}: shape mismatch for '{key}': file has {tuple(state[key].shape)}, backbone "
                              f"expects {tuple(target.shape)} (different ResNet depth or width?)")
-    body.load_state_dict(state, strict=True)
+    body.load_state_dict(state, strict=False)  # strict over the weights: every key was checked above
