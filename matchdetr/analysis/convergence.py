@@ -78,7 +78,7 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     return run
 
 
-def write_outputs(runs: list[ModelRun], out: Path) -> list[Path]:
+def write_outputs(runs: list[ModelRun], out: Path, title: str = "Convergence on the synthetic benchmark") -> list[Path]:
     """curves.csv / curves.png, table.md, unstable.csv / unstable.png."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "curves.csv", "w", newline="") as f:
@@ -98,18 +98,18 @@ def write_outputs(runs: list[ModelRun], out: Path) -> list[Path]:
         for r in runs:
             for layer, s in zip(r.unstable.get("layers", []), r.unstable.get("scores", [])):
                 w.writerow([r.preset, layer, f"{s:.4f}"])
-    _plot(runs, out)
+    _plot(runs, out, title)
     return [out / n for n in ("curves.csv", "curves.png", "table.md", "unstable.csv", "unstable.png")]
 
 
-def _plot(runs: list[ModelRun], out: Path) -> None:
+def _plot(runs: list[ModelRun], out: Path, title: str) -> None:
     from ..reports import figure, save_figure
 
     fig = figure((6.4, 4.2))
     ax = fig.add_subplot()
     for r in runs:
         ax.plot([it for it, _ in r.curve], [m.get("AP") or 0.0 for _, m in r.curve], marker="o", label=r.preset)
-    ax.set(xlabel="iteration", ylabel="bbox AP (%)", title="Convergence on the synthetic benchmark")
+    ax.set(xlabel="iteration", ylabel="bbox AP (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, out / "curves.png")
@@ -118,7 +118,7 @@ def _plot(runs: list[ModelRun], out: Path) -> None:
     for r in runs:
         ax.plot(r.unstable.get("layers", []), r.unstable.get("scores", []), marker="s", label=r.preset)
     ax.set(xlabel="decoder layer l (matching of l-1 vs l)", ylabel="unstable score (%)",
-           title="Unstable score of the final weights")
+           title=f"Unstable score of the final weights: {title}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, out / "unstable.png")

@@ -88,3 +88,17 @@ def parse_size(text: str) -> tuple[int, int]:
     if h < 32 or w < 32:
         raise ValueError(f"--size {text}: each side must be at least 32 pixels")
     return h, w
+
+
+def markdown_table(costs: list[ModelCost], size: tuple[int, int]) -> str:
+    """Parameters and GFLOPs beside the papers' figures, with the relative gap, as a markdown table."""
+    lines = [f"| preset | params (total / trainable) | paper params | GFLOPs @{size[0]}x{size[1]} | paper GFLOPs "
+             "| gap | paper source |", "|---|---|---|---|---|---|---|"]
+    for c in costs:
+        paper_p, paper_g, source = PAPER.get(c.name, (None, None, ""))
+        gflops = "-" if c.gflops is None else f"{c.gflops:.1f}"
+        gap = f"{100 * (c.gflops / paper_g - 1):+.0f} %" if (paper_g and c.gflops is not None) else "-"
+        lines.append(f"| `{c.name}` | {c.params / 1e6:.2f}M / {c.trainable / 1e6:.2f}M | "
+                     f"{f'{paper_p:.0f}M' if paper_p else '-'} | {gflops} | {f'{paper_g:.0f}' if paper_g else '-'} | "
+                     f"{gap} | {source or '-'} |")
+    return "\n".join(lines)

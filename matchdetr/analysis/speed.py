@@ -150,5 +150,16 @@ def format_table(preset: str, rows: list[SpeedResult], device: str, size: tuple[
     return "\n".join(lines)
 
 
+def markdown_table(rows: list[SpeedResult]) -> str:
+    """The rows (and the ratio ours / HF when both were measured) as a markdown table."""
+    lines = ["| implementation | inference (ms) | training step (ms) | peak memory (MiB) |", "|---|---|---|---|"]
+    lines += [f"| {r.impl} | {r.infer_ms:.0f} | {r.train_ms:.0f} | {r.peak_mem_mb:.0f} |" for r in rows]
+    if len(rows) == 2:
+        a, b = rows
+        lines.append(f"| **ratio ours / HF** | **{a.infer_ms / b.infer_ms:.2f}** | **{a.train_ms / b.train_ms:.2f}** | "
+                     f"{a.peak_mem_mb / b.peak_mem_mb:.2f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":  # pragma: no cover - convenience
     print(format_table(sys.argv[1], bench_speed(sys.argv[1], vs_hf=True), "cpu", (640, 640)))

@@ -1,0 +1,169 @@
+"""The comparisons ``docs/benchmarks.md`` shows, and the one command that regenerates each of its tables.
+
+A convergence *study* is a named group of presets compared at equal budget (issue 7): each paper's headline
+comparison at CPU size. ``matchdetr bench convergence`` trains the union of every study's presets once, one
+after another (a preset shared by two studies, SAM-DETR++-tiny, is trained once), then writes the combined
+outputs and one folder per study. ``matchdetr bench docs`` runs that, the parameter/GFLOPs count and the speed
+comparison with HF transformers, and writes each result into ``docs/benchmarks.md`` between its markers::
+
+    <!-- bench:KEY -->
+    ... generated, replaced on every run ...
+    <!-- /bench:KEY -->
+
+so every table in the document is the output of the command written beside it, never hand-copied.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..fileio import atomic_write_text
+from .convergence import METRICS, ModelRun, write_outputs
+
+
+# The documented default budget of `matchdetr bench convergence`: every study's presets at batch 8 within 60
+# minutes on a 2-core CPU (docs/benchmarks.md has the measured time).
+DEFAULT_ITERS = 500
+DEFAULT_EVAL_EVERY = 250
+
+
+@dataclass(frozen=True)
+class Study:
+    title: str
+    models: tuple[str, ...]
+    note: str = ""
+
+
+# Issue 7's four comparisons, in the order docs/benchmarks.md shows them.
+STUDIES: dict[str, Study] = {
+    "sam": Study("DETR vs SAM-DETR vs SAM-DETR++ (+ SMCA)",
+                 ("detr-tiny", "sam-detr-tiny", "sam-detr-smca-tiny", "sam-detr-plus-plus-tiny"),
+                 "SAM-DETR++ paper table 1: semantic-aligned matching over DETR, multi-scale on top"),
+    "deformable": Study("Deformable-DETR vs Stable-Deformable-DETR",
+                        ("deformable-detr-tiny", "stable-deformable-detr-tiny"),
+                        "Stable-DINO paper table 5: stable matching on Deformable-DETR"),
+    "dino": Study("DINO vs Stable-DINO", ("dino-tiny", "stable-dino-tiny"),
+                  "Stable-DINO paper table 1 and fig. 3 (unstable score per decoder layer)"),
+    "stable-sam": Study("SAM-DETR++ vs Stable-SAM-DETR++", ("sam-detr-plus-plus-tiny", "stable-sam-detr-plus-plus-tiny"),
+                        "both papers in one model: stable matching on SAM-DETR++"),
+}
+
+
+def study_models(names: list[str] | None = None) -> list[str]:
+    """The presets of the named studies (all when ``None``), each once, in study order."""
+    chosen = list(STUDIES) if names is None else names
+    unknown = [n for n in chosen if n not in STUDIES]
+    if unknown:
+        raise ValueError(f"unknown study '{unknown[0]}'; available: {', '.join(STUDIES)}")
+    return list(dict.fromkeys(m for n in chosen for m in STUDIES[n].models))
+
+
+def write_study_outputs(runs: list[ModelRun], out: Path, names: list[str] | None = None) -> list[Path]:
+    """``OUT/<study>/`` with the study's curves, table and unstable score, for every study whose presets all
+    ran; returns the study folders written."""
+    by_preset = {r.preset: r for r in runs}
+    written = []
+    for name in names or list(STUDIES):
+        study = STUDIES[name]
+        if all(m in by_preset for m in study.models):
+            write_outputs([by_preset[m] for m in study.models], out / name, title=study.title)
+            written.append(out / name)
+    return written
+
+
+def convergence_markdown(runs: list[ModelRun], study: Study) -> str:
+    """The study's table for the document: AP at every evaluation, the final COCO metrics, the unstable score
+    per decoder layer and the wall time of each preset."""
+    by_preset = {r.preset: r for r in runs}
+    chosen = [by_preset[m] for m in study.models]
+    iters = sorted({it for r in chosen for it, _ in r.curve})
+    layers = sorted({layer for r in chosen for layer in r.unstable.get("layers", [])})
+    head = (["preset"] + [f"AP @{it}" for it in iters] + [f"{k} @{iters[-1]}" if k == "AP50" else k for k in METRICS[1:]]
+            + [f"unstable l{layer}" for layer in layers] + ["minutes"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in chosen:
+        curve = dict(r.curve)
+        unstable = dict(zip(r.unstable.get("layers", []), r.unstable.get("scores", [])))
+        cells = [f"`{r.preset}`"] + [_num(curve.get(it, {}).get("AP")) for it in iters]
+        cells += [_num(r.final.get(k)) for k in METRICS[1:]] + [_num(unstable.get(layer), 1) for layer in layers]
+        lines.append("| " + " | ".join(cells + [f"{r.minutes:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def machine() -> str:
+    """A one-line description of where the figures were measured."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {torch.get_num_threads()} threads{gpu}, torch {torch.__version__}"
+
+
+# ------------------------------------------------------------------------------------- the document
+_MARKER = "<!-- bench:{key} -->"
+
+
+def splice(text: str, key: str, content: str) -> str:
+    """Replace what stands between ``<!-- bench:KEY -->`` and ``<!-- /bench:KEY -->`` with ``content``."""
+    pattern = re.compile(rf"(<!-- bench:{re.escape(key)} -->\n).*?(<!-- /bench:{re.escape(key)} -->)", re.DOTALL)
+    if not pattern.search(text):
+        raise ValueError(f"the document has no '<!-- bench:{key} -->' ... '<!-- /bench:{key} -->' block to fill")
+    return pattern.sub(lambda m: m.group(1) + content.rstrip("\n") + "\n" + m.group(2), text, count=1)
+
+
+def update_document(doc: Path, blocks: dict[str, str]) -> None:
+    """Write every ``{key: content}`` block into ``doc`` at once (nothing is written if one key is missing)."""
+    text = doc.read_text(encoding="utf-8")
+    for key, content in blocks.items():
+        text = splice(text, key, content)
+    atomic_write_text(doc, text)
+
+
+def convergence_blocks(runs: list[ModelRun], out: Path, figures: Path, command: str, budget: str) -> dict[str, str]:
+    """One block per study: the command, the table and the two figures (copied next to the document)."""
+    blocks = {}
+    figures.mkdir(parents=True, exist_ok=True)
+    for folder in write_study_outputs(runs, out):
+        name = folder.name
+        for kind in ("curves", "unstable"):
+            shutil.copyfile(folder / f"{kind}.png", figures / f"{name}_{kind}.png")
+        rel = figures.name
+        blocks[f"convergence-{name}"] = (
+            f"`{command}` (study `{name}`: {STUDIES[name].note}). AP in percent; unstable score in percent of GTs "
+            f"(lower is more stable).\n\n{convergence_markdown(runs, STUDIES[name])}\n\n"
+            f"![{STUDIES[name].title}]({rel}/{name}_curves.png) ![unstable score]({rel}/{name}_unstable.png)")
+    total = sum(r.minutes for r in runs)
+    blocks["convergence-time"] = (f"{len(runs)} presets, {budget} each: {total:.1f} min of training, evaluation and "
+                                  f"scoring in all on {machine()} (`{command}`; per preset in the tables below).")
+    return blocks
+
+
+def run_docs(parts: list[str], doc: Path, make: dict[str, Callable[[], dict[str, str]]]) -> list[str]:
+    """Make the blocks of each part in ``parts`` (keys of ``make``) and write them into ``doc``; returns the keys
+    written. Unknown parts fail before anything runs."""
+    unknown = [p for p in parts if p not in make]
+    if unknown:
+        raise ValueError(f"unknown part '{unknown[0]}'; available: {', '.join(make)}")
+    if not doc.exists():
+        raise FileNotFoundError(f"document not found: {doc}")
+    written: list[str] = []
+    for part in parts:
+        blocks = make[part]()
+        update_document(doc, blocks)  # part by part: a later part that fails keeps the earlier results
+        written += list(blocks)
+    return written
