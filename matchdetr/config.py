@@ -28,6 +28,10 @@ class BackboneConfig:
     dilation: bool = False  # DC5: dilate the last stage (stride 16 instead of 32)
     return_levels: list[int] = field(default_factory=lambda: [5])  # C2..C5 by stride exponent
     weights: str = ""  # path to a torchvision ImageNet ResNet state-dict file (.pth or .safetensors)
+    # > 0 (and no `weights`): before detection training, train the ResNet for this many epochs as a classifier of
+    # the training set's box crops, the stand-in for ImageNet weights (engine/backbone_pretrain.py; cached).
+    pretrain_epochs: int = 0
+    pretrain_size: int = 64  # side of those crops in pixels
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,12 @@ MICRO = [
     "model.transformer.num_queries=10", "data.train_scales=[96,112]", "data.train_max_size=160",
     "data.crop_resize_scales=[96]", "data.crop_min=64", "data.crop_max=96", "data.test_size=96",
     "data.test_max_size=160", "train.warmup_iters=2", "train.log_every=2",
+    "model.backbone.pretrain_epochs=1", "model.backbone.pretrain_size=16",  # the tiny presets' pretraining, in brief
 ]
+
+
+# Pretrained backbones are cached per test session, never in the user's ~/.cache (subprocesses inherit this).
+os.environ["MATCHDETR_CACHE"] = tempfile.mkdtemp(prefix="matchdetr-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,8 @@ from .convergence import METRICS, ModelRun, write_outputs
 
 # The documented default budget of `matchdetr bench convergence`: every study's presets at batch 8 within 60
 # minutes on a 2-core CPU (docs/benchmarks.md has the measured time).
-DEFAULT_ITERS = 500
-DEFAULT_EVAL_EVERY = 250
+DEFAULT_ITERS = 400
+DEFAULT_EVAL_EVERY = 200
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ stored pixels, the COCO convention, are rotated with them); each fix-up warns on
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import math
 import os
@@ -309,6 +311,13 @@ class CocoDetection(Dataset):
     def load_image(self, idx: int) -> Image.Image:
         """Upright RGB image of sample ``idx`` (raises ImageLoadError naming the file)."""
         return load_rgb(self.image_path(idx))
+
+    def boxes_and_labels_digest(self) -> str:
+        """SHA-256 of every parsed box and label (in image order): identifies the annotations whatever the format."""
+        h = hashlib.sha256()
+        for array in (self._offsets, self._boxes, self._labels):
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()
 
     def ground_truth(self, idx: int) -> dict[str, Any]:
         """Boxes ``[N, 4]`` (abs xyxy, JSON frame) and class names of sample ``idx``, for drawing."""

@@ -96,6 +96,15 @@ class Trainer:
                         if val_paths is not None else None)
         cfg.model.num_classes = len(self.label_map)
         self.model = api.from_config(cfg, self.label_map).to(self.device)
+        b = cfg.model.backbone
+        if b.pretrain_epochs > 0 and not b.weights and not cfg.train.init and self.resume_from is None and dist.is_main():
+            # Rank 0 only: DistributedDataParallel broadcasts its weights to the other processes below.
+            from ..interop.torchvision_resnet import load_torchvision_resnet
+            from .backbone_pretrain import pretrained_backbone_file
+
+            pretrained = pretrained_backbone_file(b, self.train_set, cfg.train.seed, self.device, cfg.data.num_workers)
+            load_torchvision_resnet(self.model.backbone, pretrained.path)
+            print(pretrained.message())
         if cfg.train.init and self.resume_from is None:  # weights only; optimizer and schedule start fresh
             from ..finetune import load_pretrained
 

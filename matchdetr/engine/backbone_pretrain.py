@@ -1,0 +1,176 @@
+"""Backbone pretraining on the training set's own boxes: the stand-in for ImageNet weights where none exist.
+
+Every paper this project reproduces starts its ResNet from ImageNet classification weights; the detector then
+learns to localise on top of features that already tell object kinds apart. Where no such file can be had (the
+tiny presets on the synthetic benchmark; a user without internet or with an unusual domain), this trains the
+same ResNet as a classifier of square crops around the training set's boxes first, and the detector starts
+from it. Only the training split is read, so the validation split stays unseen.
+
+Measured on the synthetic benchmark (docs/benchmarks.md): Stable-DINO-tiny reaches at 400 iterations the AP
+it reached at about 800 from a randomly initialised backbone.
+
+The result is a torchvision-format ResNet file (``conv1.weight``, ``layer1.0.bn1.running_mean``, ..., ``fc.*``),
+loaded like any ImageNet file. It is cached under ``$MATCHDETR_CACHE`` (default ``~/.cache/matchdetr``) by a
+digest of the boxes, the ResNet and the recipe, so every model of a benchmark and every later run on the same
+data reuse it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import save_file
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from ..config import BackboneConfig
+from ..data.coco import CocoDetection
+from ..fileio import atomic_write, atomic_write_text
+from ..models.backbone import ResNetBody
+
+_VERSION = 1  # bump when the recipe below changes, so old cache entries are not reused
+CONTEXT = 1.3  # crop side = CONTEXT * longer box side + PAD pixels: the object with some surroundings
+PAD = 4
+HOLDOUT = 0.05  # fraction of the crops kept out of training to report the accuracy
+BATCH = 128
+LR = 2e-3
+WEIGHT_DECAY = 1e-4
+
+
+@dataclass
+class PretrainResult:
+    path: str
+    crops: int
+    epochs: int
+    holdout_accuracy: float  # percent, on the held-out crops
+    seconds: float
+    cached: bool = False
+
+    def message(self) -> str:
+        how = "reused" if self.cached else f"trained in {self.seconds:.0f} s"
+        return (f"backbone pretraining ({how}): {self.crops} box crops, {self.epochs} epochs, held-out accuracy "
+                f"{self.holdout_accuracy:.1f} %; {self.path}")
+
+
+class BoxCrops:
+    """A dataset transform that turns one image into its box crops: ``[N, 3, size, size]`` uint8 and ``[N]``
+    labels (in place of the image and the boxes), so a DataLoader extracts them in parallel."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: object) -> tuple:
+        crops = []
+        for x0, y0, x1, y1 in boxes.tolist():
+            side = CONTEXT * max(x1 - x0, y1 - y0) + PAD
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            box = tuple(round(v) for v in (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+            crop = image.crop(box).resize((self.size, self.size), Image.BILINEAR)  # outside the image: black
+            crops.append(np.asarray(crop, dtype=np.uint8))
+        stacked = (torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous() if crops
+                   else torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8))
+        return stacked, torch.zeros(0, 4), labels, (self.size, self.size)
+
+
+def _first(batch: list) -> tuple:
+    return batch[0]
+
+
+def box_crops(dataset: CocoDetection, size: int, workers: int = 2) -> tuple[Tensor, Tensor]:
+    """Every box of ``dataset`` as a crop: ``[N, 3, size, size]`` uint8 and ``[N]`` int64 labels."""
+    source = CocoDetection(dataset.paths, BoxCrops(size), dataset.label_map)
+    loader = DataLoader(source, batch_size=1, num_workers=workers, collate_fn=_first)
+    images, labels = [], []
+    for crops, target in loader:
+        images.append(crops)
+        labels.append(target.labels)
+    return torch.cat(images), torch.cat(labels)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MATCHDETR_CACHE") or Path.home() / ".cache" / "matchdetr") / "backbones"
+
+
+def cache_key(cfg: BackboneConfig, dataset: CocoDetection, seed: int) -> str:
+    """A digest of what determines the weights: the boxes and labels, the ResNet and the recipe."""
+    h = hashlib.sha256()
+    h.update(json.dumps([_VERSION, cfg.name, cfg.width, cfg.pretrain_epochs, cfg.pretrain_size, seed,
+                         dataset.label_map.to_dict()]).encode())
+    for entry in (dataset.image_info(i) for i in range(len(dataset))):
+        h.update(str(entry["file_name"]).encode())
+    h.update(dataset.boxes_and_labels_digest().encode())
+    return h.hexdigest()[:16]
+
+
+def pretrain_backbone(cfg: BackboneConfig, dataset: CocoDetection, out: Path, seed: int = 42,
+                      device: torch.device | str = "cpu", workers: int = 2) -> PretrainResult:
+    """Train ``cfg``'s ResNet (all four stages, trainable BatchNorm) to classify the box crops of ``dataset``
+    for ``cfg.pretrain_epochs`` epochs and write it to ``out`` in torchvision's format."""
+    start = time.time()
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # leaves the caller's RNG alone
+        torch.manual_seed(seed)
+        images, labels = box_crops(dataset, cfg.pretrain_size, workers)  # (the DataLoader draws a seed)
+        if len(labels) < 2:
+            raise ValueError(f"{dataset.coco_json_path}: backbone pretraining needs boxes, found {len(labels)}")
+        order = torch.randperm(len(labels))
+        n_hold = max(1, int(len(labels) * HOLDOUT))
+        hold, train = order[:n_hold], order[n_hold:]
+        body = ResNetBody(cfg.name, cfg.width, dilation=False, num_stages=4, norm=nn.BatchNorm2d).to(device)
+        fc = nn.Linear(body.channels[-1], len(dataset.label_map)).to(device)
+        params = list(body.parameters()) + list(fc.parameters())
+        batch = min(BATCH, len(train))  # a small dataset still trains, in whole-set batches
+        per_epoch = len(train) // batch
+        optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LR, total_steps=max(1, cfg.pretrain_epochs * per_epoch),
+                                                       pct_start=0.1)
+        mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1) * 255  # ImageNet's, as the detector
+        std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
+
+        def logits(x: Tensor) -> Tensor:
+            x = ((x.to(device).float() - mean) / std).contiguous(memory_format=torch.channels_last)
+            return fc(body(x)[5].mean((2, 3)))
+
+        body.train()
+        for _ in range(cfg.pretrain_epochs):
+            perm = train[torch.randperm(len(train))]
+            for i in range(per_epoch):
+                idx = perm[i * batch:(i + 1) * batch]
+                x = images[idx]
+                flip = torch.rand(len(idx)) < 0.5  # the detector's one augmentation that keeps the crop's class
+                x[flip] = x[flip].flip(3)
+                loss = F.cross_entropy(logits(x), labels[idx].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+        body.eval()
+        with torch.no_grad():
+            pred = torch.cat([logits(images[hold[i:i + 256]]).argmax(1).cpu() for i in range(0, len(hold), 256)])
+        accuracy = 100 * (pred == labels[hold]).float().mean().item()
+    state = {k: v.detach().cpu().contiguous() for k, v in body.state_dict().items()}
+    state.update({"fc.weight": fc.weight.detach().cpu().contiguous(), "fc.bias": fc.bias.detach().cpu().contiguous()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: save_file(state, str(tmp)))
+    result = PretrainResult(str(out), len(labels), cfg.pretrain_epochs, round(accuracy, 2), round(time.time() - start, 1))
+    atomic_write_text(out.with_suffix(".json"), json.dumps(asdict(result), indent=2))
+    return result
+
+
+def pretrained_backbone_file(cfg: BackboneConfig, dataset: CocoDetection, seed: int = 42,
+                             device: torch.device | str = "cpu", workers: int = 2) -> PretrainResult:
+    """The cached pretraining result for ``(cfg, dataset, seed)``, made first if there is none."""
+    path = cache_dir() / f"{cfg.name}-w{cfg.width}-{cache_key(cfg, dataset, seed)}.safetensors"
+    summary = path.with_suffix(".json")
+    if path.exists() and summary.exists():
+        return PretrainResult(**dict(json.loads(summary.read_text()), cached=True))
+    return pretrain_backbone(cfg, dataset, path, seed, device, workers)
