@@ -304,7 +304,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                                     "--out, and the same per study to --out/<study>/. Re-running the same command "
                                     "resumes a partly finished benchmark.")
     c.add_argument("--models", help="comma-separated presets (default: every preset of the chosen studies)")
-    c.add_argument("--study", help=f"comma-separated studies (default: all): {', '.join(STUDIES)}")
+    c.add_argument("--study", help=f"comma-separated studies (default: those marked default): {', '.join(STUDIES)}")
     _add_convergence_args(c)
     c.set_defaults(func=cmd_bench_convergence)
     d = bsub.add_parser("docs", help="regenerate the tables and plots of docs/benchmarks.md",
@@ -372,7 +372,7 @@ def cmd_bench_docs(a: argparse.Namespace) -> int:
 
     def convergence() -> dict[str, str]:
         budget = f"{a.iters} iterations at batch {a.batch_size}, evaluated every {a.eval_every}, seed {a.seed}"
-        return studies.convergence_blocks(_convergence(a, None), Path(a.out), figures,
+        return studies.convergence_blocks(_convergence(a, list(studies.STUDIES)), Path(a.out), figures,
                                           "matchdetr bench docs --only convergence", budget)
 
     def flops() -> dict[str, str]:

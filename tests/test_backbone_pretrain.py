@@ -42,6 +42,15 @@ def test_box_crops_cover_every_training_box(synth_dir) -> None:
     assert sorted(labels.tolist()) == sorted(ds.label_map.to_label(a["category_id"]) for a in ann["annotations"])
 
 
+def test_large_sets_use_a_random_subset_of_whole_images(synth_dir) -> None:
+    ds = _dataset(synth_dir)
+    torch.manual_seed(0)
+    images, labels = bp.box_crops(ds, 16, workers=0, max_crops=12)
+    assert 1 <= len(labels) <= 12 and images.shape[0] == len(labels)
+    torch.manual_seed(0)
+    assert torch.equal(bp.box_crops(ds, 16, workers=0, max_crops=12)[1], labels)  # seeded: the same subset
+
+
 def test_pretraining_writes_a_loadable_torchvision_file_and_is_cached(synth_dir, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MATCHDETR_CACHE", str(tmp_path / "cache"))
     cfg = BackboneConfig(name="resnet18", width=8, pretrain_epochs=2, pretrain_size=32)

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
-from ..config import BackboneConfig
+from ..config import BackboneConfig, DataConfig
 from ..data.coco import CocoDetection
 from ..fileio import atomic_write, atomic_write_text
 from ..models.backbone import ResNetBody
@@ -44,6 +44,7 @@ HOLDOUT = 0.05  # fraction of the crops kept out of training to report the accur
 BATCH = 128
 LR = 2e-3
 WEIGHT_DECAY = 1e-4
+MAX_CROPS = 100_000  # 1.2 GB of 64 px crops in memory; larger sets (COCO has 860k boxes) use a random image subset
 
 
 @dataclass
@@ -85,10 +86,14 @@ def _first(batch: list) -> tuple:
     return batch[0]
 
 
-def box_crops(dataset: CocoDetection, size: int, workers: int = 2) -> tuple[Tensor, Tensor]:
-    """Every box of ``dataset`` as a crop: ``[N, 3, size, size]`` uint8 and ``[N]`` int64 labels."""
+def box_crops(dataset: CocoDetection, size: int, workers: int = 2, max_crops: int = MAX_CROPS) -> tuple[Tensor, Tensor]:
+    """The boxes of ``dataset`` as crops: ``[N, 3, size, size]`` uint8 and ``[N]`` int64 labels. All of them, or
+    those of a random subset of the images (torch's generator) when there are more than ``max_crops``."""
     source = CocoDetection(dataset.paths, BoxCrops(size), dataset.label_map)
-    loader = DataLoader(source, batch_size=1, num_workers=workers, collate_fn=_first)
+    counts = torch.tensor([len(dataset.ground_truth(i)["names"]) for i in range(len(dataset))])
+    order = torch.arange(len(dataset)) if counts.sum() <= max_crops else torch.randperm(len(dataset))
+    keep = order[:max(1, int((counts[order].cumsum(0) <= max_crops).sum()))].sort().values.tolist()
+    loader = DataLoader(Subset(source, keep), batch_size=1, num_workers=workers, collate_fn=_first)
     images, labels = [], []
     for crops, target in loader:
         images.append(crops)
@@ -100,11 +105,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MATCHDETR_CACHE") or Path.home() / ".cache" / "matchdetr") / "backbones"
 
 
-def cache_key(cfg: BackboneConfig, dataset: CocoDetection, seed: int) -> str:
+def cache_key(cfg: BackboneConfig, dataset: CocoDetection, seed: int, mean: list[float], std: list[float]) -> str:
     """A digest of what determines the weights: the boxes and labels, the ResNet and the recipe."""
     h = hashlib.sha256()
-    h.update(json.dumps([_VERSION, cfg.name, cfg.width, cfg.pretrain_epochs, cfg.pretrain_size, seed,
-                         dataset.label_map.to_dict()]).encode())
+    h.update(json.dumps([_VERSION, cfg.name, cfg.width, cfg.pretrain_epochs, cfg.pretrain_size, seed, mean, std,
+                         MAX_CROPS, dataset.label_map.to_dict()]).encode())
     for entry in (dataset.image_info(i) for i in range(len(dataset))):
         h.update(str(entry["file_name"]).encode())
     h.update(dataset.boxes_and_labels_digest().encode())
@@ -112,11 +117,15 @@ def cache_key(cfg: BackboneConfig, dataset: CocoDetection, seed: int) -> str:
 
 
 def pretrain_backbone(cfg: BackboneConfig, dataset: CocoDetection, out: Path, seed: int = 42,
-                      device: torch.device | str = "cpu", workers: int = 2) -> PretrainResult:
+                      device: torch.device | str = "cpu", workers: int = 2, mean: list[float] | None = None,
+                      std: list[float] | None = None) -> PretrainResult:
     """Train ``cfg``'s ResNet (all four stages, trainable BatchNorm) to classify the box crops of ``dataset``
-    for ``cfg.pretrain_epochs`` epochs and write it to ``out`` in torchvision's format."""
+    for ``cfg.pretrain_epochs`` epochs and write it to ``out`` in torchvision's format. ``mean``/``std``: the
+    detector's input normalisation (RGB, 0..1 scale; default DataConfig's), so the backbone sees the same inputs
+    in both stages."""
     start = time.time()
     device = torch.device(device)
+    mean, std = mean or DataConfig().mean, std or DataConfig().std
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # leaves the caller's RNG alone
         torch.manual_seed(seed)
         images, labels = box_crops(dataset, cfg.pretrain_size, workers)  # (the DataLoader draws a seed)
@@ -133,11 +142,11 @@ def pretrain_backbone(cfg: BackboneConfig, dataset: CocoDetection, out: Path, se
         optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LR, total_steps=max(1, cfg.pretrain_epochs * per_epoch),
                                                        pct_start=0.1)
-        mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1) * 255  # ImageNet's, as the detector
-        std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1) * 255
+        shift = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
+        scale = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
 
         def logits(x: Tensor) -> Tensor:
-            x = ((x.to(device).float() - mean) / std).contiguous(memory_format=torch.channels_last)
+            x = ((x.to(device).float() - shift) / scale).contiguous(memory_format=torch.channels_last)
             return fc(body(x)[5].mean((2, 3)))
 
         body.train()
@@ -167,10 +176,12 @@ def pretrain_backbone(cfg: BackboneConfig, dataset: CocoDetection, out: Path, se
 
 
 def pretrained_backbone_file(cfg: BackboneConfig, dataset: CocoDetection, seed: int = 42,
-                             device: torch.device | str = "cpu", workers: int = 2) -> PretrainResult:
-    """The cached pretraining result for ``(cfg, dataset, seed)``, made first if there is none."""
-    path = cache_dir() / f"{cfg.name}-w{cfg.width}-{cache_key(cfg, dataset, seed)}.safetensors"
+                             device: torch.device | str = "cpu", workers: int = 2, mean: list[float] | None = None,
+                             std: list[float] | None = None) -> PretrainResult:
+    """The cached pretraining result for ``(cfg, dataset, seed, mean, std)``, made first if there is none."""
+    mean, std = mean or DataConfig().mean, std or DataConfig().std
+    path = cache_dir() / f"{cfg.name}-w{cfg.width}-{cache_key(cfg, dataset, seed, mean, std)}.safetensors"
     summary = path.with_suffix(".json")
     if path.exists() and summary.exists():
         return PretrainResult(**dict(json.loads(summary.read_text()), cached=True))
-    return pretrain_backbone(cfg, dataset, path, seed, device, workers)
+    return pretrain_backbone(cfg, dataset, path, seed, device, workers, mean, std)

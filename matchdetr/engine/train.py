@@ -102,7 +102,8 @@ class Trainer:
             from ..interop.torchvision_resnet import load_torchvision_resnet
             from .backbone_pretrain import pretrained_backbone_file
 
-            pretrained = pretrained_backbone_file(b, self.train_set, cfg.train.seed, self.device, cfg.data.num_workers)
+            pretrained = pretrained_backbone_file(b, self.train_set, cfg.train.seed, self.device, cfg.data.num_workers,
+                                                  cfg.data.mean, cfg.data.std)
             load_torchvision_resnet(self.model.backbone, pretrained.path)
             print(pretrained.message())
         if cfg.train.init and self.resume_from is None:  # weights only; optimizer and schedule start fresh
