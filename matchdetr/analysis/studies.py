@@ -19,10 +19,13 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..fileio import atomic_write_text
-from .convergence import METRICS, ModelRun, write_outputs
+
+if TYPE_CHECKING:
+    from .convergence import ModelRun
+# (.convergence needs torch; this module does not at import, so the CLI parser can name the studies without it)
 
 
 # The documented default budget of `matchdetr bench convergence`: every study's presets at batch 8 within 60
@@ -74,6 +77,8 @@ def study_models(names: list[str] | None = None) -> list[str]:
 def write_study_outputs(runs: list[ModelRun], out: Path, names: list[str] | None = None) -> list[Path]:
     """``OUT/<study>/`` with the study's curves, table and unstable score, for every study whose presets all
     ran; returns the study folders written."""
+    from .convergence import write_outputs
+
     by_preset = {r.preset: r for r in runs}
     written = []
     for name in names or list(STUDIES):
@@ -87,6 +92,8 @@ def write_study_outputs(runs: list[ModelRun], out: Path, names: list[str] | None
 def convergence_markdown(runs: list[ModelRun], study: Study) -> str:
     """The study's table for the document: AP at every evaluation, the final COCO metrics, the unstable score
     per decoder layer and the wall time of each preset."""
+    from .convergence import METRICS
+
     by_preset = {r.preset: r for r in runs}
     chosen = [by_preset[m] for m in study.models]
     iters = sorted({it for r in chosen for it, _ in r.curve})
