@@ -12,7 +12,6 @@ stored pixels, the COCO convention, are rotated with them); each fix-up warns on
 from __future__ import annotations
 
 import hashlib
-
 import json
 import math
 import os
@@ -311,6 +310,10 @@ class CocoDetection(Dataset):
     def load_image(self, idx: int) -> Image.Image:
         """Upright RGB image of sample ``idx`` (raises ImageLoadError naming the file)."""
         return load_rgb(self.image_path(idx))
+
+    def box_counts(self) -> np.ndarray:
+        """``[len(self)]`` number of (non-crowd) boxes of each sample."""
+        return np.diff(self._offsets)
 
     def boxes_and_labels_digest(self) -> str:
         """SHA-256 of every parsed box and label (in image order): identifies the annotations whatever the format."""

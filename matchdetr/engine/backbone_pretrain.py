@@ -90,7 +90,7 @@ def box_crops(dataset: CocoDetection, size: int, workers: int = 2, max_crops: in
     """The boxes of ``dataset`` as crops: ``[N, 3, size, size]`` uint8 and ``[N]`` int64 labels. All of them, or
     those of a random subset of the images (torch's generator) when there are more than ``max_crops``."""
     source = CocoDetection(dataset.paths, BoxCrops(size), dataset.label_map)
-    counts = torch.tensor([len(dataset.ground_truth(i)["names"]) for i in range(len(dataset))])
+    counts = torch.from_numpy(dataset.box_counts().astype(np.int64))
     order = torch.arange(len(dataset)) if counts.sum() <= max_crops else torch.randperm(len(dataset))
     keep = order[:max(1, int((counts[order].cumsum(0) <= max_crops).sum()))].sort().values.tolist()
     loader = DataLoader(Subset(source, keep), batch_size=1, num_workers=workers, collate_fn=_first)
