@@ -434,19 +434,36 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------- analyze
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("analyze", help="diagnostics of a trained model (the unstable score of matching)")
+    p = sub.add_parser("analyze", help="diagnostics of a trained model (unstable score of matching, error breakdown)")
     asub = p.add_subparsers(dest="analysis", required=True)
-    u = asub.add_parser("unstable", help="per-layer unstable score (Stable-DINO sec 2.4.3) of a checkpoint",
-                        description="Match every decoder layer (and DINO's encoder proposals) to the ground truth and "
-                                    "report, per layer, the percentage of GTs whose matched query changed from the "
-                                    "previous layer. Writes unstable.csv and unstable.json to --out.")
-    u.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
-    u.add_argument("--data", required=True, help="dataset folder (COCO layout)")
-    u.add_argument("--split", default="val")
+
+    def analysis(name: str, help: str, description: str, writes: str) -> argparse.ArgumentParser:
+        a = asub.add_parser(name, help=help, description=f"{description} Writes {writes} to --out.")
+        a.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
+        a.add_argument("--data", required=True, help="dataset folder (COCO layout)")
+        a.add_argument("--split", default="val")
+        a.add_argument("--out", help=f"folder for {writes} (default: next to the checkpoint)")
+        a.add_argument("--device", default="auto")
+        return a
+
+    u = analysis("unstable", "per-layer unstable score (Stable-DINO sec 2.4.3) of a checkpoint",
+                 "Match every decoder layer (and DINO's encoder proposals) to the ground truth and report, per layer, "
+                 "the percentage of GTs whose matched query changed from the previous layer.",
+                 "unstable.csv / unstable.json")
     u.add_argument("--images", type=int, default=20, help="first N images of the split (paper: 20)")
-    u.add_argument("--out", help="folder for unstable.csv / unstable.json (default: next to the checkpoint)")
-    u.add_argument("--device", default="auto")
     u.set_defaults(func=cmd_analyze_unstable)
+    e = analysis("errors", "found-but-misnamed vs not-found ground truths, by object size",
+                 "Predict a split and report, per COCO area range, the percentage of ground-truth boxes some top-k "
+                 "detection of any class overlaps at IoU >= --iou (found), and of those, the percentage whose "
+                 "best-scored overlapping detection has the right class (named).", "errors.json")
+    e.add_argument("--iou", type=float, default=0.5)
+    e.add_argument("--workers", type=int, default=2)
+    e.set_defaults(func=cmd_analyze_errors)
+
+
+def _analysis_out(a: argparse.Namespace, name: str) -> Path:
+    ck = Path(a.checkpoint)
+    return Path(a.out) if a.out else (ck if ck.is_dir() else ck.parent) / name
 
 
 def cmd_analyze_unstable(a: argparse.Namespace) -> int:
@@ -456,10 +473,19 @@ def cmd_analyze_unstable(a: argparse.Namespace) -> int:
         raise ValueError(f"--images must be >= 1, got {a.images}")
     score = analyze_checkpoint(a.checkpoint, a.data, a.split, a.images, a.device)
     print(score.table())
-    ck = Path(a.checkpoint)
-    out = Path(a.out) if a.out else (ck if ck.is_dir() else ck.parent) / "unstable"
-    for path in score.write(out):
+    for path in score.write(_analysis_out(a, "unstable")):
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_analyze_errors(a: argparse.Namespace) -> int:
+    from .analysis.errors import analyze_checkpoint
+
+    if not 0.0 < a.iou <= 1.0:  # before predicting the whole split
+        raise ValueError(f"--iou must be in (0, 1], got {a.iou}")
+    result = analyze_checkpoint(a.checkpoint, a.data, a.split, a.iou, a.device, num_workers=a.workers)
+    print(result.table())
+    print(f"wrote {result.write(_analysis_out(a, 'errors'))}")
     return 0
 
 

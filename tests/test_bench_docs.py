@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import MICRO
 
@@ -42,11 +44,13 @@ def test_convergence_markdown_lists_curve_final_metrics_and_unstable() -> None:
     runs = [ModelRun("dino-tiny", [(250, {"AP": 0.1}), (500, {"AP": 0.7})], dict(final, AP=0.7), 7.25,
                      {"layers": [1, 2], "scores": [30.0, 12.5]}),
             ModelRun("stable-dino-tiny", [(250, {"AP": 0.2}), (500, final)], final, 8.0,
-                     {"layers": [1, 2], "scores": [20.0, 10.0]})]
+                     {"layers": [1, 2], "scores": [20.0, 10.0]},
+                     {"rows": [{"area": "small", "found": 1.0, "named": 2.0}, {"area": "all", "found": 52.44, "named": 30.06}]})]
     table = studies.convergence_markdown(runs, studies.STUDIES["dino"]).splitlines()
     assert table[0] == ("| preset | AP @250 | AP @500 | AP50 @500 | AP75 | APs | APm | APl | unstable l1 | unstable l2 "
-                        "| minutes |")
-    assert table[3] == "| `stable-dino-tiny` | 0.20 | 1.50 | 3.25 | 0.50 | 0.10 | 2.00 | - | 20.0 | 10.0 | 8.0 |"
+                        "| found % | named % | minutes |")
+    assert table[2].endswith("| 30.0 | 12.5 | - | - | 7.2 |")  # a run without the breakdown
+    assert table[3] == "| `stable-dino-tiny` | 0.20 | 1.50 | 3.25 | 0.50 | 0.10 | 2.00 | - | 20.0 | 10.0 | 52.4 | 30.1 | 8.0 |"
 
 
 def test_flops_and_speed_tables() -> None:
@@ -77,8 +81,13 @@ def test_bench_docs_fills_the_document_and_resumes(synth_dir, tmp_path, monkeypa
     for name in ("a_curves.png", "a_unstable.png", "b_curves.png"):
         assert (doc.parent / "benchmarks" / name).stat().st_size > 0
     assert (tmp_path / "runs" / "a" / "table.md").exists()
-    # A second run reads the finished presets back: same tables, no training.
+    # A second run reads the finished presets back: same tables, no training. One written before the error
+    # breakdown existed gets it from its saved weights, the same as when it was trained.
+    done = tmp_path / "runs" / "detr-tiny" / "bench.json"
+    record = json.loads(done.read_text())
+    assert {r["area"] for r in record.pop("errors")["rows"]} == {"all", "small", "medium", "large"}
+    done.write_text(json.dumps(record))
     assert main(args) == 0
-    assert doc.read_text() == text
+    assert doc.read_text() == text and json.loads(done.read_text())["errors"]
     assert main(["bench", "docs", "--only", "nope", "--doc", str(doc)]) == 2
     assert "unknown part 'nope'" in capsys.readouterr().err

@@ -24,13 +24,15 @@ METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 @dataclass
 class ModelRun:
     """What one preset produced: its eval curve ``[(iteration, metrics)]``, final metrics, wall minutes of
-    the training session that finished it, and the unstable score of the final weights."""
+    the training session that finished it, the unstable score of the final weights, and their error breakdown
+    (``analysis/errors.py``: percent of the val GTs found, and of those named right, by area range)."""
 
     preset: str
     curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     final: dict[str, float] = field(default_factory=dict)
     minutes: float = 0.0
     unstable: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, Any] = field(default_factory=dict)
 
 
 def read_curve(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
@@ -42,7 +44,10 @@ def read_curve(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
 
 def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, batch_size: int, seed: int,
             overrides: list[str], device: str, unstable_images: int) -> ModelRun:
-    """Train (or resume, or read back) one preset and score its unstable matching."""
+    """Train (or resume, or read back) one preset; score its unstable matching and break its errors down.
+
+    A finished run read back without an error breakdown (written before it existed) gets one, from its saved
+    weights, without training again."""
     from .. import api, presets
     from ..config import apply_overrides
     from ..data.coco import CocoDetection, resolve_split
@@ -55,14 +60,19 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
 
     run_dir = out / preset
     done = run_dir / "bench.json"
+    val_paths = resolve_split(data, "val")
     if done.exists():
-        return ModelRun(**json.loads(done.read_text()))
+        run = ModelRun(**json.loads(done.read_text()))
+        if not run.errors:
+            run.errors = _error_breakdown(run_dir, val_paths, device)
+            atomic_write_text(done, json.dumps(asdict(run), indent=2))
+        return run
     cfg = presets.get(preset)
     t = cfg.train
     t.iters, t.batch_size, t.seed, t.eval_every = iters, batch_size, seed, eval_every
     t.lr_drop, t.checkpoint_every = int(iters * 0.8), eval_every
     apply_overrides(cfg, overrides)
-    train_paths, val_paths = resolve_split(data, "train"), resolve_split(data, "val")
+    train_paths = resolve_split(data, "train")
     start = time.time()
     result = train(cfg, train_paths, val_paths, run_dir, device=device, resume=bool(checkpoint_paths(run_dir)))
     minutes = (time.time() - start) / 60  # of this session: a resumed run counts the time after resuming
@@ -73,9 +83,18 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
                                           unstable_images)
     score.write(run_dir / "unstable")
     run = ModelRun(preset, read_curve(run_dir), dict(result.evaluation.metrics) if result.evaluation else {},
-                   round(minutes, 2), asdict(score))
+                   round(minutes, 2), asdict(score), _error_breakdown(run_dir, val_paths, device))
     atomic_write_text(done, json.dumps(asdict(run), indent=2))  # its presence marks the model finished
     return run
+
+
+def _error_breakdown(run_dir: Path, val_paths: Any, device: str) -> dict[str, Any]:
+    """The final weights' found / named breakdown on the val split, as stored in ``bench.json``."""
+    from .errors import analyze_checkpoint
+
+    result = analyze_checkpoint(str(run_dir), val_paths, device=device, progress=False)
+    result.write(run_dir / "errors")
+    return asdict(result)
 
 
 def write_outputs(runs: list[ModelRun], out: Path, title: str = "Convergence on the synthetic benchmark") -> list[Path]:

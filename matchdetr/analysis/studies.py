@@ -100,13 +100,15 @@ def convergence_markdown(runs: list[ModelRun], study: Study) -> str:
     iters = sorted({it for r in chosen for it, _ in r.curve})
     layers = sorted({layer for r in chosen for layer in r.unstable.get("layers", [])})
     head = (["preset"] + [f"AP @{it}" for it in iters] + [f"{k} @{iters[-1]}" if k == "AP50" else k for k in METRICS[1:]]
-            + [f"unstable l{layer}" for layer in layers] + ["minutes"])
+            + [f"unstable l{layer}" for layer in layers] + ["found %", "named %", "minutes"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in chosen:
         curve = dict(r.curve)
         unstable = dict(zip(r.unstable.get("layers", []), r.unstable.get("scores", [])))
         cells = [f"`{r.preset}`"] + [_num(curve.get(it, {}).get("AP")) for it in iters]
         cells += [_num(r.final.get(k)) for k in METRICS[1:]] + [_num(unstable.get(layer), 1) for layer in layers]
+        everything = next((row for row in r.errors.get("rows", []) if row["area"] == "all"), {})
+        cells += [_num(everything.get("found"), 1), _num(everything.get("named"), 1)]
         lines.append("| " + " | ".join(cells + [f"{r.minutes:.1f}"]) + " |")
     return "\n".join(lines)
 
