@@ -88,6 +88,12 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     return run
 
 
+def found_named(run: ModelRun) -> tuple[str, str]:
+    """The error breakdown's found % and named % over all areas, as table cells ("-" where there is none)."""
+    row = next((r for r in run.errors.get("rows", []) if r["area"] == "all"), {})
+    return tuple("-" if row.get(k) is None else f"{row[k]:.1f}" for k in ("found", "named"))  # type: ignore[return-value]
+
+
 def _error_breakdown(run_dir: Path, val_paths: Any, device: str) -> dict[str, Any]:
     """The final weights' found / named breakdown on the val split, as stored in ``bench.json``."""
     from .errors import analyze_checkpoint
@@ -106,10 +112,10 @@ def write_outputs(runs: list[ModelRun], out: Path, title: str = "Convergence on 
         for r in runs:
             for it, m in r.curve:
                 w.writerow([r.preset, it, *(m.get(k) for k in METRICS)])
-    lines = ["| preset | " + " | ".join(METRICS) + " | minutes |", "|---" * (len(METRICS) + 2) + "|"]
+    lines = ["| preset | " + " | ".join(METRICS) + " | found % | named % | minutes |", "|---" * (len(METRICS) + 4) + "|"]
     for r in runs:
         vals = " | ".join("-" if r.final.get(k) is None else f"{r.final[k]:.2f}" for k in METRICS)
-        lines.append(f"| `{r.preset}` | {vals} | {r.minutes:.1f} |")
+        lines.append(f"| `{r.preset}` | {vals} | {' | '.join(found_named(r))} | {r.minutes:.1f} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     with open(out / "unstable.csv", "w", newline="") as f:
         w = csv.writer(f)

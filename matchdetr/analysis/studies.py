@@ -93,7 +93,7 @@ def write_study_outputs(runs: list[ModelRun], out: Path, names: list[str] | None
 def convergence_markdown(runs: list[ModelRun], study: Study) -> str:
     """The study's table for the document: AP at every evaluation, the final COCO metrics, the unstable score
     per decoder layer and the wall time of each preset."""
-    from .convergence import METRICS
+    from .convergence import METRICS, found_named
 
     by_preset = {r.preset: r for r in runs}
     chosen = [by_preset[m] for m in study.models]
@@ -107,8 +107,7 @@ def convergence_markdown(runs: list[ModelRun], study: Study) -> str:
         unstable = dict(zip(r.unstable.get("layers", []), r.unstable.get("scores", [])))
         cells = [f"`{r.preset}`"] + [_num(curve.get(it, {}).get("AP")) for it in iters]
         cells += [_num(r.final.get(k)) for k in METRICS[1:]] + [_num(unstable.get(layer), 1) for layer in layers]
-        everything = next((row for row in r.errors.get("rows", []) if row["area"] == "all"), {})
-        cells += [_num(everything.get("found"), 1), _num(everything.get("named"), 1)]
+        cells += list(found_named(r))
         lines.append("| " + " | ".join(cells + [f"{r.minutes:.1f}"]) + " |")
     return "\n".join(lines)
 
