@@ -95,6 +95,16 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> D
     return detector.to(map_location).eval()
 
 
+def eval_split(detector: Detector, paths: Any) -> Any:
+    """The split ``paths`` (a resolved ``SplitPaths``) as ``detector`` is evaluated on it: its own test-time
+    transforms and label map, so dataset category ids map to the model's labels as in training."""
+    from .data.coco import CocoDetection
+    from .data.transforms import build_transforms
+
+    assert detector.config is not None
+    return CocoDetection(paths, build_transforms(detector.config.data, train=False), detector.label_map)
+
+
 def _diff_keys(expected: dict[str, Any], got: dict[str, Any]) -> tuple[list[str], list[str]]:
     return sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
 

@@ -168,16 +168,12 @@ def cmd_eval(a: argparse.Namespace) -> int:
         result = evaluate_detections(ground_truth(paths), a.predictions, out_dir=a.out)
     else:
         from . import api
-        from .data.coco import CocoDetection
-        from .data.transforms import build_transforms
         from .engine.distributed import init_from_env
         from .engine.evaluate import evaluate
 
         device = init_from_env(a.device)
         model = api.load(a.checkpoint, map_location=device)
-        assert model.config is not None
-        dataset = CocoDetection(paths, build_transforms(model.config.data, train=False), model.label_map)
-        result = evaluate(model, dataset, device, batch_size=a.batch_size, num_workers=a.workers, out_dir=a.out)
+        result = evaluate(model, api.eval_split(model, paths), device, batch_size=a.batch_size, num_workers=a.workers, out_dir=a.out)
     if result is not None:
         print(result.table())
         if a.out:

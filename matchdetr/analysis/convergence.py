@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_text, read_jsonl
+from .errors import ErrorBreakdown
 from .unstable_score import UnstableScore
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -50,12 +51,12 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     weights, without training again."""
     from .. import api, presets
     from ..config import apply_overrides
-    from ..data.coco import CocoDetection, resolve_split
-    from ..data.transforms import build_transforms
+    from ..data.coco import resolve_split
     from ..engine.checkpoint import checkpoint_paths
     from ..engine.distributed import init_from_env
     from ..engine.train import train
     from ..models.build import build_matcher
+    from .errors import model_error_breakdown
     from .unstable_score import unstable_score
 
     run_dir = out / preset
@@ -64,7 +65,10 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     if done.exists():
         run = ModelRun(**json.loads(done.read_text()))
         if not run.errors:
-            run.errors = _error_breakdown(run_dir, val_paths, device)
+            dev = init_from_env(device)
+            model = api.load(run_dir, map_location=dev)
+            run.errors = _errors(model_error_breakdown(model, api.eval_split(model, val_paths), dev, progress=False),
+                                 run_dir)
             atomic_write_text(done, json.dumps(asdict(run), indent=2))
         return run
     cfg = presets.get(preset)
@@ -76,29 +80,27 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     start = time.time()
     result = train(cfg, train_paths, val_paths, run_dir, device=device, resume=bool(checkpoint_paths(run_dir)))
     minutes = (time.time() - start) / 60  # of this session: a resumed run counts the time after resuming
-    model = api.load(run_dir)
+    dev = init_from_env(device)
+    model = api.load(run_dir, map_location=dev)
     assert model.config is not None
-    val = CocoDetection(val_paths, build_transforms(model.config.data, train=False), model.label_map)
-    score: UnstableScore = unstable_score(model, val, build_matcher(model.config.model), init_from_env(device),
-                                          unstable_images)
+    val = api.eval_split(model, val_paths)
+    score: UnstableScore = unstable_score(model, val, build_matcher(model.config.model), dev, unstable_images)
     score.write(run_dir / "unstable")
+    errors = _errors(model_error_breakdown(model, val, dev, progress=False), run_dir)
     run = ModelRun(preset, read_curve(run_dir), dict(result.evaluation.metrics) if result.evaluation else {},
-                   round(minutes, 2), asdict(score), _error_breakdown(run_dir, val_paths, device))
+                   round(minutes, 2), asdict(score), errors)
     atomic_write_text(done, json.dumps(asdict(run), indent=2))  # its presence marks the model finished
     return run
 
 
-def found_named(run: ModelRun) -> tuple[str, str]:
+def found_named(run: ModelRun) -> list[str]:
     """The error breakdown's found % and named % over all areas, as table cells ("-" where there is none)."""
     row = next((r for r in run.errors.get("rows", []) if r["area"] == "all"), {})
-    return tuple("-" if row.get(k) is None else f"{row[k]:.1f}" for k in ("found", "named"))  # type: ignore[return-value]
+    return ["-" if row.get(k) is None else f"{row[k]:.1f}" for k in ("found", "named")]
 
 
-def _error_breakdown(run_dir: Path, val_paths: Any, device: str) -> dict[str, Any]:
-    """The final weights' found / named breakdown on the val split, as stored in ``bench.json``."""
-    from .errors import analyze_checkpoint
-
-    result = analyze_checkpoint(str(run_dir), val_paths, device=device, progress=False)
+def _errors(result: ErrorBreakdown, run_dir: Path) -> dict[str, Any]:
+    """Write ``RUN/errors/errors.json`` and return the breakdown as stored in ``bench.json``."""
     result.write(run_dir / "errors")
     return asdict(result)
 

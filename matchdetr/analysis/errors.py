@@ -17,11 +17,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..boxes import box_iou, xywh_to_xyxy
+
+if TYPE_CHECKING:
+    from ..data.coco import CocoDetection
+    from ..models.detector import Detector
 
 AREAS = {"all": (0.0, float("inf")), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2),
          "large": (96.0**2, float("inf"))}
@@ -99,21 +103,27 @@ def error_breakdown(results: list[dict[str, Any]], coco_gt: dict[str, Any], iou:
     return ErrorBreakdown(rows, iou, per_image, len(coco_gt.get("categories", [])), len(coco_gt["images"]))
 
 
-def analyze_checkpoint(checkpoint: str, data: Any, split: str = "val", iou: float = 0.5, device: str = "auto",
-                       batch_size: int = 8, num_workers: int = 2, progress: bool = True) -> ErrorBreakdown:
-    """Load a checkpoint (file or run directory), predict a split and break its errors down. ``data``: a
-    dataset folder (``split`` is looked up in it) or an already resolved ``SplitPaths``."""
-    from .. import api
-    from ..data.coco import CocoDetection, SplitPaths, resolve_split
-    from ..data.transforms import build_transforms
-    from ..engine.distributed import init_from_env
+def model_error_breakdown(model: Detector, dataset: CocoDetection, device: torch.device, iou: float = 0.5,
+                          batch_size: int = 8, num_workers: int = 2, progress: bool = True) -> ErrorBreakdown:
+    """Predict ``dataset`` (as :func:`matchdetr.api.eval_split` makes it) with ``model`` and break its errors
+    down over the model's top-k detections per image."""
     from ..engine.evaluate import make_eval_loader, predict_dataset
+
+    assert model.config is not None
+    results = predict_dataset(model, make_eval_loader(dataset, batch_size, num_workers), device, progress=progress)
+    coco_gt = dataset.coco_gt if isinstance(dataset.coco_gt, dict) else json.loads(Path(dataset.coco_gt).read_text())
+    return error_breakdown(results, coco_gt, iou, model.config.model.postprocess.topk)
+
+
+def analyze_checkpoint(checkpoint: str, data: Any, split: str = "val", iou: float = 0.5, device: str = "auto",
+                       num_workers: int = 2) -> ErrorBreakdown:
+    """Load a checkpoint (file or run directory) and break its errors down on ``split`` of the dataset folder
+    ``data``."""
+    from .. import api
+    from ..data.coco import resolve_split
+    from ..engine.distributed import init_from_env
 
     dev = init_from_env(device)
     model = api.load(checkpoint, map_location=dev)
-    assert model.config is not None
-    paths = data if isinstance(data, SplitPaths) else resolve_split(data, split, None, None)
-    dataset = CocoDetection(paths, build_transforms(model.config.data, train=False), model.label_map)
-    results = predict_dataset(model, make_eval_loader(dataset, batch_size, num_workers), dev, progress=progress)
-    coco_gt = dataset.coco_gt if isinstance(dataset.coco_gt, dict) else json.loads(Path(dataset.coco_gt).read_text())
-    return error_breakdown(results, coco_gt, iou, model.config.model.postprocess.topk)
+    dataset = api.eval_split(model, resolve_split(data, split, None, None))
+    return model_error_breakdown(model, dataset, dev, iou, num_workers=num_workers)

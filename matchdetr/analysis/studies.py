@@ -107,7 +107,7 @@ def convergence_markdown(runs: list[ModelRun], study: Study) -> str:
         unstable = dict(zip(r.unstable.get("layers", []), r.unstable.get("scores", [])))
         cells = [f"`{r.preset}`"] + [_num(curve.get(it, {}).get("AP")) for it in iters]
         cells += [_num(r.final.get(k)) for k in METRICS[1:]] + [_num(unstable.get(layer), 1) for layer in layers]
-        cells += list(found_named(r))
+        cells += found_named(r)
         lines.append("| " + " | ".join(cells + [f"{r.minutes:.1f}"]) + " |")
     return "\n".join(lines)
 

@@ -108,14 +108,12 @@ def analyze_checkpoint(checkpoint: str, data: Any, split: str = "val", num_image
                        device: str = "auto") -> UnstableScore:
     """Load a checkpoint (file or run directory) and score it on a COCO-format split."""
     from .. import api
-    from ..data.coco import CocoDetection, resolve_split
-    from ..data.transforms import build_transforms
+    from ..data.coco import resolve_split
     from ..engine.distributed import init_from_env
     from ..models.build import build_matcher
 
     dev = init_from_env(device)
     model = api.load(checkpoint, map_location=dev)
     assert model.config is not None
-    paths = resolve_split(data, split, None, None)
-    dataset = CocoDetection(paths, build_transforms(model.config.data, train=False), model.label_map)
+    dataset = api.eval_split(model, resolve_split(data, split, None, None))
     return unstable_score(model, dataset, build_matcher(model.config.model), dev, num_images)

@@ -46,8 +46,8 @@ def make_tiny(cfg: Config) -> Config:
     b, t, d, tr = cfg.model.backbone, cfg.model.transformer, cfg.data, cfg.train
     b.name, b.width, b.norm, b.frozen_stages = "resnet18", 16, "bn", 0  # no ImageNet file: no frozen stats
     # ... but pretrained as a classifier of the training boxes first (engine/backbone_pretrain.py; 89 s on 2
-    # cores for the synthetic set, once, then cached): Stable-DINO-tiny has AP 2.8 at 800 iterations with it,
-    # 0.8 without (docs/benchmarks.md).
+    # cores for the synthetic set, once, then cached): the Stable-DINO-tiny demo has AP 2.6 at 800 iterations
+    # with it, 0.8 without (docs/benchmarks.md).
     b.pretrain_epochs, b.pretrain_size = 20, 64
     t.hidden_dim, t.num_heads, t.dim_feedforward = 128, 8, 512
     t.enc_layers, t.dec_layers, t.num_queries, t.dropout = 3, 3, 100, 0.0
