@@ -267,6 +267,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     off.add_argument("--family", required=True, choices=["dino", "stable-dino", "sam-detr"],
                      help="dino: detrex projects/dino; stable-dino: IDEA-Research/Stable-DINO; sam-detr: ZhangGongjie/SAM-DETR")
     off.add_argument("--preset", help="matchdetr preset with the released architecture (default: inferred)")
+    off.add_argument("--nms", action="store_true",
+                     help="keep class-aware NMS at IoU 0.8 after the top-k at test time (Stable-DINO's paper "
+                          "evaluation; default off, as the releases' own evaluation runs)")
     off.add_argument("src", help="released checkpoint, e.g. dino_r50_4scale_12ep.pth")
     off.add_argument("out", help="output checkpoint, e.g. dino-4scale-r50.safetensors")
     off.set_defaults(func=cmd_convert_official)
@@ -283,7 +286,10 @@ def cmd_convert_hf(a: argparse.Namespace) -> int:
 def cmd_convert_official(a: argparse.Namespace) -> int:
     from .interop.official import convert_official
 
-    out = convert_official(a.family, a.src, a.out, a.preset)
+    from .interop.official import NMS_IOU
+
+    out = convert_official(a.family, a.src, a.out, a.preset, nms=a.nms)
+    print(f"test-time NMS: {f'on (class-aware, IoU {NMS_IOU})' if a.nms else 'off, as the release evaluates (--nms turns it on)'}")
     print(f"wrote {out}; load it with matchdetr.load('{out}') or --checkpoint {out}")
     return 0
 

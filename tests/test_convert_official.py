@@ -189,8 +189,13 @@ def test_tiny_detrex_checkpoint_converts_and_runs_identically(tmp_path, family, 
         assert torch.equal(state["fusion.fuse.proj.weight"], official["transformer.encoder.fusion_layer.0.weight"])
     assert got.label_map.names[:2] == ["class_0", "class_1"] and got.config.model.transformer.num_queries == 30
     assert all(torch.equal(v, ref.state_dict()[k]) for k, v in state.items() if k != "queries.label_enc.weight")
+    # no test-time NMS unless asked for: the releases' evaluation never runs it (the stable presets do)
+    assert got.config.model.postprocess.nms_iou == 0
     if not forward:
         return
+    with_nms = tmp_path / "with_nms.safetensors"
+    assert main(["convert", "official", "--family", family, "--preset", preset, "--nms", str(src), str(with_nms)]) == 0
+    assert matchdetr.load(with_nms).config.model.postprocess.nms_iou == 0.8
     pixels, pad = _inputs()
     with torch.no_grad():
         want, have = ref(pixels, pad), got(pixels, pad)

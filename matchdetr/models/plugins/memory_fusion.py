@@ -33,6 +33,9 @@ class Fuse(nn.Module):
         super().__init__()
         self.proj = nn.Linear(num_inputs * dim, dim)
         self.norm = nn.LayerNorm(dim)
+        # the release: Xavier weights and a zero bias, like every other Linear of the DINO transformer
+        nn.init.xavier_uniform_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
 
     def forward(self, xs: list[Tensor]) -> Tensor:
         return self.norm(self.proj(torch.cat(xs, -1)))
