@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 from pathlib import Path
@@ -55,6 +56,15 @@ def from_config(cfg: Config, label_map: LabelMap | None = None) -> Detector:
     return model
 
 
+def without_backbone_file(cfg: Config) -> Config:
+    """A copy of ``cfg`` that builds without reading ``model.backbone.weights``: for a model whose weights are
+    about to be loaded from a checkpoint, the backbone file is inside them already; reading it again would be
+    wasted work, and an error once the file has moved."""
+    out = copy.deepcopy(cfg)
+    out.model.backbone.weights = ""
+    return out
+
+
 def build(name: str, num_classes: int | None = None, **overrides: Any) -> Detector:
     """A freshly initialised Detector for preset ``name``.
 
@@ -81,10 +91,8 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> D
     if "config" not in meta or "label_map" not in meta:
         raise CheckpointError(f"{weights}: metadata lacks config/label_map")
     cfg = Config.from_dict(meta["config"])
-    # The backbone's ImageNet file (model.backbone.weights) is inside these weights already: reading it again
-    # would be wasted work, and an error once the file has moved.
-    cfg.model.backbone.weights = ""
-    detector = from_config(cfg, LabelMap.from_dict(meta["label_map"]))
+    detector = from_config(without_backbone_file(cfg), LabelMap.from_dict(meta["label_map"]))
+    detector.config = cfg  # as saved, model.backbone.weights included (where the backbone started from)
     missing, unexpected = _diff_keys(detector.state_dict(), state)
     if missing or unexpected:
         raise CheckpointError(f"{weights}: weights do not fit preset '{cfg.preset}': missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -267,6 +267,9 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     off.add_argument("--family", required=True, choices=["dino", "stable-dino", "sam-detr"],
                      help="dino: detrex projects/dino; stable-dino: IDEA-Research/Stable-DINO; sam-detr: ZhangGongjie/SAM-DETR")
     off.add_argument("--preset", help="matchdetr preset with the released architecture (default: inferred)")
+    off.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="config override applied after the architecture is read from the checkpoint, e.g. "
+                          "--set model.backbone.name=resnet18 for a checkpoint trained with another backbone (repeatable)")
     off.add_argument("--nms", action="store_true",
                      help="keep class-aware NMS at IoU 0.8 after the top-k at test time (Stable-DINO's paper "
                           "evaluation; default off, as the releases' own evaluation runs)")
@@ -288,7 +291,7 @@ def cmd_convert_official(a: argparse.Namespace) -> int:
 
     from .interop.official import NMS_IOU
 
-    out = convert_official(a.family, a.src, a.out, a.preset, nms=a.nms)
+    out = convert_official(a.family, a.src, a.out, a.preset, nms=a.nms, overrides=a.overrides)
     print(f"test-time NMS: {f'on (class-aware, IoU {NMS_IOU})' if a.nms else 'off, as the release evaluates (--nms turns it on)'}")
     print(f"wrote {out}; load it with matchdetr.load('{out}') or --checkpoint {out}")
     return 0

@@ -15,7 +15,11 @@ MICRO = [
     "model.transformer.num_queries=10", "data.train_scales=[96,112]", "data.train_max_size=160",
     "data.crop_resize_scales=[96]", "data.crop_min=64", "data.crop_max=96", "data.test_size=96",
     "data.test_max_size=160", "train.warmup_iters=2", "train.log_every=2",
-    "model.backbone.pretrain_epochs=1", "model.backbone.pretrain_size=16",  # the tiny presets' pretraining, in brief
+]  # (model.backbone.width narrows a ResNet; the tiny presets' EfficientNet-Lite0 keeps its ImageNet widths)
+# The earlier tiny backbone: a quarter-width ResNet-18 pretrained on the box crops, in brief (with MICRO).
+RESNET_MICRO = [
+    "model.backbone.name=resnet18", "model.backbone.width=8", "model.backbone.norm=bn", "model.backbone.weights=",
+    "model.backbone.frozen_stages=0", "model.backbone.pretrain_epochs=1", "model.backbone.pretrain_size=16",
 ]
 
 

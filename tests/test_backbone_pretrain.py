@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import MICRO
+from conftest import MICRO, RESNET_MICRO
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -81,11 +81,13 @@ def test_trainer_starts_from_the_pretrained_backbone(synth_dir, tmp_path, monkey
     out = tmp_path / "run"
     args = ["train", "--model", "detr-tiny", "--data", str(synth_dir), "--out", str(out), "--iters", "1",
             "--batch-size", "2", "--device", "cpu", "--no-progress"]
-    sets = MICRO + ["data.num_workers=0", "model.backbone.pretrain_epochs=1", "model.backbone.pretrain_size=32",
-                    "train.lr=0", "train.lr_backbone=0", "train.weight_decay=0"]
+    sets = MICRO + RESNET_MICRO + ["data.num_workers=0", "model.backbone.pretrain_epochs=1",
+                                   "model.backbone.pretrain_size=32", "train.lr=0", "train.lr_backbone=0",
+                                   "train.weight_decay=0"]
     assert main(args + [x for o in sets for x in ("--set", o)]) == 0
     printed = capsys.readouterr().out
     assert "backbone pretraining (trained in" in printed
+    assert "backbone pretraining: 1 epochs" not in printed and "box crops of 32 px, 1 epochs" in printed  # progress
     (path,) = (tmp_path / "cache" / "backbones").glob("*.safetensors")
     weights = load_file(str(path))
     from matchdetr import load
@@ -95,3 +97,8 @@ def test_trainer_starts_from_the_pretrained_backbone(synth_dir, tmp_path, monkey
     assert torch.equal(model.backbone.body.layer2[0].conv2.weight, weights["layer2.0.conv2.weight"])
     assert main(args + ["--resume"] + [x for o in sets for x in ("--set", o)]) == 0  # resume does not pretrain again
     assert "backbone pretraining" not in capsys.readouterr().out
+    # the EfficientNet-Lite backbones start from ImageNet weights: box-crop pretraining is refused in one line
+    lite = [o for o in sets if not o.startswith("model.backbone.")] + ["model.backbone.pretrain_epochs=1"]
+    assert main(["train", "--model", "detr-tiny", "--data", str(synth_dir), "--out", str(tmp_path / "lite"),
+                 "--iters", "1", "--no-progress"] + [x for o in lite for x in ("--set", o)]) == 2
+    assert "is for the ResNet backbones" in capsys.readouterr().err

@@ -20,6 +20,15 @@ from matchdetr.interop.hf_deformable_detr import ConversionError
 from matchdetr.interop.official import map_state_dict, read_checkpoint
 from matchdetr.interop.official_dino import family as dino_family
 
+# The releases' backbones are ResNets; the -tiny presets' is an EfficientNet-Lite0. The tiny checkpoints of these
+# tests are made with a quarter-width ResNet-18 instead, given to the converter with --set.
+RESNET = {"backbone.name": "resnet18", "backbone.width": 16, "backbone.norm": "bn", "backbone.weights": ""}
+RESNET_SETS = [x for k, v in RESNET.items() for x in ("--set", f"model.{k}={v}")]
+
+
+def tiny(preset: str, num_classes: int, **kw) -> matchdetr.Detector:
+    return matchdetr.build(preset, num_classes=num_classes, **RESNET, **kw)
+
 
 # ----------------------------------------------------------------------------------- detrex (DINO) names
 def to_detrex(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -162,7 +171,7 @@ def _inputs():
 @pytest.mark.parametrize("family,preset,forward", [("dino", "dino-tiny", False), ("stable-dino", "stable-dino-tiny", True)])
 def test_tiny_detrex_checkpoint_converts_and_runs_identically(tmp_path, family, preset, forward):
     torch.manual_seed(0)
-    ref = matchdetr.build(preset, num_classes=7, transformer__num_queries=30).eval()  # placed by hand, here
+    ref = tiny(preset, 7, transformer__num_queries=30).eval()  # placed by hand, here
     ref.load_state_dict(randomized(ref.state_dict()))
     official = to_detrex(ref.state_dict())
     official["label_enc.weight"] = torch.randn(7, official["label_enc.weight"].shape[1])
@@ -170,7 +179,7 @@ def test_tiny_detrex_checkpoint_converts_and_runs_identically(tmp_path, family, 
     src = tmp_path / "official.pth"
     torch.save({"model": official, "iteration": 89999}, src)  # the detectron2 checkpointer's layout
     out = tmp_path / "converted.safetensors"
-    assert main(["convert", "official", "--family", family, "--preset", preset, str(src), str(out)]) == 0
+    assert main(["convert", "official", "--family", family, "--preset", preset, *RESNET_SETS, str(src), str(out)]) == 0
     got = matchdetr.load(out)
     state = got.state_dict()
     # representative tensors, checked directly against the official names
@@ -194,7 +203,8 @@ def test_tiny_detrex_checkpoint_converts_and_runs_identically(tmp_path, family, 
     if not forward:
         return
     with_nms = tmp_path / "with_nms.safetensors"
-    assert main(["convert", "official", "--family", family, "--preset", preset, "--nms", str(src), str(with_nms)]) == 0
+    assert main(["convert", "official", "--family", family, "--preset", preset, "--nms", *RESNET_SETS, str(src),
+                 str(with_nms)]) == 0
     assert matchdetr.load(with_nms).config.model.postprocess.nms_iou == 0.8
     pixels, pad = _inputs()
     with torch.no_grad():
@@ -203,11 +213,11 @@ def test_tiny_detrex_checkpoint_converts_and_runs_identically(tmp_path, family, 
 
 
 def test_errors_name_the_keys(tmp_path):
-    target = matchdetr.build("stable-dino-tiny", num_classes=3).state_dict()
+    target = tiny("stable-dino-tiny", 3).state_dict()
     official = to_detrex(target)
     fam = dino_family("dino")
     with pytest.raises(ConversionError, match="use --family stable-dino"):
-        map_state_dict(fam, official, matchdetr.build("dino-tiny", num_classes=3).state_dict(), "x")
+        map_state_dict(fam, official, tiny("dino-tiny", 3).state_dict(), "x")
     broken = dict(official)
     broken["transformer.decoder.class_embed.0.bias"] = broken["class_embed.0.bias"] + 1
     with pytest.raises(ConversionError, match="differs from class_embed.0.bias"):
@@ -217,7 +227,7 @@ def test_errors_name_the_keys(tmp_path):
     with pytest.raises(ConversionError, match=r"transformer.something_new.*decoder.norm.weight"):
         map_state_dict(dino_family("stable-dino"), broken, target, "x")
     with pytest.raises(ConversionError, match="not a Stable-DINO"):
-        map_state_dict(dino_family("stable-dino"), to_detrex(matchdetr.build("dino-tiny", num_classes=3).state_dict()), target, "x")
+        map_state_dict(dino_family("stable-dino"), to_detrex(tiny("dino-tiny", 3).state_dict()), target, "x")
 
 
 def test_unsafe_and_wrong_files_are_one_line_errors(tmp_path, capsys):
@@ -354,7 +364,7 @@ def test_full_size_sam_detr_names_and_shapes(preset, overrides, expected):
 def test_sam_detr_dc5_from_the_file_name():
     from matchdetr.interop.official_sam_detr import config
 
-    official = to_sam_detr(matchdetr.build("sam-detr-smca-tiny", num_classes=91).state_dict())
+    official = to_sam_detr(tiny("sam-detr-smca-tiny", 91).state_dict())
     assert config(official, "sam-detr-smca-tiny", "r50_dc5_smca_e50/checkpoint.pth").model.backbone.dilation
     assert config(official, None, "SAM-DETR-R50-DC5-SMCA.pth").model.backbone.dilation
     assert not config(official, None, "checkpoint.pth").model.backbone.dilation
@@ -362,14 +372,15 @@ def test_sam_detr_dc5_from_the_file_name():
 
 def test_tiny_sam_detr_checkpoint_converts_and_runs_identically(tmp_path, capsys):
     torch.manual_seed(0)
-    ref = matchdetr.build("sam-detr-smca-tiny", num_classes=91, transformer__num_queries=30).eval()
+    ref = tiny("sam-detr-smca-tiny", 91, transformer__num_queries=30).eval()
     ref.load_state_dict(randomized(ref.state_dict(), seed=3))
     official = to_sam_detr(ref.state_dict())
     src = tmp_path / "checkpoint.pth"
     # the release's main.py layout (optimizer and scheduler state omitted): its argparse.Namespace is allowed
     torch.save({"model": official, "epoch": 49, "args": argparse.Namespace(smca=True, lr_drop=40)}, src)
     out = tmp_path / "converted.safetensors"
-    assert main(["convert", "official", "--family", "sam-detr", "--preset", "sam-detr-smca-tiny", str(src), str(out)]) == 0
+    assert main(["convert", "official", "--family", "sam-detr", "--preset", "sam-detr-smca-tiny", *RESNET_SETS, str(src),
+                 str(out)]) == 0
     got = matchdetr.load(out)
     state = got.state_dict()
     d = state["encoder.layers.0.self_attn.q_proj.weight"].shape[0]
@@ -390,7 +401,7 @@ def test_tiny_sam_detr_checkpoint_converts_and_runs_identically(tmp_path, capsys
         want, have = ref(pixels, pad), got(pixels, pad)
     assert torch.equal(have.logits, want.logits) and torch.equal(have.boxes, want.boxes)
     # a detrex checkpoint given as sam-detr (and the reverse) is a one-line error that names the right family
-    torch.save({"model": to_detrex(matchdetr.build("dino-tiny", num_classes=3).state_dict())}, tmp_path / "dino.pth")
+    torch.save({"model": to_detrex(tiny("dino-tiny", 3).state_dict())}, tmp_path / "dino.pth")
     assert main(["convert", "official", "--family", "sam-detr", str(tmp_path / "dino.pth"), str(out)]) == 2
     assert "--family dino" in capsys.readouterr().err
     assert main(["convert", "official", "--family", "dino", str(src), str(out)]) == 2

@@ -40,8 +40,10 @@ def micro_model(name: str, num_classes: int = 5, seed: int = 0) -> matchdetr.Det
     det = matchdetr.build(name, num_classes=num_classes, **MICRO).eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in det.state_dict().values():
-            if p.is_floating_point():
+        for name, p in det.state_dict().items():
+            if name.endswith("running_var"):  # a variance stays positive (ImageNet ones go down to ~1e-3)
+                p.mul_(1 + 0.05 * torch.rand(p.shape, generator=g))
+            elif p.is_floating_point():
                 p.add_(0.05 * torch.randn(p.shape, generator=g))
     return det
 

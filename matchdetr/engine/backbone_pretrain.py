@@ -150,7 +150,12 @@ def pretrain_backbone(cfg: BackboneConfig, dataset: CocoDetection, out: Path, se
             return fc(body(x)[5].mean((2, 3)))
 
         body.train()
-        for _ in range(cfg.pretrain_epochs):
+        print(f"backbone pretraining: {len(labels)} box crops of {cfg.pretrain_size} px, {cfg.pretrain_epochs} epochs of "
+              f"{per_epoch} steps ({time.time() - start:.0f} s to extract the crops)", flush=True)
+        for epoch in range(cfg.pretrain_epochs):
+            if epoch:  # one plain line per epoch: readable in a log file as on a terminal
+                print(f"backbone pretraining: epoch {epoch}/{cfg.pretrain_epochs}, loss {float(loss):.3f}, "
+                      f"{time.time() - start:.0f} s", flush=True)
             perm = train[torch.randperm(len(train))]
             for i in range(per_epoch):
                 idx = perm[i * batch:(i + 1) * batch]

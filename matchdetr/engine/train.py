@@ -97,6 +97,9 @@ class Trainer:
         cfg.model.num_classes = len(self.label_map)
         self.model = api.from_config(cfg, self.label_map).to(self.device)
         b = cfg.model.backbone
+        if b.pretrain_epochs > 0 and not b.name.startswith("resnet"):
+            raise ValueError(f"model.backbone.pretrain_epochs (box-crop pretraining) is for the ResNet backbones; "
+                             f"{b.name} starts from its ImageNet weights (model.backbone.weights=imagenet)")
         if b.pretrain_epochs > 0 and not b.weights and not cfg.train.init and self.resume_from is None and dist.is_main():
             # Rank 0 only: DistributedDataParallel broadcasts its weights to the other processes below.
             from ..interop.torchvision_resnet import load_torchvision_resnet
@@ -308,7 +311,8 @@ class Trainer:
             epoch, in_epoch = divmod(self.iteration, self.iters_per_epoch)
             if data_iter is None or in_epoch == 0:
                 data_iter = self._loader(epoch, in_epoch)
-            set_lr(self.optimizer, lr_factor(self.iteration, self.drop_at, t.lr_drop_factor, t.warmup_iters))
+            factor = lr_factor(self.iteration, self.drop_at, t.lr_drop_factor, t.warmup_iters)
+            set_lr(self.optimizer, factor)
             logs = self._step(next(data_iter))
             self.iteration += 1
             bar.update(1)
@@ -319,7 +323,7 @@ class Trainer:
                 # average each key over the steps that have it: denoising terms are absent on GT-free batches
                 keys = dict.fromkeys(k for w in window for k in w)
                 record = {k: float(torch.stack([w[k] for w in window if k in w]).float().mean()) for k in keys}
-                record.update(type="train", iter=self.iteration, epoch=epoch, lr=self.optimizer.param_groups[0]["lr"])
+                record.update(type="train", iter=self.iteration, epoch=epoch, lr=t.lr * factor)  # the transformer's lr
                 self._log(record, writer)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")
                 window = []

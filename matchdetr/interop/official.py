@@ -202,18 +202,21 @@ NMS_IOU = 0.8
 
 
 def convert_official(family: str, src: str | Path, out: str | Path, preset: str | None = None,
-                     nms: bool = False) -> Path:
+                     nms: bool = False, overrides: list[str] | None = None) -> Path:
     """Convert a released checkpoint of ``family`` into a matchdetr checkpoint at ``out``.
 
     nms: keep class-aware NMS at IoU 0.8 after the top-k (our ``stable-*`` presets evaluate with it, as the paper
     does). Off by default whatever the preset says, because none of the releases' evaluation configs turns it on:
     a converted checkpoint then reproduces the release's own evaluation.
+    overrides: ``key.sub=value`` config changes applied after the architecture is read from the checkpoint, for a
+    checkpoint trained with other settings than the preset's (e.g. a smaller backbone).
     """
     from ..api import from_config, save
+    from ..config import apply_overrides
 
     fam = _family(family)
     state = read_checkpoint(src)
-    cfg = fam.config(state, preset, str(src))
+    cfg = apply_overrides(fam.config(state, preset, str(src)), overrides)
     cfg.model.backbone.weights = ""  # the backbone comes from the checkpoint
     cfg.model.postprocess.nms_iou = NMS_IOU if nms else 0.0
     model = from_config(cfg, coco_label_map(cfg.model.num_classes))

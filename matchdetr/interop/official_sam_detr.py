@@ -114,7 +114,9 @@ def config(state: dict[str, Tensor], preset: str | None, where: str) -> Config:
     multiscale = "transformer.level_embed" in state
     heads = presets.get("sam-detr-r50").model.transformer.num_heads
     smca = point.shape[0] == 4 * heads
-    dc5 = "dc5" in Path(where).name.lower()
+    # the weights cannot tell DC5 from C5: the file name or its folder does (the release's output folders are
+    # named like r50_dc5_smca_e50/checkpoint.pth)
+    dc5 = any("dc5" in part.lower() for part in Path(where).parts[-2:])
     if preset is None:
         preset = "sam-detr-" + ("plus-plus-" if multiscale else "") + ("smca-" if smca else "") + "r50"
     cfg = presets.get(preset)

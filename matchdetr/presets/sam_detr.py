@@ -35,17 +35,15 @@ def _sam(multiscale: bool = False, smca: bool = False, dn: bool = False, dc5: bo
 
 
 def _sam_tiny(cfg: Config) -> Config:
-    """CPU size. Single scale: DC5 like detr-tiny, so a 256 px image gives 16x16 tokens and a comparison
-    with detr-tiny differs only in the decoder. Multi-scale: the deformable tiny levels (C4, C5 and one extra
-    stride-2 level; strides 16/32/64), read coarse to fine by the 3 decoder layers."""
+    """CPU size. Single scale: the stride-16 level like detr-tiny (the DC5 resolution), so a 256 px image gives
+    16x16 tokens and a comparison with detr-tiny differs only in the decoder (the DC5 form is therefore the same
+    model at this size). Multi-scale: the deformable tiny levels (C4, C5 and one extra stride-2 level; strides
+    16/32/64), read coarse to fine by the 3 decoder layers."""
     multiscale = cfg.model.sam.multiscale
     make_tiny(cfg)
     if multiscale:
-        cfg.model.backbone.dilation = False
         cfg.model.backbone.return_levels, cfg.model.transformer.num_levels = [4, 5], 3
         cfg.model.sam.encoder_ffn_dim = cfg.model.transformer.dim_feedforward // 2
-    else:
-        cfg.model.backbone.dilation = True
     return cfg
 
 
@@ -118,6 +116,4 @@ for _name, _full in _TINY.items():
 
 @preset("smca-detr-tiny")
 def smca_detr_tiny() -> Config:
-    cfg = make_tiny(smca_detr_r50())
-    cfg.model.backbone.dilation = True  # as detr-tiny
-    return cfg
+    return make_tiny(smca_detr_r50())  # the stride-16 level, as detr-tiny
