@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .cli_bench import add_bench
-from .cli_errors import Parser, float_in, int_at_least, nonneg_int, positive_int, probability, run_command
+from .cli_errors import (Parser, UsageError, float_in, int_at_least, nonneg_int, positive_int, probability,
+                         run_command)
 from .config import ConfigError, apply_overrides
 
 DEVICE_HELP = "auto (cuda when available, else cpu) | cpu | cuda | cuda:N | mps"
@@ -469,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit code (see ``cli_errors.run_command``)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as err:  # reported in one line already; --help and --version still exit normally
+        return int(err.code or 2)
     warnings.formatwarning = lambda msg, cat, *_: f"warning: {msg}\n"
     return run_command(args.func, args)

@@ -35,9 +35,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class UsageError(SystemExit):
+    """A bad command line, already reported in one line; ``main`` returns its code (2) instead of exiting."""
+
+
 class Parser(argparse.ArgumentParser):
-    """``argparse`` with the CLI's formatter and one-line errors: ``matchdetr: error: train: argument --iters:
-    must be an integer >= 1, got '0'`` instead of a usage block. Sub-parsers inherit the class."""
+    """``argparse`` with the CLI's formatter and one-line errors: ``matchdetr: error: train: --iters must be an
+    integer >= 1, got '0' (see `matchdetr train --help`)`` instead of a usage block. Sub-parsers inherit it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
@@ -46,7 +50,10 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         where = self.prog.split(" ", 1)[1] if " " in self.prog else ""
         where = f"{where}: " if where else ""
-        self.exit(EXIT_USAGE, f"matchdetr: error: {where}{message} (see `{self.prog} --help`)\n")
+        message = re.sub(r"^argument \{[^}]*\}: ", "", message)  # the sub-command's metavar says nothing more
+        message = re.sub(r"^argument ([^:]+): ", r"\1 ", message)  # "argument --iters: must be" -> "--iters must be"
+        _fail(f"{where}{message} (see `{self.prog} --help`)")
+        raise UsageError(EXIT_USAGE)
 
 
 # ------------------------------------------------------------------------------------------ option types
@@ -76,7 +83,7 @@ def float_in(lo: float, hi: float, lo_open: bool = False) -> Callable[[str], flo
         except ValueError:
             value = math.nan
         if not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
-            raise argparse.ArgumentTypeError(f"must be a number in {interval}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text!r}")
         return value
 
     parse.__name__ = f"number in {interval}"

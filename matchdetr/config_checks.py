@@ -48,7 +48,7 @@ _DATA: list[_Check] = [
     ("mean", lambda v: len(v) == 3, "3 values (RGB)"), ("std", lambda v: len(v) == 3 and min(v) > 0, "3 values > 0"),
 ]
 _TRAIN: list[_Check] = [
-    _rule("lr", _POSITIVE), _rule("lr_backbone", _AT_LEAST_0), _rule("weight_decay", _AT_LEAST_0),
+    _rule("lr", _AT_LEAST_0), _rule("lr_backbone", _AT_LEAST_0), _rule("weight_decay", _AT_LEAST_0),
     _rule("clip_max_norm", _AT_LEAST_0), _rule("batch_size", _AT_LEAST_1), _rule("iters", _AT_LEAST_0),
     _rule("epochs", _AT_LEAST_0), _rule("lr_drop", _AT_LEAST_0), _rule("lr_drop_factor", _POSITIVE),
     _rule("warmup_iters", _AT_LEAST_0), ("ema_decay", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
