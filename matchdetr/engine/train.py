@@ -86,7 +86,7 @@ class Trainer:
         self.resume_from = ck.newest_complete(self.out_dir) if resume else None  # skips unreadable ones
         prepare_run_dir(self.out_dir, resume, exist_ok, self.resume_from is not None, init=cfg.train.init,
                         main_process=dist.is_main())
-        if resume and self.resume_from is None and dist.is_main():
+        if resume and not exist_ok and self.resume_from is None and dist.is_main():
             print(f"--resume: no complete checkpoint in {self.out_dir / 'checkpoints'}; starting from scratch")
         label_map = None
         # The run's id goes into every checkpoint it writes; pruning deletes only checkpoints with this id.
