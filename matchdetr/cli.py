@@ -224,10 +224,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from .engine.distributed import init_from_env
     from .predict_io import check_outputs, run_predict, summary_line
 
-    check_outputs(a.images, a.out, a.coco_json)  # before loading the model
+    plan = check_outputs(a.images, a.out, a.coco_json)  # before loading the model
     model = api.load(a.checkpoint, map_location=init_from_env(a.device))
     summary = run_predict(lambda imgs: model.predict(imgs, threshold=a.threshold), a.images, a.out, load_rgb,
-                          threshold=a.threshold, coco_json=a.coco_json, coco_gt=a.coco_gt, every=a.every)
+                          threshold=a.threshold, coco_json=a.coco_json, coco_gt=a.coco_gt, every=a.every, plan=plan)
     print(summary_line(summary, a.threshold))
     return 0
 

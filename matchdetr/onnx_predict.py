@@ -205,8 +205,8 @@ def predict_command(model: str, images: Sequence[str], out: str, threshold: floa
     """``matchdetr predict --model model.onnx ...``; returns the summary line."""
     from .predict_io import check_outputs, run_predict, summary_line
 
-    check_outputs(images, out, coco_json)  # before loading the model: never over an input, --out writable
+    plan = check_outputs(images, out, coco_json)  # before loading the model: never over an input, --out writable
     detector = OnnxDetector(model)
     summary = run_predict(lambda imgs: detector.predict(imgs, threshold=threshold), images, out, load_rgb,
-                          threshold=threshold, coco_json=coco_json, coco_gt=coco_gt, every=every)
+                          threshold=threshold, coco_json=coco_json, coco_gt=coco_gt, every=every, plan=plan)
     return summary_line(summary, threshold)

@@ -160,16 +160,18 @@ def _image_ids(frames: list[Frame], coco_gt: str | os.PathLike | None) -> list[i
 
 def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequence[str], out: str | os.PathLike,
                 load_image: Callable[[Path], Image.Image], *, threshold: float, coco_json: str | None = None,
-                coco_gt: str | None = None, every: int = 1, draw: bool = True) -> dict[str, Any]:
+                coco_gt: str | None = None, every: int = 1, draw: bool = True,
+                plan: tuple[list[Path], dict[Path, str]] | None = None) -> dict[str, Any]:
     """Run ``predict`` over every image and video frame of ``inputs``; write annotated PNGs and
     ``OUT/detections.json`` (and ``coco_json``). Returns a summary dict.
 
     Output names and the never-over-an-input rules are those of ``predict_outputs.py``. Unreadable inputs
     are reported and skipped; when nothing could be read at all, ValueError (one line) and nothing is written.
+    plan: what :func:`check_outputs` returned, when the caller checked before loading its model.
     """
     from .visualize import draw_detections
 
-    _, names = check_outputs(inputs, out, coco_json)
+    _, names = plan if plan is not None else check_outputs(inputs, out, coco_json)
     out_dir = Path(out)
     records, frames, dets = [], [], []
     skipped: list[Path] = []
