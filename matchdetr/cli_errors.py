@@ -179,6 +179,13 @@ def _interrupted() -> int:
 def _runtime(err: RuntimeError) -> int:
     """A run stopped on purpose (checkpoint saved), a peer process failed, a DataLoader worker died or raised:
     one line. Any other RuntimeError is a bug and is raised with its traceback."""
+    text = str(err)
+    if _WORKER_TRACEBACK in text or text.startswith("DataLoader worker"):
+        return _fail(one_line(err))
+    if "out of memory" in text.lower():
+        return _fail(f"{one_line(err)}; try a smaller --batch-size or image size")
+    if "torch" not in sys.modules:  # the torch-free path (predict --model x.onnx): no training, no peers
+        raise err
     from .engine.distributed import peer_failure
     from .engine.guard import TrainingStopped
 
@@ -188,11 +195,6 @@ def _runtime(err: RuntimeError) -> int:
         except OSError:
             pass
         return err.exit_code
-    text = str(err)
-    if _WORKER_TRACEBACK in text or text.startswith("DataLoader worker"):
-        return _fail(one_line(err))
-    if "out of memory" in text.lower():
-        return _fail(f"{one_line(err)}; try a smaller --batch-size or image size")
     why = peer_failure(err)
     if why is None:
         raise err
