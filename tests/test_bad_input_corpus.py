@@ -12,7 +12,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from cli_corpus import (assert_one_line_error, canonical_results, copy_dataset, onnx_model, run_cli, sets,  # noqa: F401
