@@ -9,8 +9,9 @@ Rules for ``train --out DIR`` (``train(..., resume=, exist_ok=)``):
   starts fresh only if DIR holds no run files (else refused, as above: its metrics would mix with the new ones).
 - ``--exist-ok``: DIR's run files are deleted first (exactly :data:`RUN_FILES`, the folders ``eval/``
   and ``tensorboard/`` that only training writes, and in ``checkpoints/`` only checkpoint files and their
-  temporary files); any other file stays. With ``--resume`` too (what ``matchdetr demo`` passes): continue
-  when there is a checkpoint, else start over.
+  temporary files); any other file stays. ``resume=True, exist_ok=True`` together (what ``matchdetr demo``
+  and ``bench convergence`` pass; the CLI takes one of the two): continue when there is a checkpoint, else
+  start over.
 
 Each run has an id (written into every checkpoint's metadata); checkpoint pruning deletes only checkpoints
 carrying the current run's id (``checkpoint.prune``).
