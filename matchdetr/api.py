@@ -20,6 +20,7 @@ from PIL import Image
 
 from . import presets
 from .config import Config, ConfigError, apply_overrides
+from .config_checks import check_model
 from .data.coco import LabelMap
 from .engine.checkpoint import CheckpointError, load_weights, newest_weights, save_weights
 from .models.build import build_model
@@ -46,6 +47,7 @@ def build_config(name: str, num_classes: int | None = None, overrides: dict[str,
 
 def from_config(cfg: Config, label_map: LabelMap | None = None) -> Detector:
     """Build the Detector a Config describes, with a label map (default: labels are their own ids)."""
+    check_model(cfg.model)  # num_queries=0 and the like: one line naming the key, not an error deep in a layer
     model = build_model(cfg.model)
     model.config = cfg
     if label_map is None:
@@ -74,13 +76,16 @@ def build(name: str, num_classes: int | None = None, **overrides: Any) -> Detect
     return from_config(build_config(name, num_classes, overrides))
 
 
-def save(detector: Detector, path: str | os.PathLike, iteration: int | None = None) -> None:
-    """One safetensors file: weights + config + label map, everything :func:`load` needs."""
+def save(detector: Detector, path: str | os.PathLike, iteration: int | None = None, run_id: str | None = None) -> None:
+    """One safetensors file: weights + config + label map, everything :func:`load` needs (plus, from
+    training, the iteration and the id of the run that wrote it)."""
     if detector.config is None or detector.label_map is None:
         raise ValueError("this Detector has no config/label map attached; create it with matchdetr.build or matchdetr.load")
     meta = {"config": detector.config.to_dict(), "label_map": detector.label_map.to_dict()}
     if iteration is not None:
         meta["iteration"] = iteration
+    if run_id is not None:
+        meta["run_id"] = run_id
     save_weights(path, detector.state_dict(), meta)
 
 
@@ -110,7 +115,9 @@ def eval_split(detector: Detector, paths: Any) -> Any:
     from .data.transforms import build_transforms
 
     assert detector.config is not None
-    return CocoDetection(paths, build_transforms(detector.config.data, train=False), detector.label_map)
+    # substitute=False: an unreadable image is scored as one without detections, never replaced by another
+    return CocoDetection(paths, build_transforms(detector.config.data, train=False), detector.label_map,
+                         substitute=False)
 
 
 def _diff_keys(expected: dict[str, Any], got: dict[str, Any]) -> tuple[list[str], list[str]]:

@@ -1,56 +1,52 @@
-"""``matchdetr synth | train | eval | predict | models | demo``.
+"""``matchdetr synth | train | eval | predict | export | report | models | convert | bench | demo | analyze``.
 
-Errors the user can fix (bad key, missing file, broken dataset) end in one line, ``matchdetr: error: ...``,
-and exit code 2; never a traceback. Set ``MATCHDETR_DEBUG=1`` to see the traceback instead.
+Errors the user can fix (a bad option value or key, a missing or unwritable file, a broken dataset, an absent
+device) end in one line, ``matchdetr: error: ...``, and exit code 2; never a traceback. Set
+``MATCHDETR_DEBUG=1`` to see the traceback instead. The policy lives in ``cli_errors.py`` and the bench
+commands in ``cli_bench.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import sys
 import warnings
 from pathlib import Path
 from typing import Sequence
 
+from .cli_bench import add_bench
+from .cli_errors import (Parser, UsageError, float_in, int_at_least, nonneg_int, positive_int, probability,
+                         run_command)
 from .config import ConfigError, apply_overrides
 
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from .data.coco import DatasetError
-    except ImportError:  # torch-free commands (predict --model x.onnx) run where torch is not installed
-        return (ConfigError, FileNotFoundError, ValueError, ImportError)
-    from .data.coco import DatasetError
-    from .data.images import ImageLoadError
-    from .engine.checkpoint import CheckpointError
-    from .engine.coco_eval import EvalInputError
-
-    return (ConfigError, DatasetError, ImageLoadError, CheckpointError, EvalInputError, FileNotFoundError, ValueError)
+DEVICE_HELP = "auto (cuda when available, else cpu) | cpu | cuda | cuda:N | mps"
 
 
 # ----------------------------------------------------------------------------------------------- synth
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write the built-in synthetic COCO-format dataset",
                        description="Generate the procedural shapes dataset (COCO layout) into OUT_DIR.")
-    p.add_argument("out_dir")
-    p.add_argument("--train", type=int, default=2000, help="training images (default 2000)")
-    p.add_argument("--val", type=int, default=250, help="validation images (default 250)")
-    p.add_argument("--min-side", type=int, default=160)
-    p.add_argument("--max-side", type=int, default=320)
-    p.add_argument("--max-objects", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="processes (output is identical for any value)")
+    p.add_argument("out_dir", help="folder to write the dataset into")
+    p.add_argument("--train", type=nonneg_int, default=2000, help="training images")
+    p.add_argument("--val", type=nonneg_int, default=250, help="validation images")
+    p.add_argument("--min-side", type=int_at_least(32), default=160, help="shortest image side in pixels")
+    p.add_argument("--max-side", type=int_at_least(32), default=320, help="longest image side in pixels")
+    p.add_argument("--max-objects", type=positive_int, default=20, help="most objects in one image")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="the dataset is a pure function of the seed")
+    p.add_argument("--workers", type=nonneg_int, default=0, help="processes (output is identical for any value)")
     p.add_argument("--format", choices=("coco", "yolo", "voc"), default="coco",
-                   help="dataset layout: coco (default), yolo (images/ + labels/ + data.yaml) or voc (Pascal VOC XML)")
+                   help="dataset layout: coco, yolo (images/ + labels/ + data.yaml) or voc (Pascal VOC XML)")
     p.set_defaults(func=cmd_synth)
 
 
 def cmd_synth(a: argparse.Namespace) -> int:
     from .data.synthetic import generate
+    from .out_paths import output_dir
 
+    if a.min_side > a.max_side:
+        raise ConfigError(f"--min-side {a.min_side} is larger than --max-side {a.max_side}")
+    output_dir(a.out_dir, "OUT_DIR")
     fmt = getattr(a, "format", "coco")
     target = Path(a.out_dir) / ".coco" if fmt != "coco" else Path(a.out_dir)
     summary = generate(target, num_train=a.train, num_val=a.val, min_side=a.min_side, max_side=a.max_side,
@@ -66,7 +62,8 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- train
 def _add_data_args(p: argparse.ArgumentParser, splits: Sequence[str]) -> None:
-    p.add_argument("--data", help="dataset folder: SPLIT/ images + annotations/instances_SPLIT.json (COCO's *2017 names work too)")
+    p.add_argument("--data", help="dataset folder: SPLIT/ images + annotations/instances_SPLIT.json (COCO's *2017 "
+                                  "names work too), a YOLO folder or data.yaml, or a Pascal VOC folder")
     for s in splits:
         p.add_argument(f"--{s}-images", help=f"{s} image folder (overrides --data)")
         p.add_argument(f"--{s}-ann", help=f"{s} annotation JSON (overrides --data)")
@@ -74,24 +71,31 @@ def _add_data_args(p: argparse.ArgumentParser, splits: Sequence[str]) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a preset on a COCO-format dataset",
-                       description="Train a preset. Launch with torchrun for several processes or nodes.")
+                       description="Train a preset. Launch with torchrun for several processes or nodes. A new run "
+                                   "goes into an empty or new --out; continue one with --resume, or start over in "
+                                   "its folder with --exist-ok.")
     p.add_argument("--model", help="preset name (see `matchdetr models`); optional with --init (default: the "
                                     "checkpoint's own configuration)")
     p.add_argument("--init", help="start from this checkpoint's weights (file or run directory; fresh optimizer and "
-                                  "schedule); class heads are re-initialised when the dataset's classes differ")
+                                  "schedule); class heads are re-initialised where the dataset's class names differ")
     _add_data_args(p, ("train", "val"))
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, results.csv, eval/)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--iters", type=int, help="train for this many iterations")
-    g.add_argument("--epochs", type=int, help="train for this many epochs")
-    p.add_argument("--batch-size", type=int, help="images per process")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out")
+    g.add_argument("--iters", type=positive_int, help="train for this many iterations (default: the preset's)")
+    g.add_argument("--epochs", type=positive_int, help="train for this many epochs instead of iterations")
+    p.add_argument("--batch-size", type=positive_int, help="images per process (default: the preset's)")
+    p.add_argument("--seed", type=int, help="seed of the weights, augmentation and batch order (default: the preset's)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    r = p.add_mutually_exclusive_group()
+    r.add_argument("--resume", action="store_true", help="continue the run in --out from its newest complete checkpoint")
+    r.add_argument("--exist-ok", action="store_true",
+                   help="start over in an --out that holds another run: that run's files (config.json, metrics.jsonl, "
+                        "results.csv, model.safetensors, checkpoints/, eval/, ...) are deleted first; other files stay")
     p.add_argument("--no-val", action="store_true", help="skip evaluation")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="typed config override, e.g. --set model.transformer.num_queries=100 (repeatable)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: a plain line every train.log_every iterations (also without a terminal)")
     p.set_defaults(func=cmd_train)
 
 
@@ -132,7 +136,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = _train_config(a)
     train_paths = resolve_split(a.data, "train", a.train_images, a.train_ann)
     val_paths = None if a.no_val else resolve_split(a.data, "val", a.val_images, a.val_ann)
-    result = train(cfg, train_paths, val_paths, a.out, device=a.device, resume=a.resume, progress=not a.no_progress)
+    result = train(cfg, train_paths, val_paths, a.out, device=a.device, resume=a.resume, progress=not a.no_progress,
+                   exist_ok=a.exist_ok)
     if dist.is_main():
         if result.evaluation is not None:
             print(result.evaluation.table())
@@ -144,22 +149,27 @@ def cmd_train(a: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ eval
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score a checkpoint, or a COCO results file without a model",
-                       description="COCO bbox evaluation (AP in percent, per-class AP).")
+                       description="COCO bbox evaluation (AP in percent, per-class AP). An unreadable image is "
+                                   "reported and scored as an image without detections.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint file or run directory")
+    src.add_argument("--checkpoint", help="checkpoint file (.safetensors) or run directory")
     src.add_argument("--predictions", help="COCO results JSON to score")
     _add_data_args(p, ("val",))
-    p.add_argument("--split", default="val")
-    p.add_argument("--out", help="where to write metrics.json (and results.json)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--split", default="val", help="which split of --data to score")
+    p.add_argument("--out", help="folder for metrics.json, results.json, per-class AP and PR curves (default: print only)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--workers", type=nonneg_int, default=2, help="DataLoader worker processes (0: load in the main process)")
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
     from .data.coco import resolve_split
 
+    if a.out:
+        from .out_paths import output_dir
+
+        output_dir(a.out)  # before the evaluation, not after it
     paths = resolve_split(a.data, a.split, a.val_images, a.val_ann)
     if a.predictions:
         from .data.formats import ground_truth
@@ -188,17 +198,18 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="detect objects in images, folders or videos; writes annotated PNGs and detections.json",
                        description="Detect objects with a checkpoint (PyTorch) or an exported ONNX model (onnxruntime "
-                                   "alone, torch is not imported). Videos need OpenCV: pip install 'matchdetr[video]'.")
+                                   "alone, torch is not imported). Videos need OpenCV: pip install 'matchdetr[video]'. "
+                                   "Never writes over an input; an unreadable image is reported and skipped.")
     p.add_argument("images", nargs="+", help="image files, folders of images, or video files")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint file or run directory")
     src.add_argument("--model", help="ONNX model written by `matchdetr export` (runs on onnxruntime, without torch)")
-    p.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
-    p.add_argument("--threshold", type=float, default=0.3)
+    p.add_argument("--out", default="predictions", help="output folder (must not be an input folder)")
+    p.add_argument("--threshold", type=probability, default=0.3, help="keep detections scoring above this, in [0, 1]")
     p.add_argument("--coco-json", help="also write the detections as a COCO results JSON to this file")
     p.add_argument("--coco-gt", help="COCO annotation JSON whose file_name -> id mapping gives the image ids of --coco-json")
-    p.add_argument("--every", type=int, default=1, help="videos: run on every N-th frame (default 1)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--every", type=positive_int, default=1, help="videos: run on every N-th frame")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP + " (ignored with --model)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -211,11 +222,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from . import api
     from .data.images import load_rgb
     from .engine.distributed import init_from_env
-    from .predict_io import run_predict, summary_line
+    from .predict_io import check_outputs, run_predict, summary_line
 
+    plan = check_outputs(a.images, a.out, a.coco_json)  # before loading the model
     model = api.load(a.checkpoint, map_location=init_from_env(a.device))
     summary = run_predict(lambda imgs: model.predict(imgs, threshold=a.threshold), a.images, a.out, load_rgb,
-                          threshold=a.threshold, coco_json=a.coco_json, coco_gt=a.coco_gt, every=a.every)
+                          threshold=a.threshold, coco_json=a.coco_json, coco_gt=a.coco_gt, every=a.every, plan=plan)
     print(summary_line(summary, a.threshold))
     return 0
 
@@ -223,12 +235,13 @@ def cmd_predict(a: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- models
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the presets with their parameter counts (and GFLOPs)",
-                       description="Parameters and, with --flops, fvcore-style GFLOPs (multiply-accumulates of "
-                                   "convolutions and matrix products, one image) beside the papers' figures.")
-    p.add_argument("--num-classes", type=int, default=91)
-    p.add_argument("--no-params", action="store_true", help="only list names (fast)")
+                       description="Parameters (counted on the meta device: nothing is allocated) and, with --flops, "
+                                   "fvcore-style GFLOPs (multiply-accumulates of convolutions and matrix products, "
+                                   "one image) beside the papers' figures. Old preset names still resolve.")
+    p.add_argument("--num-classes", type=positive_int, default=91, help="classes of the models counted")
+    p.add_argument("--no-params", action="store_true", help="only list names")
     p.add_argument("--flops", action="store_true", help="also count GFLOPs (about 40 s per full-size preset on 2 cores)")
-    p.add_argument("--size", default="800x1066", help="HEIGHTxWIDTH of the image for --flops (default 800x1066: a "
+    p.add_argument("--size", default="800x1066", help="HEIGHTxWIDTH of the image for --flops (800x1066: a "
                                                    "640x480 COCO image after the 800-px resize)")
     p.add_argument("--presets", help="comma-separated preset names (default: all)")
     p.set_defaults(func=cmd_models)
@@ -236,18 +249,23 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 def cmd_models(a: argparse.Namespace) -> int:
     from . import presets
-    from .analysis.flops import HEADER, model_cost, parse_size
 
-    names = presets.names() if not a.presets else [n.strip() for n in a.presets.split(",") if n.strip()]
-    for name in names:
-        presets.get(name)  # an unknown name fails here, in one line, before any slow work
-    size = parse_size(a.size) if a.flops else None
+    names = presets.names() if not a.presets else [presets.canonical(n.strip()) for n in a.presets.split(",") if n.strip()]
     if a.no_params:
         print("\n".join(names))
         return 0
-    print(HEADER)
-    for name in names:
-        print(model_cost(name, a.num_classes, size).row(), flush=True)
+    if a.flops:  # a real forward pass per preset
+        from .analysis.flops import HEADER, model_cost, parse_size
+
+        size = parse_size(a.size)
+        print(HEADER)
+        for name in names:
+            print(model_cost(name, a.num_classes, size).row(), flush=True)
+        return 0
+    from .analysis.param_count import parameter_table  # meta-device builds, cached: no torch import when cached
+
+    for line in parameter_table(names, a.num_classes):
+        print(line, flush=True)
     return 0
 
 
@@ -280,141 +298,22 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 def cmd_convert_hf(a: argparse.Namespace) -> int:
     from .interop.hf_deformable_detr import convert_hf_deformable_detr
+    from .out_paths import output_file
 
+    output_file(a.out, "OUT")
     out = convert_hf_deformable_detr(a.src, a.out)
     print(f"wrote {out}; load it with matchdetr.load('{out}') or --checkpoint {out}")
     return 0
 
 
 def cmd_convert_official(a: argparse.Namespace) -> int:
-    from .interop.official import convert_official
+    from .interop.official import NMS_IOU, convert_official
+    from .out_paths import output_file
 
-    from .interop.official import NMS_IOU
-
+    output_file(a.out, "OUT")
     out = convert_official(a.family, a.src, a.out, a.preset, nms=a.nms, overrides=a.overrides)
     print(f"test-time NMS: {f'on (class-aware, IoU {NMS_IOU})' if a.nms else 'off, as the release evaluates (--nms turns it on)'}")
     print(f"wrote {out}; load it with matchdetr.load('{out}') or --checkpoint {out}")
-    return 0
-
-
-# ----------------------------------------------------------------------------------------------- bench
-def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: speed and convergence")
-    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence,docs}")
-    from .analysis.studies import STUDIES
-
-    c = bsub.add_parser("convergence", help="train presets at equal budget: AP curves, COCO table, unstable score",
-                        description="Train each preset in turn on the same data, budget, seed and batch; evaluate every "
-                                    "--eval-every iterations. Writes curves.csv/png, table.md and unstable.csv/png to "
-                                    "--out, and the same per study to --out/<study>/. Re-running the same command "
-                                    "resumes a partly finished benchmark.")
-    c.add_argument("--models", help="comma-separated presets (default: every preset of the chosen studies)")
-    c.add_argument("--study", help=f"comma-separated studies (default: those marked default): {', '.join(STUDIES)}")
-    _add_convergence_args(c)
-    c.set_defaults(func=cmd_bench_convergence)
-    d = bsub.add_parser("docs", help="regenerate the tables and plots of docs/benchmarks.md",
-                        description="Run the benchmarks behind docs/benchmarks.md and write each result between its "
-                                    "'<!-- bench:KEY -->' markers there: convergence (every study at the default "
-                                    "budget; resumable), flops (parameters and GFLOPs beside the papers') and speed "
-                                    "(deformable-detr-r50 against HF transformers).")
-    d.add_argument("--only", default="convergence,flops,speed", help="comma-separated parts (default: %(default)s)")
-    d.add_argument("--doc", default="docs/benchmarks.md")
-    _add_convergence_args(d)
-    d.set_defaults(func=cmd_bench_docs)
-    s = bsub.add_parser("speed", help="inference latency, training-step time and peak memory of a preset")
-    s.add_argument("--model", required=True, help="preset name")
-    s.add_argument("--vs-hf", action="store_true", help="also time HF transformers' twin on identical weights")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--size", default="640x640", help="HxW (default 640x640)")
-    s.add_argument("--warmup", type=int, default=2)
-    s.add_argument("--repeats", type=int, default=5)
-    s.set_defaults(func=cmd_bench_speed)
-
-
-def _add_convergence_args(c: argparse.ArgumentParser) -> None:
-    from .analysis.studies import DEFAULT_EVAL_EVERY, DEFAULT_ITERS
-
-    c.add_argument("--iters", type=int, default=DEFAULT_ITERS, help="iterations per model (default %(default)s)")
-    c.add_argument("--eval-every", type=int, default=DEFAULT_EVAL_EVERY, help="(default %(default)s)")
-    c.add_argument("--batch-size", type=int, default=8)
-    c.add_argument("--seed", type=int, default=42)
-    c.add_argument("--data", default="runs/synthetic", help="dataset folder; the synthetic set is generated if missing")
-    c.add_argument("--out", default="runs/bench_convergence", help="where the trained runs go")
-    c.add_argument("--unstable-images", type=int, default=20)
-    c.add_argument("--device", default="auto")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override applied to every model")
-
-
-def _convergence(a: argparse.Namespace, studies: list[str] | None) -> list:
-    from .analysis.convergence import run_benchmark
-    from .analysis.studies import study_models
-
-    models = ([m.strip() for m in a.models.split(",") if m.strip()] if getattr(a, "models", None)
-              else study_models(studies))
-    return run_benchmark(models, a.data, a.out, a.iters, a.eval_every, a.batch_size, a.seed, a.overrides, a.device,
-                         a.unstable_images)
-
-
-def cmd_bench_convergence(a: argparse.Namespace) -> int:
-    from .analysis.convergence import write_outputs
-    from .analysis.studies import write_study_outputs
-
-    studies = [s.strip() for s in a.study.split(",") if s.strip()] if a.study else None
-    runs = _convergence(a, studies)
-    paths = write_outputs(runs, Path(a.out)) + write_study_outputs(runs, Path(a.out), studies)
-    print(Path(a.out, "table.md").read_text())
-    print(f"{len(runs)} presets, {sum(r.minutes for r in runs):.1f} min in all")
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
-
-
-def cmd_bench_docs(a: argparse.Namespace) -> int:
-    from .analysis import studies
-
-    doc = Path(a.doc)
-    figures = doc.parent / "benchmarks"
-
-    def convergence() -> dict[str, str]:
-        budget = f"{a.iters} iterations at batch {a.batch_size}, evaluated every {a.eval_every}, seed {a.seed}"
-        return studies.convergence_blocks(_convergence(a, list(studies.STUDIES)), Path(a.out), figures,
-                                          "matchdetr bench docs --only convergence", budget)
-
-    def flops() -> dict[str, str]:
-        from .analysis.flops import COCO_SIZE, PAPER, markdown_table, model_cost
-
-        names = list(dict.fromkeys(list(PAPER) + ["stable-dino-4scale-r50", "stable-sam-detr-plus-plus-r50"]))
-        costs = []
-        for name in names:
-            costs.append(model_cost(name, 91, COCO_SIZE))
-            print(costs[-1].row(), flush=True)
-        return {"flops": f"`matchdetr bench docs --only flops` (91 classes, one {COCO_SIZE[0]}x{COCO_SIZE[1]} image; "
-                         f"{studies.machine()}).\n\n{markdown_table(costs, COCO_SIZE)}"}
-
-    def speed() -> dict[str, str]:
-        from .analysis.speed import bench_speed, markdown_table
-
-        rows = bench_speed("deformable-detr-r50", vs_hf=True, device=a.device)
-        return {"speed-hf": f"`matchdetr bench docs --only speed` = `matchdetr bench speed --model deformable-detr-r50 "
-                            f"--vs-hf` ({studies.machine()}; 640x640, inference batch 1, training step batch 2, "
-                            f"medians of 5 after 2 warm-up runs, one process each).\n\n{markdown_table(rows)}"}
-
-    parts = [p.strip() for p in a.only.split(",") if p.strip()]
-    written = studies.run_docs(parts, doc, {"convergence": convergence, "flops": flops, "speed": speed})
-    print(f"updated {doc}: {', '.join(written)}")
-    return 0
-
-
-def cmd_bench_speed(a: argparse.Namespace) -> int:
-    from .analysis.speed import bench_speed, format_table
-
-    try:
-        h, w = (int(v) for v in a.size.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size must look like 640x640, got {a.size!r}") from None
-    rows = bench_speed(a.model, vs_hf=a.vs_hf, device=a.device, size=(h, w), warmup=a.warmup, repeats=a.repeats)
-    device = a.device if a.device != "auto" else ("cuda" if __import__("torch").cuda.is_available() else "cpu")
-    print(format_table(a.model, rows, device, (h, w)))
     return 0
 
 
@@ -423,11 +322,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     from .presets import DEFAULT_TINY
 
     p = sub.add_parser("demo", help="generate the synthetic data, train the default tiny preset, evaluate, plot")
-    p.add_argument("--model", default=DEFAULT_TINY)
-    p.add_argument("--data", default="runs/synthetic")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--iters", type=int, help="override the preset's iteration count")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--model", default=DEFAULT_TINY, help="preset to train")
+    p.add_argument("--data", default="runs/synthetic", help="dataset folder (generated when missing)")
+    p.add_argument("--out", default="runs/demo", help="the demo's run directory: continued when it holds a "
+                                                     "checkpoint, else started over")
+    p.add_argument("--iters", type=positive_int, help="override the preset's iteration count")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_demo)
 
 
@@ -446,23 +346,24 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
         a = asub.add_parser(name, help=help, description=f"{description} Writes {writes} to --out.")
         a.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
         a.add_argument("--data", required=True, help="dataset folder (COCO layout)")
-        a.add_argument("--split", default="val")
+        a.add_argument("--split", default="val", help="which split of --data")
         a.add_argument("--out", help=f"folder for {writes} (default: next to the checkpoint)")
-        a.add_argument("--device", default="auto")
+        a.add_argument("--device", default="auto", help=DEVICE_HELP)
         return a
 
     u = analysis("unstable", "per-layer unstable score (Stable-DINO sec 2.4.3) of a checkpoint",
                  "Match every decoder layer (and DINO's encoder proposals) to the ground truth and report, per layer, "
                  "the percentage of GTs whose matched query changed from the previous layer.",
                  "unstable.csv / unstable.json")
-    u.add_argument("--images", type=int, default=20, help="first N images of the split (paper: 20)")
+    u.add_argument("--images", type=positive_int, default=20, help="first N images of the split (paper: 20)")
     u.set_defaults(func=cmd_analyze_unstable)
     e = analysis("errors", "found-but-misnamed vs not-found ground truths, by object size",
                  "Predict a split and report, per COCO area range, the percentage of ground-truth boxes some top-k "
                  "detection of any class overlaps at IoU >= --iou (found), and of those, the percentage whose "
                  "best-scored overlapping detection has the right class (named).", "errors.json")
-    e.add_argument("--iou", type=float, default=0.5)
-    e.add_argument("--workers", type=int, default=2)
+    e.add_argument("--iou", type=float_in(0.0, 1.0, lo_open=True), default=0.5,
+                   help="IoU at which a detection finds a ground-truth box, in (0, 1]")
+    e.add_argument("--workers", type=nonneg_int, default=2, help="DataLoader worker processes")
     e.set_defaults(func=cmd_analyze_errors)
 
 
@@ -474,8 +375,6 @@ def _analysis_out(a: argparse.Namespace, name: str) -> Path:
 def cmd_analyze_unstable(a: argparse.Namespace) -> int:
     from .analysis.unstable_score import analyze_checkpoint
 
-    if a.images < 1:
-        raise ValueError(f"--images must be >= 1, got {a.images}")
     score = analyze_checkpoint(a.checkpoint, a.data, a.split, a.images, a.device)
     print(score.table())
     for path in score.write(_analysis_out(a, "unstable")):
@@ -486,8 +385,6 @@ def cmd_analyze_unstable(a: argparse.Namespace) -> int:
 def cmd_analyze_errors(a: argparse.Namespace) -> int:
     from .analysis.errors import analyze_checkpoint
 
-    if not 0.0 < a.iou <= 1.0:  # before predicting the whole split
-        raise ValueError(f"--iou must be in (0, 1], got {a.iou}")
     result = analyze_checkpoint(a.checkpoint, a.data, a.split, a.iou, a.device, num_workers=a.workers)
     print(result.table())
     print(f"wrote {result.write(_analysis_out(a, 'errors'))}")
@@ -504,12 +401,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
     p.add_argument("--out", required=True, help="output file, e.g. model.onnx")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 16; default 17)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 16 (GridSample) to the exporter's newest")
     p.add_argument("--no-mask", action="store_true", help="images-only input (no padding: one image per call "
                                                           "or equal sizes)")
-    p.add_argument("--topk", type=int, default=0, help="also output the top-k post-processing: scores, labels, "
+    p.add_argument("--topk", type=nonneg_int, default=0, help="also output the top-k post-processing: scores, labels, "
                                                        "boxes_xyxy (normalised); 0 = off")
-    p.add_argument("--size", default=None, help="HxW of the tracing input (default: the config's test size); "
+    p.add_argument("--size", help="HxW of the tracing input (default: the config's test size); "
                                                  "the graph accepts any size")
     p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch at two image sizes")
     p.set_defaults(func=cmd_export)
@@ -517,7 +414,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(a: argparse.Namespace) -> int:
     from . import api
-    from .export import check_onnx, export_onnx
+    from .export import check_onnx, check_opset, export_onnx
+    from .out_paths import output_file
 
     size = None
     if a.size:
@@ -526,6 +424,8 @@ def cmd_export(a: argparse.Namespace) -> int:
             assert len(size) == 2
         except (ValueError, AssertionError):
             raise ValueError(f"--size must look like 640x640, got {a.size!r}") from None
+    check_opset(a.opset)  # before loading anything
+    output_file(a.out)
     model = api.load(a.checkpoint)
     path = export_onnx(model, a.out, opset=a.opset, with_mask=not a.no_mask, topk=a.topk or None, sample_size=size)
     print(f"wrote {path} (opset {a.opset}; inputs {'images' if a.no_mask else 'images, pixel_mask'}; dynamic batch, "
@@ -543,13 +443,17 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="plots and tables of a run: results.csv, training curves, per-class AP, PR curves",
                        description="Write results.csv, training_curves.png, per_class_ap.csv/.png and pr_curves.png "
                                    "into RUN_DIR from its metrics.jsonl and eval/ files.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a training run directory")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(a: argparse.Namespace) -> int:
+    from .out_paths import output_dir
     from .reports import write_run_report
 
+    if not Path(a.run_dir).is_dir():
+        raise FileNotFoundError(f"{a.run_dir}: no such run directory")
+    output_dir(a.run_dir, "RUN_DIR")
     for path in write_run_report(a.run_dir):
         print(f"wrote {path}")
     return 0
@@ -557,38 +461,19 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="matchdetr", description="DETR-family detectors built around better matching.")
+    parser = Parser(prog="matchdetr", description="DETR-family detectors built around better matching.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{synth,train,eval,predict,export,report,models,convert,bench,demo,analyze}")
     for add in (_add_synth, _add_train, _add_eval, _add_predict, _add_export, _add_report, _add_models, _add_convert,
-                _add_bench, _add_demo, _add_analyze):
+                add_bench, _add_demo, _add_analyze):
         add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    warnings.formatwarning = lambda msg, cat, *_: f"warning: {msg}\n"
+    """Parse ``argv`` and run the command; returns the exit code (see ``cli_errors.run_command``)."""
     try:
-        return int(args.func(args) or 0)
-    except _user_errors() as err:
-        if os.environ.get("MATCHDETR_DEBUG"):
-            raise
-        print(f"matchdetr: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("matchdetr: interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as err:  # a run stopped on purpose (checkpoint saved), or a peer process failed: one line
-        from .engine.distributed import peer_failure
-        from .engine.guard import TrainingStopped
-
-        if os.environ.get("MATCHDETR_DEBUG"):
-            raise
-        if isinstance(err, TrainingStopped):
-            print(f"matchdetr: {'error: ' if err.exit_code == 2 else ''}{err}", file=sys.stderr)
-            return err.exit_code
-        why = peer_failure(err)
-        if why is None:
-            raise
-        print(f"matchdetr: error: {why}", file=sys.stderr)
-        return 1
+        args = build_parser().parse_args(argv)
+    except UsageError as err:  # reported in one line already; --help and --version still exit normally
+        return int(err.code or 2)
+    warnings.formatwarning = lambda msg, cat, *_: f"warning: {msg}\n"
+    return run_command(args.func, args)

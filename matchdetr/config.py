@@ -8,6 +8,7 @@ checkpoints and read back with ``json``; nothing is ever evaluated.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import typing
 from dataclasses import dataclass, field
@@ -218,7 +219,8 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str) -> Any:
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in names:
-            raise ConfigError(f"unknown config key '{path}'; valid keys here: {', '.join(sorted(names))}")
+            raise ConfigError(f"unknown config key '{path}'; {did_you_mean(key, sorted(names))}"
+                              f"valid keys here: {', '.join(sorted(names))}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
@@ -270,6 +272,16 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     raise ConfigError(f"config key '{path}' has an unsupported type {hint}")
 
 
+def did_you_mean(key: str, candidates: list[str]) -> str:
+    """``"did you mean 'train.lr'? "`` for the closest candidates (also matching on the last part alone, so
+    ``train.keeplast`` finds ``train.keep_last`` and ``num_query`` finds ``model.transformer.num_queries``), or ``""``."""
+    close = difflib.get_close_matches(key, candidates, n=2, cutoff=0.8)
+    if not close:
+        by_leaf = {c.rsplit(".", 1)[-1]: c for c in candidates}
+        close = [by_leaf[m] for m in difflib.get_close_matches(key.rsplit(".", 1)[-1], list(by_leaf), n=2, cutoff=0.75)]
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+
+
 def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """Every overridable dotted key of ``cls``."""
     keys: list[str] = []
@@ -302,7 +314,8 @@ def set_value(cfg: Any, key: str, value: Any) -> None:
         if name not in names:
             here = ".".join(parts[:depth])
             sub = valid_keys(type(node), f"{here}." if here else "")
-            raise ConfigError(f"unknown config key '{key}'; valid keys: {', '.join(sub)}")
+            raise ConfigError(f"unknown config key '{key}'; {did_you_mean(key, valid_keys(type(cfg)))}"
+                              f"valid keys{f' under {here}' if here else ''}: {', '.join(sub)}")
         hint = typing.get_type_hints(type(node))[name]
         if depth == len(parts) - 1:
             if dataclasses.is_dataclass(hint):

@@ -12,7 +12,6 @@ def run_demo(model: str = presets.DEFAULT_TINY, data: str = "runs/synthetic", ou
              iters: int | None = None, device: str = "auto") -> int:
     from .data.coco import CocoDetection, resolve_split
     from .data.synthetic import generate
-    from .engine.checkpoint import checkpoint_paths
     from .engine.train import train
     from .visualize import plot_training_curves, save_prediction_grid
 
@@ -28,9 +27,9 @@ def run_demo(model: str = presets.DEFAULT_TINY, data: str = "runs/synthetic", ou
         cfg.train.iters, cfg.train.lr_drop = iters, int(iters * 0.8)
     print(f"[2/4] training {model} for {cfg.train.iters} iterations (batch {cfg.train.batch_size}) -> {out_dir}")
     train_paths, val_paths = resolve_split(data_dir, "train"), resolve_split(data_dir, "val")
-    # Re-running the demo continues (or just re-evaluates) an earlier run instead of starting over.
-    resume = bool(checkpoint_paths(out_dir))
-    result = train(cfg, train_paths, val_paths, out_dir, device=device, resume=resume)
+    # Re-running the demo continues (or just re-evaluates) an earlier run instead of starting over; a demo
+    # directory without a checkpoint (stopped before its first) is the demo's own, and starts over.
+    result = train(cfg, train_paths, val_paths, out_dir, device=device, resume=True, exist_ok=True)
 
     print("[3/4] evaluation on the validation split")
     if result.evaluation is not None:

@@ -34,10 +34,27 @@ from torch import Tensor, nn
 from .boxes import cxcywh_to_xyxy
 from .models.detector import Detector
 
-__all__ = ["export_onnx", "onnx_metadata", "check_onnx", "DEFAULT_OPSET", "META_KEY"]
+__all__ = ["export_onnx", "onnx_metadata", "check_onnx", "check_opset", "DEFAULT_OPSET", "META_KEY"]
 
 DEFAULT_OPSET = 17
 META_KEY = "matchdetr"
+
+
+def max_opset() -> int:
+    """The newest opset the TorchScript exporter of the installed torch writes."""
+    try:
+        from torch.onnx import _constants
+
+        return int(_constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+    except (ImportError, AttributeError):  # a private module: fall back to what torch 2.x has written for years
+        return 20
+
+
+def check_opset(opset: int) -> None:
+    """One line when ``opset`` is outside what the export needs (>= 16, GridSample) and the exporter can write."""
+    if not 16 <= opset <= max_opset():
+        raise ValueError(f"--opset {opset}: must be between 16 (GridSample) and {max_opset()} (the newest the "
+                         f"torch {torch.__version__} exporter writes)")
 
 
 class _ExportGraph(nn.Module):
@@ -102,8 +119,7 @@ def export_onnx(detector: Detector, out: str | os.PathLike, *, opset: int = DEFA
     topk: also output the top-k post-processing (``None``/0: raw logits and boxes only).
     sample_size: the (H, W) traced with (default: the config's test size, square); any size works afterwards.
     """
-    if opset < 16:
-        raise ValueError(f"opset must be >= 16 (GridSample), got {opset}")
+    check_opset(opset)
     try:
         import onnx
     except ImportError:

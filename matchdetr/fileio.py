@@ -13,14 +13,26 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` to produce the file, fsync it, then rename it onto ``path``."""
+    """Call ``write(tmp_path)`` to produce the file, fsync it, then rename it onto ``path``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (``0o666`` less the umask): ``mkstemp``
+    creates its file ``0o600``, which would otherwise survive the rename and hide outputs from the group.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

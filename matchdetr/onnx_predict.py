@@ -45,11 +45,21 @@ def resized_hw(size_wh: tuple[int, int], size: int, max_size: int | None = None)
     return size, max(int(size * w / h), 1)
 
 
+class UnreadableImage(ValueError):
+    """An image file PIL cannot decode; one line naming the file (``matchdetr.data.images.ImageLoadError``'s
+    torch-free twin)."""
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Upright 8-bit RGB, as ``matchdetr.data.images.load_rgb`` decodes the common formats."""
-    with Image.open(path) as img:
-        img.load()
-        return to_rgb(ImageOps.exif_transpose(img))
+    """Upright 8-bit RGB, as ``matchdetr.data.images.load_rgb`` decodes the common formats; raises
+    :class:`UnreadableImage` naming the file for a missing, empty, truncated or non-image file."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # PIL is lazy: decode now so that truncation fails here
+            return to_rgb(ImageOps.exif_transpose(img))
+    except Exception as err:  # PIL raises many types on bad bytes (OSError, SyntaxError, DecompressionBombError...)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UnreadableImage(f"{path}: cannot read image ({reason})") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -193,9 +203,10 @@ class OnnxDetector:
 def predict_command(model: str, images: Sequence[str], out: str, threshold: float, coco_json: str | None = None,
                     coco_gt: str | None = None, every: int = 1) -> str:
     """``matchdetr predict --model model.onnx ...``; returns the summary line."""
-    from .predict_io import run_predict, summary_line
+    from .predict_io import check_outputs, run_predict, summary_line
 
+    plan = check_outputs(images, out, coco_json)  # before loading the model: never over an input, --out writable
     detector = OnnxDetector(model)
     summary = run_predict(lambda imgs: detector.predict(imgs, threshold=threshold), images, out, load_rgb,
-                          threshold=threshold, coco_json=coco_json, coco_gt=coco_gt, every=every)
+                          threshold=threshold, coco_json=coco_json, coco_gt=coco_gt, every=every, plan=plan)
     return summary_line(summary, threshold)

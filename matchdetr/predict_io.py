@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from PIL import Image
 
 from .fileio import atomic_write_text
+from .predict_outputs import DETECTIONS_JSON, IMAGE_EXTS, VIDEO_EXTS, check_outputs, expand_inputs
 
 __all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "Frame", "iter_frames", "to_coco_results", "write_coco_results",
-           "run_predict", "MissingExtra", "VideoReaderMissing"]
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+           "run_predict", "check_outputs", "MissingExtra", "VideoReaderMissing"]
 
 
 class MissingExtra(ImportError, ValueError):
@@ -39,8 +38,9 @@ class VideoReaderMissing(MissingExtra):
 
 @dataclass
 class Frame:
-    """One image to run on: its source file, a display name (``stem`` or ``stem_f000012`` for video
-    frames), the decoded RGB image, and for video frames the frame index."""
+    """One image to run on: its source file, its output name (``stem`` or ``stem_f000012`` for video frames,
+    unique per input: ``predict_outputs.output_names``), the decoded RGB image, and for video frames the
+    frame index."""
 
     source: Path
     name: str
@@ -50,19 +50,6 @@ class Frame:
 
 def _as_list(x: Any) -> list:
     return x.tolist() if hasattr(x, "tolist") else list(x)
-
-
-def _expand(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
-        elif p.exists():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such image, video or folder")
-    return out
 
 
 def _open_video(path: Path) -> Any:
@@ -77,7 +64,7 @@ def _open_video(path: Path) -> Any:
     return cap
 
 
-def _video_frames(path: Path, every: int) -> Iterator[Frame]:
+def _video_frames(path: Path, name: str, every: int) -> Iterator[Frame]:
     import cv2
 
     cap = _open_video(path)
@@ -89,27 +76,47 @@ def _video_frames(path: Path, every: int) -> Iterator[Frame]:
                 break
             if index % every == 0:
                 rgb = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                yield Frame(path, f"{path.stem}_f{index:06d}", rgb, index)
+                yield Frame(path, f"{name}_f{index:06d}", rgb, index)
             index += 1
     finally:
         cap.release()
 
 
 def iter_frames(inputs: Sequence[str | os.PathLike], load_image: Callable[[Path], Image.Image],
-                every: int = 1) -> Iterator[Frame]:
-    """Images and video frames of ``inputs`` in order; ``load_image`` decodes one image file."""
-    paths = _expand(inputs)
+                every: int = 1, names: dict[Path, str] | None = None,
+                skipped: list[Path] | None = None) -> Iterator[Frame]:
+    """Images and video frames of ``inputs`` in order; ``load_image`` decodes one image file.
+
+    An image (or video) that cannot be read is reported in a warning naming it and skipped; it is appended to
+    ``skipped`` when given. A missing video reader (OpenCV) fails before any work.
+    names: output name per input path (default: each file's stem).
+    """
+    paths = list(names) if names is not None else expand_inputs(inputs)
     if not paths:
         raise FileNotFoundError(f"no images or videos found in {', '.join(map(str, inputs))}")
     if every < 1:
         raise ValueError(f"--every must be >= 1, got {every}")
-    for p in [p for p in paths if p.suffix.lower() in VIDEO_EXTS]:
-        _open_video(p).release()  # fail before any work when a reader is missing or a file is unreadable
+    videos = [p for p in paths if p.suffix.lower() in VIDEO_EXTS]
+    if videos:
+        try:
+            import cv2  # noqa: F401
+        except ImportError:
+            _open_video(videos[0])  # raises the one-line VideoReaderMissing
     for p in paths:
-        if p.suffix.lower() in VIDEO_EXTS:
-            yield from _video_frames(p, every)
-        else:
-            yield Frame(p, p.stem, load_image(p))
+        name = names[p] if names is not None else p.stem
+        try:
+            if p.suffix.lower() in VIDEO_EXTS:
+                yield from _video_frames(p, name, every)
+                continue
+            image = load_image(p)
+        except (ValueError, OSError) as err:  # ImageLoadError is a ValueError; messages name the file
+            if isinstance(err, VideoReaderMissing):
+                raise
+            warnings.warn(f"{err}; skipped", stacklevel=2)
+            if skipped is not None:
+                skipped.append(p)
+            continue
+        yield Frame(p, name, image)
 
 
 def to_coco_results(detections: Sequence[dict], image_ids: Sequence[int]) -> list[dict]:
@@ -153,19 +160,30 @@ def _image_ids(frames: list[Frame], coco_gt: str | os.PathLike | None) -> list[i
 
 def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequence[str], out: str | os.PathLike,
                 load_image: Callable[[Path], Image.Image], *, threshold: float, coco_json: str | None = None,
-                coco_gt: str | None = None, every: int = 1, draw: bool = True) -> dict[str, Any]:
+                coco_gt: str | None = None, every: int = 1, draw: bool = True,
+                plan: tuple[list[Path], dict[Path, str]] | None = None) -> dict[str, Any]:
     """Run ``predict`` over every image and video frame of ``inputs``; write annotated PNGs and
-    ``OUT/detections.json`` (and ``coco_json``). Returns a summary dict."""
+    ``OUT/detections.json`` (and ``coco_json``). Returns a summary dict.
+
+    Output names and the never-over-an-input rules are those of ``predict_outputs.py``. Unreadable inputs
+    are reported and skipped; when nothing could be read at all, ValueError (one line) and nothing is written.
+    plan: what :func:`check_outputs` returned, when the caller checked before loading its model.
+    """
     from .visualize import draw_detections
 
+    _, names = plan if plan is not None else check_outputs(inputs, out, coco_json)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     records, frames, dets = [], [], []
-    for frame in iter_frames(inputs, load_image, every):
+    skipped: list[Path] = []
+    used = {n.casefold() for n in names.values()}
+    for frame in iter_frames(inputs, load_image, every, names=names, skipped=skipped):
         det = predict([frame.image])[0]
         record: dict[str, Any] = {"file": str(frame.source)}
         if frame.frame is not None:
             record["frame"] = frame.frame
+            if frame.name.casefold() in used:  # a video frame named like another input's output
+                frame.name = f"{frame.name}_2"
+            used.add(frame.name.casefold())
         if draw:
             png = out_dir / f"{frame.name}.png"
             draw_detections(frame.image, det["boxes"], det["scores"], list(det["names"])).save(png)
@@ -178,9 +196,11 @@ def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequ
         records.append(record)
         frames.append(Frame(frame.source, frame.name, Image.new("RGB", (1, 1)), frame.frame))  # drop pixels
         dets.append(det)
-    atomic_write_text(out_dir / "detections.json", json.dumps(records, indent=1))
+    if not records and skipped:
+        raise ValueError(f"none of the {len(skipped)} inputs could be read (see the warnings above); nothing written")
+    atomic_write_text(out_dir / DETECTIONS_JSON, json.dumps(records, indent=1))
     summary: dict[str, Any] = {"images": len(records), "detections": sum(len(r["detections"]) for r in records),
-                               "out": str(out_dir)}
+                               "out": str(out_dir), "skipped": len(skipped)}
     if coco_json:
         summary["coco_json"] = str(write_coco_results(dets, _image_ids(frames, coco_gt), coco_json))
     return summary
@@ -191,4 +211,6 @@ def summary_line(summary: dict[str, Any], threshold: float) -> str:
             f"wrote {summary['out']}/*.png and {summary['out']}/detections.json")
     if "coco_json" in summary:
         line += f" and {summary['coco_json']} (COCO results)"
+    if summary.get("skipped"):
+        line += f"; {summary['skipped']} unreadable input(s) skipped (see the warnings)"
     return line

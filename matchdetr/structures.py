@@ -22,6 +22,8 @@ class Target:
     image_id: the dataset's image id.
     orig_size: ``(h, w)`` of the image as stored on disk (after EXIF orientation).
     size: ``(h, w)`` of the transformed image before padding.
+    readable: False for the stand-in of an image that could not be decoded in an evaluation dataset (a blank
+        image with no boxes): scoring code drops its detections, so it counts as an image without any.
     """
 
     boxes: Tensor
@@ -29,6 +31,7 @@ class Target:
     image_id: int
     orig_size: tuple[int, int]
     size: tuple[int, int]
+    readable: bool = True
 
     def to(self, device: torch.device | str) -> "Target":
         return replace(self, boxes=self.boxes.to(device), labels=self.labels.to(device))

@@ -20,8 +20,8 @@ PAPER_PARAMS = {
     "deformable-detr-r50": (40e6, 0.02),  # Deformable-DETR table 1 ("40M"; HF: 40,069,665, checked exactly elsewhere)
     # The paper prints "40M" for all three; refinement adds per-layer class/box heads (+0.78M), two-stage
     # one more head and the proposal projections (+1.1M).
-    "deformable-detr-r50-refine": (40e6, 0.05),
-    "deformable-detr-r50-two-stage": (40e6, 0.05),
+    "deformable-detr-refine-r50": (40e6, 0.05),
+    "deformable-detr-two-stage-r50": (40e6, 0.05),
 }
 
 
@@ -67,7 +67,7 @@ def test_full_size_parameter_counts(name):
 
 STRUCTURAL = {"dab-deformable-detr-r50", "dn-deformable-detr-r50", "h-deformable-detr-r50"}
 # SAM-DETR family variants without a published count, checked part by part in tests/test_sam_detr.py
-STRUCTURAL |= {"sam-detr-r50-dc5", "sam-detr-dn-r50", "sam-detr-smca-dn-r50", "sam-detr-plus-plus-smca-dn-r50",
+STRUCTURAL |= {"sam-detr-dc5-r50", "sam-detr-dn-r50", "sam-detr-smca-dn-r50", "sam-detr-plus-plus-smca-dn-r50",
                "smca-detr-r50"}
 # Stable-* presets: their baseline's count plus the dense fusion (or nothing), checked in test_stable_matching.py
 STRUCTURAL |= {n for n in FULL if n.startswith("stable-")}

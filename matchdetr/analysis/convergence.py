@@ -52,7 +52,6 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     from .. import api, presets
     from ..config import apply_overrides
     from ..data.coco import resolve_split
-    from ..engine.checkpoint import checkpoint_paths
     from ..engine.distributed import init_from_env
     from ..engine.train import train
     from ..models.build import build_matcher
@@ -78,7 +77,8 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     apply_overrides(cfg, overrides)
     train_paths = resolve_split(data, "train")
     start = time.time()
-    result = train(cfg, train_paths, val_paths, run_dir, device=device, resume=bool(checkpoint_paths(run_dir)))
+    # The benchmark owns its run directories: continue one that has a checkpoint, else start it over.
+    result = train(cfg, train_paths, val_paths, run_dir, device=device, resume=True, exist_ok=True)
     minutes = (time.time() - start) / 60  # of this session: a resumed run counts the time after resuming
     dev = init_from_env(device)
     model = api.load(run_dir, map_location=dev)

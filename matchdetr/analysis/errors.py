@@ -67,9 +67,10 @@ class ErrorBreakdown:
 
 
 def error_breakdown(results: list[dict[str, Any]], coco_gt: dict[str, Any], iou: float = 0.5,
-                    per_image: int = 100) -> ErrorBreakdown:
+                    per_image: int = 100, image_ids: list[int] | None = None) -> ErrorBreakdown:
     """``results``: COCO detections (``image_id``, ``category_id``, ``bbox`` xywh, ``score``); ``coco_gt``: the
-    split's COCO dict. Only images listed in ``coco_gt`` count."""
+    split's COCO dict. Only images listed in ``coco_gt`` count, and of those only ``image_ids`` when given (the
+    images a dataset kept, as COCO evaluation scores them)."""
     if not 0.0 < iou <= 1.0 or per_image < 1:
         raise ValueError(f"error breakdown needs 0 < iou <= 1 and per_image >= 1, got {iou} and {per_image}")
     by_image: dict[int, list[dict[str, Any]]] = {}
@@ -80,7 +81,9 @@ def error_breakdown(results: list[dict[str, Any]], coco_gt: dict[str, Any], iou:
         if not ann.get("iscrowd", 0):
             gts.setdefault(int(ann["image_id"]), []).append(ann)
     counts = {name: [0, 0, 0] for name in AREAS}  # GTs, found, named
-    for image in coco_gt["images"]:
+    wanted = None if image_ids is None else {int(i) for i in image_ids}
+    images = [im for im in coco_gt["images"] if wanted is None or int(im["id"]) in wanted]
+    for image in images:
         anns = gts.get(int(image["id"]), [])
         if not anns:
             continue
@@ -100,7 +103,7 @@ def error_breakdown(results: list[dict[str, Any]], coco_gt: dict[str, Any], iou:
                     c = counts[name]
                     c[0], c[1], c[2] = c[0] + 1, c[1] + int(found[k]), c[2] + int(named[k])
     rows = [ErrorRow(name, n, 100.0 * f / max(n, 1), 100.0 * m / max(f, 1)) for name, (n, f, m) in counts.items()]
-    return ErrorBreakdown(rows, iou, per_image, len(coco_gt.get("categories", [])), len(coco_gt["images"]))
+    return ErrorBreakdown(rows, iou, per_image, len(coco_gt.get("categories", [])), len(images))
 
 
 def model_error_breakdown(model: Detector, dataset: CocoDetection, device: torch.device, iou: float = 0.5,
@@ -112,7 +115,7 @@ def model_error_breakdown(model: Detector, dataset: CocoDetection, device: torch
     assert model.config is not None
     results = predict_dataset(model, make_eval_loader(dataset, batch_size, num_workers), device, progress=progress)
     coco_gt = dataset.coco_gt if isinstance(dataset.coco_gt, dict) else json.loads(Path(dataset.coco_gt).read_text())
-    return error_breakdown(results, coco_gt, iou, model.config.model.postprocess.topk)
+    return error_breakdown(results, coco_gt, iou, model.config.model.postprocess.topk, image_ids=dataset.image_ids)
 
 
 def analyze_checkpoint(checkpoint: str, data: Any, split: str = "val", iou: float = 0.5, device: str = "auto",

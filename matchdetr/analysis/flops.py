@@ -37,8 +37,8 @@ SAMPLING_FLOPS = {aten.grid_sampler_2d: _bilinear_flops, aten.addcmul: _addcmul_
 PAPER: dict[str, tuple[float | None, float | None, str]] = {
     "detr-r50": (41.0, 86.0, "DETR table 1 / SAM-DETR++ table 1"),
     "deformable-detr-r50": (40.0, 173.0, "Deformable-DETR table 1"),
-    "deformable-detr-r50-refine": (40.0, 173.0, "Deformable-DETR table 1"),
-    "deformable-detr-r50-two-stage": (40.0, 173.0, "Deformable-DETR table 1"),
+    "deformable-detr-refine-r50": (40.0, 173.0, "Deformable-DETR table 1"),
+    "deformable-detr-two-stage-r50": (40.0, 173.0, "Deformable-DETR table 1"),
     "dino-4scale-r50": (47.0, 279.0, "DINO table 1"),
     "dino-5scale-r50": (47.0, 860.0, "DINO table 1"),
     "sam-detr-r50": (58.0, 100.0, "SAM-DETR official README"),

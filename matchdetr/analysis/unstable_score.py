@@ -81,13 +81,16 @@ def count_changes(matches: list[list[tuple[Tensor, Tensor]]]) -> list[int]:
 @torch.no_grad()
 def unstable_score(model: torch.nn.Module, dataset: Dataset, matcher: HungarianMatcher, device: torch.device,
                    num_images: int = 20, batch_size: int = 4) -> UnstableScore:
-    """Score ``model`` (put in eval mode for the duration) on the first ``num_images`` of ``dataset``."""
+    """Score ``model`` (put in eval mode for the duration) on the first ``num_images`` of ``dataset``.
+
+    An image that could not be decoded (``Target.readable`` False, reported by the dataset) has no boxes, so it
+    changes no count; it is left out of ``images``."""
     n = min(num_images, len(dataset))  # type: ignore[arg-type]
     loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size, collate_fn=collate, num_workers=0)
     was_training = model.training
     model.eval()
     totals: list[int] | None = None
-    first, num_gt = 1, 0
+    first, num_gt, unreadable = 1, 0, 0
     try:
         for batch in loader:
             batch = batch.to(device)
@@ -97,11 +100,12 @@ def unstable_score(model: torch.nn.Module, dataset: Dataset, matcher: HungarianM
             changed = count_changes([matcher(p, targets) for p in preds])
             totals = changed if totals is None else [a + b for a, b in zip(totals, changed)]
             num_gt += sum(len(t) for t in targets)
+            unreadable += sum(not t.readable for t in targets)
     finally:
         model.train(was_training)
     totals = totals or []
     scores = [100.0 * c / max(num_gt, 1) for c in totals]
-    return UnstableScore(list(range(first + 1, first + 1 + len(totals))), scores, totals, num_gt, n)
+    return UnstableScore(list(range(first + 1, first + 1 + len(totals))), scores, totals, num_gt, n - unreadable)
 
 
 def analyze_checkpoint(checkpoint: str, data: Any, split: str = "val", num_images: int = 20,

@@ -3,7 +3,11 @@
 At construction only cheap checks run (JSON structure, ids, boxes, ``os.path.exists``), so a 118k-image COCO
 split opens in seconds. Problems are aggregated into one warning per kind naming up to five ids and the
 count; problems that leave nothing to train on raise :class:`DatasetError`, one line naming the file.
-Images are decoded in ``__getitem__``; an undecodable file is reported and replaced by the next readable index.
+Images are decoded in ``__getitem__``; an undecodable file is reported and, for training, replaced by the next
+readable index. A dataset read for scoring (``substitute=False``: evaluation, unstable score, error breakdown)
+never substitutes, since the substitute would be scored under its own id twice and the unreadable image not at
+all: it returns a blank stand-in flagged ``Target.readable = False``, which scoring counts as an image without
+detections.
 
 EXIF orientation: images are returned upright and boxes follow them (``images.align_boxes``: boxes of the
 stored pixels, the COCO convention, are rotated with them); each fix-up warns once per file and process.
@@ -186,23 +190,33 @@ class CocoDetection(Dataset):
     """COCO-format detection dataset yielding ``(image [3, H, W] float32 normalised, Target)``.
 
     transforms: called as ``t(image, boxes [N, 4] abs xyxy, labels [N], rng)`` (see ``transforms.py``).
-    label_map: category mapping to use (a checkpoint's); ``None`` builds it from this split's categories.
+    label_map: a model's classes (a checkpoint's), matched to this split's categories by ``label_match.py``
+        (by name when the ids differ); ``None`` builds the label map from this split's categories.
     seed: augmentation randomness is a pure function of ``(seed, epoch, index)``.
+    substitute: replace an undecodable image by the next readable one (training); False for datasets that are
+        scored, where it becomes a blank stand-in with ``Target.readable = False`` (module docstring).
     """
 
     def __init__(
-        self, paths: SplitPaths, transforms: Callable, label_map: LabelMap | None = None, *, seed: int = 0
+        self, paths: SplitPaths, transforms: Callable, label_map: LabelMap | None = None, *, seed: int = 0,
+        substitute: bool = True,
     ) -> None:
-        self.paths, self.transforms, self.seed = paths, transforms, seed
+        self.paths, self.transforms, self.seed, self.substitute = paths, transforms, seed, substitute
         self.coco_json_path = Path(paths.annotations)
         if not Path(paths.images).is_dir():
             raise DatasetError(f"{paths.images}: image folder not found")
         data = _read_json(self.coco_json_path) if paths.format == "coco" else self._read_foreign(paths)
         self.coco_gt: Path | dict = self.coco_json_path if paths.format == "coco" else data  # what evaluation reads
         try:
-            self.label_map = label_map if label_map is not None else LabelMap.from_categories(data["categories"])
+            own = LabelMap.from_categories(data["categories"])
         except DatasetError as err:
             raise DatasetError(f"{self.coco_json_path}: {err}") from None
+        self.label_map, self.unscored_labels = own, set()  # unscored: model labels this dataset has no class for
+        if label_map is not None:  # a model's classes: matched by name where the ids differ (label_match.py)
+            from .label_match import match_labels
+
+            match = match_labels(label_map, own, self.coco_json_path)
+            self.label_map, self.unscored_labels = match.label_map, match.unscored
         # Shared memory so set_epoch reaches DataLoader workers even when they persist between epochs.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._unreadable: set[int] = set()  # indices found undecodable in this process
@@ -335,6 +349,8 @@ class CocoDetection(Dataset):
         idx = idx + n if idx < 0 else idx
         # A string seed is hashed with SHA-512 by `random`: identical in every process, unlike hash().
         rng = random.Random(f"{self.seed}-{self.epoch}-{idx}")
+        if not self.substitute:
+            return self._scored_sample(idx, rng)
         last_error = "see the warnings above"
         for step in range(min(n, _MAX_SUBSTITUTES + 1)):
             j = (idx + step) % n
@@ -351,6 +367,22 @@ class CocoDetection(Dataset):
         raise DatasetError(
             f"{self.coco_json_path}: no readable image among samples {idx}..{(idx + step) % n}; last: {last_error}"
         )
+
+    def _scored_sample(self, idx: int, rng: random.Random) -> tuple[Tensor, Target]:
+        """Sample ``idx`` itself, or, when its file cannot be decoded, a blank stand-in without boxes (same image
+        id and original size) flagged unreadable, reported once per file and process."""
+        try:
+            decoded = decode_image(self.image_path(idx))
+        except ImageLoadError as err:
+            if idx not in self._unreadable:
+                self._unreadable.add(idx)
+                warnings.warn(f"{err}; scored as an image without detections", DatasetWarning)
+            info = self._entries[idx]
+            blank = Image.new("RGB", (64, 64))  # any size: the transforms resize it; its output is dropped
+            image, _, _, size = self.transforms(blank, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), rng)
+            return image, Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), self.image_ids[idx],
+                                 (int(info["height"]), int(info["width"])), tuple(size), readable=False)
+        return self._sample(idx, decoded, rng)
 
     def _sample(self, j: int, decoded: DecodedImage, rng: random.Random) -> tuple[Tensor, Target]:
         lo, hi = int(self._offsets[j]), int(self._offsets[j + 1])

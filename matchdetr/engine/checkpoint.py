@@ -20,7 +20,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import torch
 from safetensors import SafetensorError
@@ -28,6 +28,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
 from ..fileio import atomic_write
+from ..safe_load import refusal_reason, refused_global
 
 FORMAT_VERSION = 1
 _META_KEY = "matchdetr"
@@ -61,12 +62,32 @@ def _write(path: str | os.PathLike, write: Any) -> None:
                               "the previous checkpoint is intact") from None
 
 
+_PICKLE_SUFFIXES = {".pth", ".pt", ".bin", ".ckpt", ".pkl", ".tar"}
+
+
+def _looks_like_torch_pickle(path: Path) -> bool:
+    """A ``torch.save`` file (a zip archive, or a bare pickle) or a file with such a suffix."""
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata blob of a safetensors file written by :func:`save_weights`."""
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(_META_KEY)
     except (SafetensorError, OSError, ValueError) as err:
+        if Path(path).is_file() and _looks_like_torch_pickle(Path(path)):
+            raise CheckpointError(
+                f"{path}: not a readable safetensors file but a PyTorch pickle (.pth), which matchdetr never loads as "
+                f"a model; convert released weights first: matchdetr convert official --family dino|stable-dino|sam-detr {path} OUT.safetensors (or "
+                "matchdetr convert hf DIR OUT.safetensors for HF transformers), then pass OUT.safetensors") from None
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
     if raw is None:
         raise CheckpointError(f"{path}: safetensors file has no matchdetr metadata (not a matchdetr checkpoint)")
@@ -90,12 +111,10 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure is reported the same way, naming the file
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if found:  # a pickled object that unpickling would call into: never executed, refused
-            raise CheckpointError(f"{path}: refused by torch.load(weights_only=True): it references "
-                                  f"{found.group(1)}, which could run code; not a matchdetr training state") from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: refused or unreadable training state ({first})") from None
+        if refused_global(err):  # a pickled object that unpickling would call into: never executed, refused
+            raise CheckpointError(f"{path}: refused by torch.load(weights_only=True): {refusal_reason(err)}; "
+                                  "matchdetr never unpickles arbitrary objects; not a matchdetr training state") from None
+        raise CheckpointError(f"{path}: refused or unreadable training state ({refusal_reason(err)})") from None
 
 
 def checkpoint_paths(run_dir: str | os.PathLike) -> list[tuple[int, Path, Path]]:
@@ -132,9 +151,26 @@ def checkpoint_name(iteration: int) -> str:
     return f"iter_{iteration:07d}"
 
 
-def prune(run_dir: str | os.PathLike, keep_last: int) -> None:
-    """Delete all but the newest ``keep_last`` complete checkpoints (and stray temporary files)."""
+def run_id_of(weights: str | os.PathLike) -> str | None:
+    """The id of the run that wrote a checkpoint (None: written before run ids existed, or unreadable)."""
+    try:
+        value = read_meta(weights).get("run_id")
+    except (CheckpointError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def prune(run_dir: str | os.PathLike, keep_last: int, run_ids: Collection[str | None] | None = None) -> None:
+    """Delete all but the newest ``keep_last`` complete checkpoints (and stray temporary files).
+
+    run_ids: only checkpoints whose metadata carries one of these run ids are considered (None in it: also
+    those without an id); a checkpoint of any other run is never deleted. ``None``: every checkpoint.
+    """
+    if keep_last < 1:
+        raise ValueError(f"keep_last must be >= 1, got {keep_last}")
     cks = checkpoint_paths(run_dir)
+    if run_ids is not None:
+        cks = [c for c in cks if run_id_of(c[1]) in run_ids]
     for _, w, s in cks[: max(len(cks) - keep_last, 0)]:
         w.unlink(missing_ok=True)
         s.unlink(missing_ok=True)

@@ -35,8 +35,9 @@ def init_from_env(device: str) -> torch.device:
     device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``. Under torchrun each process takes
     ``cuda:LOCAL_RANK``.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from .device import resolve_device
+
+    device = resolve_device(device)  # one line for a malformed or absent device, before any work
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not is_dist():
         local = int(os.environ.get("LOCAL_RANK", "0"))

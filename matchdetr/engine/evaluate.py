@@ -15,6 +15,7 @@ from ..data.coco import CocoDetection
 from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..models.detector import Detector
+from ..progress import is_terminal
 from . import distributed as dist
 from .coco_eval import EvalResult, evaluate_detections, write_results
 
@@ -31,12 +32,18 @@ def predict_dataset(
     model: Detector, loader: DataLoader, device: torch.device, *, threshold: float = 0.0, autocast: Any = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """COCO results (``image_id``, ``category_id``, ``bbox`` xywh pixels, ``score``) for this process's share."""
+    """COCO results (``image_id``, ``category_id``, ``bbox`` xywh pixels, ``score``) for this process's share.
+
+    Images whose file could not be decoded (``Target.readable`` False) contribute no detections: they are scored
+    as images the model found nothing in, under their own id, never another image's."""
     label_map = loader.dataset.label_map
+    unscored = getattr(loader.dataset, "unscored_labels", set())  # model classes the dataset does not have
     was_training = model.training
     model.eval()
     results: list[dict[str, Any]] = []
-    bar = tqdm(loader, desc="eval", leave=False, disable=not (progress and dist.is_main()), dynamic_ncols=True)
+    # no bar without a terminal: tqdm's carriage returns would fill a log file
+    bar = tqdm(loader, desc="eval", leave=False, disable=not (progress and dist.is_main() and is_terminal()),
+               dynamic_ncols=True)
     try:
         for batch in bar:
             batch = batch.to(device)
@@ -44,9 +51,13 @@ def predict_dataset(
                 out = model(batch.images, batch.pixel_mask)
             sizes = torch.tensor([t.orig_size for t in batch.targets], device=device)
             for tgt, det in zip(batch.targets, model.postprocessor(out.final, sizes)):
+                if not tgt.readable:
+                    continue
                 keep = det.scores > threshold
                 boxes = xyxy_to_xywh(det.boxes[keep]).cpu().tolist()
                 for box, score, label in zip(boxes, det.scores[keep].cpu().tolist(), det.labels[keep].cpu().tolist()):
+                    if label in unscored:
+                        continue
                     results.append({"image_id": int(tgt.image_id), "category_id": label_map.to_category(int(label)),
                                     "bbox": [round(v, 2) for v in box], "score": round(float(score), 5)})
     finally:

@@ -23,19 +23,20 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
-
 from .. import api
 from ..config import Config
-from ..data.coco import CocoDetection, LabelMap, SplitPaths
+from ..config_checks import check_config, schedule_warnings
+from ..data.coco import CocoDetection, DatasetError, LabelMap, SplitPaths
 from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..data.transforms import build_transforms
 from ..analysis.unstable_score import unstable_score
 from ..models.build import build_criterion
 from ..fileio import atomic_write_text
+from ..progress import TrainProgress
 from . import checkpoint as ck
 from . import distributed as dist
+from .run_dir import new_run_id, prepare_run_dir
 from .guard import (NonFiniteGuard, StopSignals, TrainingStopped, first_nonfinite_grad, gradient_norm,
                     nonfinite_terms)
 from .coco_eval import EvalResult
@@ -73,26 +74,42 @@ def _resume_config(cfg: Config, meta: dict[str, Any]) -> Config:
 
 
 class Trainer:
+    """One training run into ``out_dir``; ``resume`` / ``exist_ok`` follow the run-directory rules of
+    ``engine/run_dir.py``. ``progress``: a bar on a terminal (else, and when False, a plain line per log line)."""
+
     def __init__(self, cfg: Config, train_paths: SplitPaths, val_paths: SplitPaths | None, out_dir: str | os.PathLike,
-                 device: str = "auto", resume: bool = False, progress: bool = True) -> None:
+                 device: str = "auto", resume: bool = False, progress: bool = True, exist_ok: bool = False) -> None:
+        check_config(cfg)  # before anything is read, built or deleted
         self.device = dist.init_from_env(device)
         self.out_dir = Path(out_dir)
         self.progress = progress and dist.is_main()
         self.resume_from = ck.newest_complete(self.out_dir) if resume else None  # skips unreadable ones
-        if resume and self.resume_from is None and dist.is_main():
+        prepare_run_dir(self.out_dir, resume, exist_ok, self.resume_from is not None, init=cfg.train.init,
+                        main_process=dist.is_main())
+        if resume and not exist_ok and self.resume_from is None and dist.is_main():
             print(f"--resume: no complete checkpoint in {self.out_dir / 'checkpoints'}; starting from scratch")
         label_map = None
+        # The run's id goes into every checkpoint it writes; pruning deletes only checkpoints with this id.
+        self.run_id, self.own_run_ids = new_run_id(), set()
         if self.resume_from is not None:
             meta = ck.read_meta(self.resume_from[1])
             cfg = _resume_config(cfg, meta)
             label_map = LabelMap.from_dict(meta["label_map"])
+            if isinstance(meta.get("run_id"), str):
+                self.run_id = meta["run_id"]
+            else:  # a run begun before run ids: its earlier checkpoints carry none, and are its own
+                self.own_run_ids.add(None)
+        self.own_run_ids.add(self.run_id)
         self.cfg = cfg
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
         self.train_set = CocoDetection(train_paths, build_transforms(cfg.data, train=True), label_map, seed=cfg.train.seed)
         if label_map is not None and self.train_set.label_map != label_map:
             raise ValueError(f"{train_paths.annotations}: categories differ from the checkpoint's label map")
+        if int(self.train_set.box_counts().sum()) == 0:
+            raise DatasetError(f"{train_paths.annotations}: the training split has no usable boxes in its "
+                               f"{len(self.train_set)} images; nothing to learn from")
         self.label_map = self.train_set.label_map
-        self.val_set = (CocoDetection(val_paths, build_transforms(cfg.data, train=False), self.label_map)
+        self.val_set = (CocoDetection(val_paths, build_transforms(cfg.data, train=False), self.label_map, substitute=False)
                         if val_paths is not None else None)
         cfg.model.num_classes = len(self.label_map)
         self.model = api.from_config(cfg, self.label_map).to(self.device)
@@ -128,6 +145,8 @@ class Trainer:
         self.iters_per_epoch = self.sampler.batches_per_epoch()
         self.total_iters = t.iters if t.iters > 0 else t.epochs * self.iters_per_epoch
         self.drop_at = int(t.lr_drop if t.iters > 0 else t.lr_drop * self.iters_per_epoch)
+        if dist.is_main():
+            schedule_warnings(t, self.total_iters)
         self.iteration = 0
         self.guard, self.signals, self.stop_requested = NonFiniteGuard(t.max_nonfinite_skips), StopSignals(), False
         self._csv: Any = None  # results.csv writer, opened on the first log line
@@ -179,8 +198,8 @@ class Trainer:
             state["ema"], state["ema_updates"] = self.ema.module.state_dict(), self.ema.updates
         ckdir = self.out_dir / "checkpoints"
         ck.save_state(ckdir / f"{name}.state.pt", state)  # state first: the weights file marks completion
-        api.save(self.model, ckdir / f"{name}.safetensors", iteration=self.iteration)
-        ck.prune(self.out_dir, self.cfg.train.keep_last)
+        api.save(self.model, ckdir / f"{name}.safetensors", iteration=self.iteration, run_id=self.run_id)
+        ck.prune(self.out_dir, self.cfg.train.keep_last, self.own_run_ids)
 
     # -------------------------------------------------------------------------------------------- loop
     def _loader(self, epoch: int, start_batch: int) -> Any:
@@ -305,7 +324,7 @@ class Trainer:
             (self.out_dir / "config.json").write_text(self.cfg.to_json())
         writer = _tensorboard(self.out_dir) if t.tensorboard and dist.is_main() else None
         self.model.train()
-        bar = tqdm(total=self.total_iters, initial=self.iteration, desc="train", disable=not self.progress, dynamic_ncols=True)
+        bar = TrainProgress(self.total_iters, self.iteration, bar=self.progress, enabled=dist.is_main())
         data_iter, window, skipped = None, [], 0
         while self.iteration < self.total_iters:
             epoch, in_epoch = divmod(self.iteration, self.iters_per_epoch)
@@ -315,7 +334,7 @@ class Trainer:
             set_lr(self.optimizer, factor)
             logs = self._step(next(data_iter))
             self.iteration += 1
-            bar.update(1)
+            bar.update()
             skipped = skipped + 1 if logs is None else 0
             if logs is not None:
                 window.append(logs)
@@ -325,7 +344,7 @@ class Trainer:
                 record = {k: float(torch.stack([w[k] for w in window if k in w]).float().mean()) for k in keys}
                 record.update(type="train", iter=self.iteration, epoch=epoch, lr=t.lr * factor)  # the transformer's lr
                 self._log(record, writer)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")
+                bar.record(self.iteration, record)
                 window = []
             if self.iteration % t.checkpoint_every == 0 or self.iteration == self.total_iters:
                 self._save()
@@ -340,7 +359,7 @@ class Trainer:
         if dist.is_main():
             final_model = self.ema.module if self.ema is not None else self.model
             final_model.config, final_model.label_map = self.cfg, self.label_map
-            api.save(final_model, self.out_dir / "model.safetensors", iteration=self.iteration)
+            api.save(final_model, self.out_dir / "model.safetensors", iteration=self.iteration, run_id=self.run_id)
         dist.barrier()
         if writer is not None:
             writer.close()
@@ -371,6 +390,7 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
 
 
 def train(cfg: Config, train_paths: SplitPaths, val_paths: SplitPaths | None, out_dir: str | os.PathLike,
-          device: str = "auto", resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train ``cfg`` on a COCO-format split; see :class:`Trainer`."""
-    return Trainer(cfg, train_paths, val_paths, out_dir, device, resume, progress).run()
+          device: str = "auto", resume: bool = False, progress: bool = True, exist_ok: bool = False) -> TrainResult:
+    """Train ``cfg`` on a COCO-format split; see :class:`Trainer` (and ``engine/run_dir.py`` for ``resume`` /
+    ``exist_ok``)."""
+    return Trainer(cfg, train_paths, val_paths, out_dir, device, resume, progress, exist_ok).run()

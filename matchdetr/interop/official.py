@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..config import Config
 from ..data.coco import LabelMap
+from ..safe_load import refusal_reason, refused_global
 from .hf_deformable_detr import ConversionError
 
 FAMILIES = ("dino", "stable-dino", "sam-detr")
@@ -120,11 +121,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
         except pickle.UnpicklingError as err:
             # weights_only=True refuses pickled classes (they could run code on load). The released files hold
             # only tensors and containers; anything else is a different or untrusted file: we do not retry unsafely.
-            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-            if found is None:
+            if refused_global(err) is None:
                 raise ConversionError(f"{path}: cannot read as a PyTorch checkpoint (torch.load(weights_only=True) "
-                                      f"failed: {' '.join(str(err).split())[:160]})") from None
-            raise ConversionError(f"{path}: refused by torch.load(weights_only=True) (it pickles {found.group(1)}); matchdetr never "
+                                      f"failed: {refusal_reason(err)})") from None
+            raise ConversionError(f"{path}: refused by torch.load(weights_only=True) ({refusal_reason(err)}); matchdetr never "
                                   f"unpickles arbitrary objects: re-save only the weights, e.g. "
                                   f"torch.save({{'model': ckpt['model']}}, path), in an environment you trust") from None
         except Exception as err:

@@ -18,6 +18,8 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from ..safe_load import refusal_reason
+
 _MAX_LISTED = 10
 _STAGE = re.compile(r"^layer(\d+)\.")
 
@@ -47,10 +49,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         except pickle.UnpicklingError as err:
             # weights_only refuses arbitrary pickled objects (they could run code); a torchvision download
             # never contains any, so this is either a different kind of checkpoint or an untrusted file.
-            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-            what = f" (it contains {found.group(1)})" if found else f": {_one_line(err)}"
             raise ValueError(f"{path}: refused by torch.load(weights_only=True): not a plain state dict of "
-                             f"tensors{what}; save one with torch.save(model.state_dict(), path)") from None
+                             f"tensors ({refusal_reason(err)}); matchdetr never unpickles arbitrary objects: save "
+                             "one with torch.save(model.state_dict(), path)") from None
         except Exception as err:
             raise ValueError(f"{path}: cannot read as a PyTorch file: {_one_line(err)}") from None
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):

@@ -53,12 +53,12 @@ def deformable_detr_r50() -> Config:
     return _deformable()
 
 
-@preset("deformable-detr-r50-refine")
+@preset("deformable-detr-refine-r50")
 def deformable_detr_r50_refine() -> Config:
     return _deformable(box_refine=True)
 
 
-@preset("deformable-detr-r50-two-stage")
+@preset("deformable-detr-two-stage-r50")
 def deformable_detr_r50_two_stage() -> Config:
     return _deformable(box_refine=True, two_stage=True)
 

@@ -53,7 +53,7 @@ def sam_detr_r50() -> Config:
     return _sam()
 
 
-@preset("sam-detr-r50-dc5")
+@preset("sam-detr-dc5-r50")
 def sam_detr_r50_dc5() -> Config:
     return _sam(dc5=True)
 

@@ -1,0 +1,129 @@
+"""``matchdetr bench speed | convergence | docs``: the benchmarks behind docs/benchmarks.md (split out of cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .cli_errors import nonneg_int, positive_int
+
+
+# ----------------------------------------------------------------------------------------------- bench
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks: speed and convergence")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence,docs}")
+    from .analysis.studies import STUDIES
+
+    c = bsub.add_parser("convergence", help="train presets at equal budget: AP curves, COCO table, unstable score",
+                        description="Train each preset in turn on the same data, budget, seed and batch; evaluate every "
+                                    "--eval-every iterations. Writes curves.csv/png, table.md and unstable.csv/png to "
+                                    "--out, and the same per study to --out/<study>/. Re-running the same command "
+                                    "resumes a partly finished benchmark.")
+    c.add_argument("--models", help="comma-separated presets (default: every preset of the chosen studies)")
+    c.add_argument("--study", help=f"comma-separated studies (default: those marked default): {', '.join(STUDIES)}")
+    _add_convergence_args(c)
+    c.set_defaults(func=cmd_bench_convergence)
+    d = bsub.add_parser("docs", help="regenerate the tables and plots of docs/benchmarks.md",
+                        description="Run the benchmarks behind docs/benchmarks.md and write each result between its "
+                                    "'<!-- bench:KEY -->' markers there: convergence (every study at the default "
+                                    "budget; resumable), flops (parameters and GFLOPs beside the papers') and speed "
+                                    "(deformable-detr-r50 against HF transformers).")
+    d.add_argument("--only", default="convergence,flops,speed", help="comma-separated parts")
+    d.add_argument("--doc", default="docs/benchmarks.md", help="the markdown file whose bench:KEY blocks are rewritten")
+    _add_convergence_args(d)
+    d.set_defaults(func=cmd_bench_docs)
+    s = bsub.add_parser("speed", help="inference latency, training-step time and peak memory of a preset")
+    s.add_argument("--model", required=True, help="preset name")
+    s.add_argument("--vs-hf", action="store_true", help="also time HF transformers' twin on identical weights")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    s.add_argument("--size", default="640x640", help="HxW of the input image")
+    s.add_argument("--warmup", type=nonneg_int, default=2, help="untimed runs first")
+    s.add_argument("--repeats", type=positive_int, default=5, help="timed runs (the median is reported)")
+    s.set_defaults(func=cmd_bench_speed)
+
+
+def _add_convergence_args(c: argparse.ArgumentParser) -> None:
+    from .analysis.studies import DEFAULT_EVAL_EVERY, DEFAULT_ITERS
+
+    c.add_argument("--iters", type=positive_int, default=DEFAULT_ITERS, help="iterations per model")
+    c.add_argument("--eval-every", type=positive_int, default=DEFAULT_EVAL_EVERY, help="iterations between evaluations")
+    c.add_argument("--batch-size", type=positive_int, default=8, help="images per step")
+    c.add_argument("--seed", type=int, default=42, help="seed of every run")
+    c.add_argument("--data", default="runs/synthetic", help="dataset folder; the synthetic set is generated if missing")
+    c.add_argument("--out", default="runs/bench_convergence", help="where the trained runs go")
+    c.add_argument("--unstable-images", type=positive_int, default=20, help="validation images of the unstable score")
+    c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every model")
+
+
+def _convergence(a: argparse.Namespace, studies: list[str] | None) -> list:
+    from .analysis.convergence import run_benchmark
+    from .analysis.studies import study_models
+
+    models = ([m.strip() for m in a.models.split(",") if m.strip()] if getattr(a, "models", None)
+              else study_models(studies))
+    return run_benchmark(models, a.data, a.out, a.iters, a.eval_every, a.batch_size, a.seed, a.overrides, a.device,
+                         a.unstable_images)
+
+
+def cmd_bench_convergence(a: argparse.Namespace) -> int:
+    from .analysis.convergence import write_outputs
+    from .analysis.studies import write_study_outputs
+
+    studies = [s.strip() for s in a.study.split(",") if s.strip()] if a.study else None
+    runs = _convergence(a, studies)
+    paths = write_outputs(runs, Path(a.out)) + write_study_outputs(runs, Path(a.out), studies)
+    print(Path(a.out, "table.md").read_text())
+    print(f"{len(runs)} presets, {sum(r.minutes for r in runs):.1f} min in all")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_bench_docs(a: argparse.Namespace) -> int:
+    from .analysis import studies
+
+    doc = Path(a.doc)
+    figures = doc.parent / "benchmarks"
+
+    def convergence() -> dict[str, str]:
+        budget = f"{a.iters} iterations at batch {a.batch_size}, evaluated every {a.eval_every}, seed {a.seed}"
+        return studies.convergence_blocks(_convergence(a, list(studies.STUDIES)), Path(a.out), figures,
+                                          "matchdetr bench docs --only convergence", budget)
+
+    def flops() -> dict[str, str]:
+        from .analysis.flops import COCO_SIZE, PAPER, markdown_table, model_cost
+
+        names = list(dict.fromkeys(list(PAPER) + ["stable-dino-4scale-r50", "stable-sam-detr-plus-plus-r50"]))
+        costs = []
+        for name in names:
+            costs.append(model_cost(name, 91, COCO_SIZE))
+            print(costs[-1].row(), flush=True)
+        return {"flops": f"`matchdetr bench docs --only flops` (91 classes, one {COCO_SIZE[0]}x{COCO_SIZE[1]} image; "
+                         f"{studies.machine()}).\n\n{markdown_table(costs, COCO_SIZE)}"}
+
+    def speed() -> dict[str, str]:
+        from .analysis.speed import bench_speed, markdown_table
+
+        rows = bench_speed("deformable-detr-r50", vs_hf=True, device=a.device)
+        return {"speed-hf": f"`matchdetr bench docs --only speed` = `matchdetr bench speed --model deformable-detr-r50 "
+                            f"--vs-hf` ({studies.machine()}; 640x640, inference batch 1, training step batch 2, "
+                            f"medians of 5 after 2 warm-up runs, one process each).\n\n{markdown_table(rows)}"}
+
+    parts = [p.strip() for p in a.only.split(",") if p.strip()]
+    written = studies.run_docs(parts, doc, {"convergence": convergence, "flops": flops, "speed": speed})
+    print(f"updated {doc}: {', '.join(written)}")
+    return 0
+
+
+def cmd_bench_speed(a: argparse.Namespace) -> int:
+    from .analysis.speed import bench_speed, format_table
+
+    try:
+        h, w = (int(v) for v in a.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size must look like 640x640, got {a.size!r}") from None
+    rows = bench_speed(a.model, vs_hf=a.vs_hf, device=a.device, size=(h, w), warmup=a.warmup, repeats=a.repeats)
+    device = a.device if a.device != "auto" else ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    print(format_table(a.model, rows, device, (h, w)))
+    return 0

@@ -1,0 +1,124 @@
+"""Helpers of the bad-input corpus (test_bad_input_corpus.py, test_cli_error_policy.py): run the CLI in-process
+and read what it said, check the one-line error contract, fingerprint folders to prove nothing was touched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import MICRO
+
+from matchdetr.cli import main
+
+# The micro model of the other CLI tests, without backbone pretraining and DataLoader workers (speed).
+MICRO_SETS = MICRO + ["data.num_workers=0", "model.backbone.pretrain_epochs=0"]
+
+
+def sets(*extra: str) -> list[str]:
+    """``--set`` arguments for the micro model plus ``extra`` overrides."""
+    return [x for o in MICRO_SETS + list(extra) for x in ("--set", o)]
+
+
+def train_args(data: Path, out: Path, *more: str, model: str = "detr-tiny") -> list[str]:
+    """A micro training command (1 iteration, batch 2, CPU, no bar) into ``out``."""
+    return ["train", "--model", model, "--data", str(data), "--out", str(out), "--iters", "1", "--batch-size", "2",
+            "--device", "cpu", "--no-progress", *more]
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+    warnings: list[str] = field(default_factory=list)
+
+    def warned(self, *needles: str) -> bool:
+        """Some warning contains every needle."""
+        return any(all(n in w for n in needles) for w in self.warnings)
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> Outcome:
+    """``matchdetr ARGS`` in this process: exit code, stdout, stderr and the warnings it raised (pytest records
+    warnings instead of letting them reach stderr, so they are collected here)."""
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit_:  # --help; everything else returns its code
+            code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return Outcome(code, captured.out, captured.err, [str(w.message) for w in caught])
+
+
+def assert_one_line_error(o: Outcome, *needles: str, code: int = 2) -> str:
+    """Exit ``code``, exactly one ``matchdetr: error:`` line on stderr containing every needle, no traceback."""
+    lines = [line for line in o.err.splitlines() if line.startswith("matchdetr: error:")]
+    assert o.code == code, (o.code, o.err[-2000:])
+    assert len(lines) == 1, o.err[-2000:]
+    assert "Traceback" not in o.err, o.err[-2000:]
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``root`` (``root`` itself when it is a file)."""
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root.parent if root.is_file() else root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files}
+
+
+def copy_dataset(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def truncate(path: Path, keep: int = 300) -> None:
+    """Cut an image file short: a decoder sees a valid header, then the data ends."""
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def canonical_results(results_json: Path, gt: Path | dict) -> list[tuple]:
+    """Detections as ``(file name, class name, bbox, score)``: comparable across layouts whose ids differ."""
+    gt = json.loads(Path(gt).read_text()) if not isinstance(gt, dict) else gt
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    files = {i["id"]: Path(i["file_name"]).name for i in gt["images"]}
+    return sorted((files[d["image_id"]], names[d["category_id"]], tuple(d["bbox"]), d["score"])
+                  for d in json.loads(results_json.read_text()))
+
+
+# ------------------------------------------------------------------------------ shared inputs, made once
+@pytest.fixture(scope="session")
+def trained_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished micro detr-tiny run (2 iterations, a checkpoint at each, evaluated): read-only for the tests
+    (a test that writes into a run copies it first)."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    args = train_args(synth_dir, out, *sets("train.checkpoint_every=1", "train.keep_last=2"))
+    args[args.index("--iters") + 1] = "2"
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def yolo_copy(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's synthetic set in YOLO layout: the same images, class indices 0..9 for COCO ids 1..13."""
+    from matchdetr.data.convert import convert_dataset
+
+    out = tmp_path_factory.mktemp("yolo") / "yolo"
+    convert_dataset(synth_dir, "yolo", out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def onnx_model(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("onnxruntime")
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    assert main(["export", "--checkpoint", str(trained_run), "--out", str(out)]) == 0
+    return out
