@@ -64,3 +64,33 @@ class TrainProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class Progress:
+    """Progress of a counted loop: a tqdm bar on a terminal; elsewhere a plain line at most every ``every_s``
+    seconds and one at the end (``eval 96/250 images, 8 s``), so a log file shows a stage longer than a few
+    seconds as it happens. ``enabled=False`` prints nothing at all."""
+
+    def __init__(self, total: int, desc: str, unit: str = "it", enabled: bool = True, every_s: float = 10.0) -> None:
+        self.total, self.desc, self.unit, self.enabled, self.every_s = total, desc, unit, enabled, every_s
+        self.done, self.start = 0, time.time()
+        self.last = self.start
+        self.bar: Any = (tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+                         if enabled and is_terminal() else None)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled and time.time() - self.last >= self.every_s and self.done < self.total:
+            self.last = time.time()
+            self._line()
+
+    def _line(self) -> None:
+        print(f"{self.desc} {self.done}/{self.total} {self.unit}, {_clock(time.time() - self.start)}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled and time.time() - self.start >= self.every_s:  # a short stage needs no closing line
+            self._line()

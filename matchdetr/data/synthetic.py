@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from ..progress import is_terminal
+from ..progress import Progress
 
 from matchdetr.data.shapes import FILL, MAX_ASPECT, SHAPES, background, draw_clutter, render_shape
 
@@ -251,8 +250,8 @@ def _write_split(out: Path, split: str, num: int, options: dict, workers: int, p
     tasks = [(str(out), split, i, o["seed"], o["min_side"], o["max_side"], o["max_objects"])
              for i in range(num)]
     images, annotations = [], []
-    # no bar without a terminal: its carriage returns would fill a log (the summary is printed at the end anyway)
-    bar = tqdm(total=num, desc=f"synth {split}", unit="img", disable=not (progress and is_terminal()))
+    # a bar on a terminal, plain lines in a log file (tqdm's carriage returns would fill it)
+    bar = Progress(num, f"synth {split}", "images", enabled=progress)
     pool = multiprocessing.Pool(workers) if workers > 0 else None
     try:
         results = pool.imap(_make_image, tasks, chunksize=8) if pool else map(_make_image, tasks)

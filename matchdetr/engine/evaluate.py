@@ -8,14 +8,13 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..boxes import xyxy_to_xywh
 from ..data.coco import CocoDetection
 from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..models.detector import Detector
-from ..progress import is_terminal
+from ..progress import Progress
 from . import distributed as dist
 from .coco_eval import EvalResult, evaluate_detections, write_results
 
@@ -41,11 +40,12 @@ def predict_dataset(
     was_training = model.training
     model.eval()
     results: list[dict[str, Any]] = []
-    # no bar without a terminal: tqdm's carriage returns would fill a log file
-    bar = tqdm(loader, desc="eval", leave=False, disable=not (progress and dist.is_main() and is_terminal()),
-               dynamic_ncols=True)
+    # a bar on a terminal, plain lines in a log file (tqdm's carriage returns would fill it)
+    total = sum(len(b) for b in loader.batch_sampler) if loader.batch_sampler is not None else len(loader.dataset)
+    bar = Progress(total, "eval", "images", enabled=progress and dist.is_main())  # this process's images
     try:
-        for batch in bar:
+        for batch in loader:
+            bar.update(len(batch))
             batch = batch.to(device)
             with autocast() if autocast else _null():
                 out = model(batch.images, batch.pixel_mask)
@@ -61,6 +61,7 @@ def predict_dataset(
                     results.append({"image_id": int(tgt.image_id), "category_id": label_map.to_category(int(label)),
                                     "bbox": [round(v, 2) for v in box], "score": round(float(score), 5)})
     finally:
+        bar.close()
         model.train(was_training)
     return results
 
