@@ -68,9 +68,19 @@ def test_models_command_with_flops(capsys):
     assert out[0].split()[:2] == ["preset", "params"] and out[1].startswith("detr-tiny")
 
 
-# The four figures issue 7 holds us to; DINO's are further off (docs/benchmarks.md says why)
+# The four figures issue 7 holds us to at the typical 800x1066; DINO's, averaged over the first COCO val images
+# (many 3:2, 800x1200 after the resize), at 800x1200 (docs/benchmarks.md gives the figures at both sizes)
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["detr-r50", "deformable-detr-r50", "sam-detr-r50", "sam-detr-plus-plus-r50"])
 def test_gflops_within_10_percent_of_the_papers(name):
     cost = model_cost(name, 91, COCO_SIZE)
+    assert cost.gflops == pytest.approx(PAPER[name][1], rel=0.10), f"{name}: {cost.gflops:.1f} GFLOPs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dino-4scale-r50", "dino-5scale-r50"])
+def test_dino_gflops_within_10_percent_at_the_wide_size(name):
+    from matchdetr.analysis.flops import WIDE_SIZE
+
+    cost = model_cost(name, 91, WIDE_SIZE)
     assert cost.gflops == pytest.approx(PAPER[name][1], rel=0.10), f"{name}: {cost.gflops:.1f} GFLOPs"

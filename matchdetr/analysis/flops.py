@@ -86,6 +86,8 @@ def count_gflops(model: torch.nn.Module, height: int, width: int) -> float:
 # A typical COCO val image after the 800-px shorter-side resize (640x480 -> 800x1066): the papers average
 # their GFLOPs over the first COCO val images, which are mostly 640x480 / 480x640.
 COCO_SIZE = (800, 1066)
+# A 3:2 landscape COCO image (640x427 -> 800x1199), as common among the first val images as 640x480.
+WIDE_SIZE = (800, 1200)
 
 
 def model_cost(name: str, num_classes: int = 91, size: tuple[int, int] | None = COCO_SIZE) -> ModelCost:
@@ -109,15 +111,24 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def markdown_table(costs: list[ModelCost], size: tuple[int, int]) -> str:
-    """Parameters and GFLOPs beside the papers' figures, with the relative gap, as a markdown table."""
+def markdown_table(costs: list[ModelCost], size: tuple[int, int], wide: list[ModelCost] | None = None,
+                   wide_size: tuple[int, int] = WIDE_SIZE) -> str:
+    """Parameters and GFLOPs beside the papers' figures, with the relative gap, as a markdown table; ``wide``:
+    the same presets at ``wide_size`` (the papers average over images of several sizes: docs/benchmarks.md)."""
+    wide_by_name = {c.name: c for c in wide or []}
+
+    def gap(c: ModelCost | None, paper_g: float | None) -> str:
+        return f"{100 * (c.gflops / paper_g - 1):+.0f} %" if (c and paper_g and c.gflops is not None) else "-"
+
+    extra = f" GFLOPs @{wide_size[0]}x{wide_size[1]} (gap) |" if wide else ""
     lines = [f"| preset | params (total / trainable) | paper params | GFLOPs @{size[0]}x{size[1]} | paper GFLOPs "
-             "| gap | paper source |", "|---|---|---|---|---|---|---|"]
+             f"| gap |{extra} paper source |", "|---|---|---|---|---|---|" + ("---|" if wide else "") + "---|"]
     for c in costs:
         paper_p, paper_g, source = PAPER.get(c.name, (None, None, ""))
         gflops = "-" if c.gflops is None else f"{c.gflops:.1f}"
-        gap = f"{100 * (c.gflops / paper_g - 1):+.0f} %" if (paper_g and c.gflops is not None) else "-"
+        w = wide_by_name.get(c.name)
+        wide_cell = (f" {w.gflops:.1f} ({gap(w, paper_g)}) |" if w is not None and w.gflops is not None else " - |") if wide else ""
         lines.append(f"| `{c.name}` | {c.params / 1e6:.2f}M / {c.trainable / 1e6:.2f}M | "
                      f"{f'{paper_p:.0f}M' if paper_p else '-'} | {gflops} | {f'{paper_g:.0f}' if paper_g else '-'} | "
-                     f"{gap} | {source or '-'} |")
+                     f"{gap(c, paper_g)} |{wide_cell} {source or '-'} |")
     return "\n".join(lines)

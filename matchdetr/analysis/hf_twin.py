@@ -22,6 +22,9 @@ def hf_config(cfg: Any) -> Any:
     m, t = cfg.model, cfg.model.transformer
     if m.arch != "deformable_detr":
         raise ValueError(f"no HF transformers twin for model.arch '{m.arch}' (only deformable_detr)")
+    if m.backbone.name not in _NAMES:
+        raise ValueError(f"no HF transformers twin for backbone '{m.backbone.name}' (HF's Deformable-DETR has ResNets; "
+                         f"set model.backbone.name to one of {', '.join(_NAMES)})")
     kind, depths = _NAMES[m.backbone.name]
     exp = 1 if kind == "basic" else 4
     backbone = {"model_type": "resnet", "layer_type": kind, "depths": depths, "embedding_size": m.backbone.width,

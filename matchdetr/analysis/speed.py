@@ -54,12 +54,14 @@ def _targets(batch: int, num_classes: int, device: torch.device) -> list[tuple[t
     return out
 
 
-def _build_pair(preset: str, impl: str, vs_hf: bool, device: torch.device) -> tuple[Any, Any]:
+def _build_pair(preset: str, impl: str, vs_hf: bool, device: torch.device,
+                overrides: list[str] | None = None) -> tuple[Any, Any]:
     """Our detector, and HF's twin when impl == 'hf'. With ``vs_hf`` both processes copy the twin's weights
-    into ours (same seed), so the two sides run identical weights."""
+    into ours (same seed), so the two sides run identical weights. ``overrides``: ``key=value`` config changes."""
     from .. import api
+    from ..config import apply_overrides
 
-    ours = api.build(preset, num_classes=91)
+    ours = api.from_config(apply_overrides(api.build_config(preset, 91), overrides))
     hf = None
     if vs_hf:
         from .hf_twin import hf_twin
@@ -69,13 +71,13 @@ def _build_pair(preset: str, impl: str, vs_hf: bool, device: torch.device) -> tu
 
 
 def _measure(preset: str, impl: str, vs_hf: bool, device_name: str, size: tuple[int, int], warmup: int, repeats: int,
-             q: Any) -> None:
+             q: Any, overrides: list[str] | None = None) -> None:
     from ..models.build import build_criterion
     from ..structures import Target
 
     torch.manual_seed(0)
     device = torch.device(device_name)
-    ours, hf = _build_pair(preset, impl, vs_hf, device)
+    ours, hf = _build_pair(preset, impl, vs_hf, device, overrides)
     model = ours if hf is None else hf
     h, w = size
     x1 = torch.randn(1, 3, h, w, device=device)
@@ -122,7 +124,7 @@ def _measure(preset: str, impl: str, vs_hf: bool, device_name: str, size: tuple[
 
 
 def bench_speed(preset: str, vs_hf: bool = False, device: str = "auto", size: tuple[int, int] = (640, 640),
-                warmup: int = 2, repeats: int = 5) -> list[SpeedResult]:
+                warmup: int = 2, repeats: int = 5, overrides: list[str] | None = None) -> list[SpeedResult]:
     """Measure ``preset`` (and its HF twin) in separate spawned processes; returns one row per implementation."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -130,7 +132,7 @@ def bench_speed(preset: str, vs_hf: bool = False, device: str = "auto", size: tu
     rows = []
     for impl in (["ours", "hf"] if vs_hf else ["ours"]):
         q = ctx.Queue()
-        p = ctx.Process(target=_measure, args=(preset, impl, vs_hf, device, size, warmup, repeats, q))
+        p = ctx.Process(target=_measure, args=(preset, impl, vs_hf, device, size, warmup, repeats, q, overrides))
         p.start()
         p.join()
         if p.exitcode != 0:
