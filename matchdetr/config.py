@@ -108,11 +108,20 @@ class LossConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     aux_loss: bool = True  # supervise every decoder layer, each re-matched
-    # focal | position_supervised (Stable-DINO eq. 3: the positive target is f1(IoU), rescaled per image)
+    # focal | position_supervised (Stable-DINO eq. 3: the positive target is f1(IoU), rescaled per image) |
+    # the rest of the IoU-aware family (losses/iou_aware.py): varifocal (RT-DETR, D-FINE) | quality_focal (GFL) |
+    # ia_bce (Align-DETR, LW-DETR, RF-DETR) | matchability_aware (DEIM)
     class_loss: str = "focal"
     psl_f1: str = "s^2"  # f1 of table 7: s^a (a > 0), s^a*p^b (hurts; ablation), exp, sin
     psl_rescale: str = "one"  # one (largest target per image -> 1) | max_iou | none (paper sec 2.2)
     psl_denoising: bool = True  # denoising positives also get the position target (the release does)
+    vfl_alpha: float = 0.75  # varifocal: negatives' weight alpha * p^gamma (VarifocalNet, RT-DETR)
+    vfl_gamma: float = 2.0
+    qfl_beta: float = 2.0  # quality focal: |y - p|^beta (GFL)
+    ia_bce_alpha: float = 0.25  # IA-BCE: target p^alpha * IoU^(1 - alpha) (Align-DETR, LW-DETR)
+    ia_bce_gamma: float = 2.0  # IA-BCE: negatives' weight p^gamma
+    mal_gamma: float = 1.5  # matchability-aware: target IoU^gamma, negatives' weight p^gamma (DEIM)
+    mal_alpha: float = -1.0  # matchability-aware: < 0 none (DEIM's default), else the negatives' extra factor
     dn_class_weight: float = -1.0  # class weight of denoising sets; < 0: same as class_weight
 
 

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..boxes import box_iou, cxcywh_to_xyxy, elementwise_box_iou
+from ..boxes import box_iou, cxcywh_to_xyxy
 from ..structures import Prediction, Target
 from .focal import one_hot_targets
+from .iou_aware import matched_pairs
 
 # f1(s, p) -> target; s = IoU, p = the detached class probability (only the ablation forms read it)
 PositionFunction = Callable[[Tensor, Tensor], Tensor]
@@ -112,18 +113,12 @@ class PositionSupervisedLoss:
         dtype = torch.promote_types(pred.logits.dtype, torch.float32)
         t = torch.zeros_like(pred.logits, dtype=dtype)
         prob = pred.logits.detach().to(dtype).sigmoid()
-        boxes = cxcywh_to_xyxy(pred.boxes.detach().to(dtype))
-        for b, ((qi, gi), tgt) in enumerate(zip(indices, targets)):
-            if qi.numel() == 0:
-                continue
-            labels, gt = tgt.labels, tgt.boxes
-            if gt_repeat > 1:
-                labels, gt = labels.repeat(gt_repeat), gt.repeat(gt_repeat, 1)
-            gt_xyxy = cxcywh_to_xyxy(gt.to(dtype))
-            s = elementwise_box_iou(boxes[b, qi], gt_xyxy[gi]).clamp(0, 1)
-            lab = labels[gi]
-            value = self.f1(s, prob[b, qi, lab])
-            max_iou = box_iou(boxes[b], gt_xyxy).max() if self.rescale == "max_iou" else None
+        for b, qi, lab, s, boxes in matched_pairs(pred, targets, indices, gt_repeat):
+            value = self.f1(s.to(dtype), prob[b, qi, lab])
+            max_iou = None
+            if self.rescale == "max_iou":
+                gt = cxcywh_to_xyxy(targets[b].boxes.to(boxes.dtype))
+                max_iou = box_iou(boxes, gt).max()
             t[b, qi, lab] = rescale_targets(value, self.rescale, max_iou)
         return t, positive
 
