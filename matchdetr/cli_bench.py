@@ -30,6 +30,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                                     "(deformable-detr-r50 against HF transformers).")
     d.add_argument("--only", default="convergence,flops,speed", help="comma-separated parts")
     d.add_argument("--doc", default="docs/benchmarks.md", help="the markdown file whose bench:KEY blocks are rewritten")
+    d.add_argument("--study", help=f"comma-separated studies of the convergence part (default: all): {', '.join(STUDIES)}")
     _add_convergence_args(d)
     d.set_defaults(func=cmd_bench_docs)
     s = bsub.add_parser("speed", help="inference latency, training-step time and peak memory of a preset")
@@ -88,7 +89,8 @@ def cmd_bench_docs(a: argparse.Namespace) -> int:
 
     def convergence() -> dict[str, str]:
         budget = f"{a.iters} iterations at batch {a.batch_size}, evaluated every {a.eval_every}, seed {a.seed}"
-        return studies.convergence_blocks(_convergence(a, list(studies.STUDIES)), Path(a.out), figures,
+        chosen = [s.strip() for s in a.study.split(",") if s.strip()] if a.study else list(studies.STUDIES)
+        return studies.convergence_blocks(_convergence(a, chosen), Path(a.out), figures,
                                           "matchdetr bench docs --only convergence", budget)
 
     def flops() -> dict[str, str]:

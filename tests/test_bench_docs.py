@@ -30,6 +30,25 @@ def test_studies_cover_the_four_comparisons_of_issue_7() -> None:
         studies.study_models(["nope"])
 
 
+def test_loss_study_entries_are_dino_tiny_with_one_change() -> None:
+    from matchdetr import presets
+
+    assert not studies.STUDIES["iou-aware"].default  # seven DINO-tiny runs stay out of the default study
+    base = presets.get("dino-tiny")
+    expected = {"dino-tiny": ("focal", "focal"), "dino-tiny+psl": ("position_supervised", "focal"),
+                "dino-tiny+vfl": ("varifocal", "focal"), "dino-tiny+qfl": ("quality_focal", "focal"),
+                "dino-tiny+ia-bce": ("ia_bce", "focal"), "dino-tiny+mal": ("matchability_aware", "focal"),
+                "dino-tiny+psl+pmc": ("position_supervised", "position_modulated")}
+    assert list(studies.STUDIES["iou-aware"].models) == list(expected)
+    for name, (loss, cost) in expected.items():
+        cfg = studies.model_config(name)
+        assert (cfg.model.loss.class_loss, cfg.model.matcher.class_cost) == (loss, cost)
+        cfg.model.loss.class_loss, cfg.model.matcher.class_cost = "focal", "focal"
+        assert cfg.to_dict() == base.to_dict(), name  # nothing else differs
+    with pytest.raises(Exception, match="unknown preset 'dino-tiny\\+nope'"):
+        studies.model_config("dino-tiny+nope")
+
+
 def test_splice_replaces_only_its_block() -> None:
     doc = "a\n<!-- bench:x -->\nold\n<!-- /bench:x -->\nb\n<!-- bench:y -->\nkeep\n<!-- /bench:y -->\n"
     out = studies.splice(doc, "x", "new \\1 $1 line\n")  # replacement text is taken literally
@@ -93,5 +112,7 @@ def test_bench_docs_fills_the_document_and_resumes(synth_dir, tmp_path, monkeypa
     done.write_text(json.dumps(record))
     assert main(args) == 0
     assert doc.read_text() == text and json.loads(done.read_text())["errors"]
+    assert main(args + ["--study", "b"]) == 0  # one study alone: its block; the default study's line is kept
+    assert doc.read_text() == text
     assert main(["bench", "docs", "--only", "nope", "--doc", str(doc)]) == 2
     assert "unknown part 'nope'" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..fileio import atomic_write_text, read_jsonl
 from .errors import ErrorBreakdown
+from .studies import model_config
 from .unstable_score import UnstableScore
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -49,7 +50,7 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
 
     A finished run read back without an error breakdown (written before it existed) gets one, from its saved
     weights, without training again."""
-    from .. import api, presets
+    from .. import api
     from ..config import apply_overrides
     from ..data.coco import resolve_split
     from ..engine.distributed import init_from_env
@@ -70,7 +71,7 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
                                  run_dir)
             atomic_write_text(done, json.dumps(asdict(run), indent=2))
         return run
-    cfg = presets.get(preset)
+    cfg = model_config(preset)
     t = cfg.train
     t.iters, t.batch_size, t.seed, t.eval_every = iters, batch_size, seed, eval_every
     t.lr_drop, t.checkpoint_every = int(iters * 0.8), eval_every
@@ -154,11 +155,10 @@ def _plot(runs: list[ModelRun], out: Path, title: str) -> None:
 def run_benchmark(models: list[str], data: str, out: str, iters: int, eval_every: int, batch_size: int, seed: int,
                   overrides: list[str] | None = None, device: str = "auto", unstable_images: int = 20) -> list[ModelRun]:
     """Run every preset in turn (resuming), then write the combined outputs; returns the runs."""
-    from .. import presets
     from ..data.synthetic import generate
 
     for name in models:
-        presets.get(name)  # unknown names fail before any training
+        model_config(name)  # unknown names fail before any training
     if iters < 1 or eval_every < 1:
         raise ValueError(f"--iters and --eval-every must be >= 1, got {iters} and {eval_every}")
     data_dir, out_dir = Path(data), Path(out)
