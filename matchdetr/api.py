@@ -12,7 +12,7 @@ import copy
 import os
 import random
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -193,18 +193,3 @@ def _to_user(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, im
         "labels": torch.tensor([lm.to_category(int(l)) for l in labels], dtype=torch.long),
         "names": [lm.names[int(l)] for l in labels],
     }
-
-
-def iter_image_paths(inputs: Iterable[str]) -> list[Path]:
-    """Expand files and folders (non-recursive) into image paths, sorted within each folder."""
-    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in exts)
-        elif p.exists():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: no such image file or folder")
-    return out

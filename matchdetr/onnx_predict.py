@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from .decode import ImageLoadError, load_rgb, to_rgb
 
 META_KEY = "matchdetr"  # the same key as matchdetr.export.META_KEY (not imported: it would import torch)
-_BACKGROUND = (255, 255, 255)
 
 
 def resized_hw(size_wh: tuple[int, int], size: int, max_size: int | None = None) -> tuple[int, int]:
@@ -45,35 +46,8 @@ def resized_hw(size_wh: tuple[int, int], size: int, max_size: int | None = None)
     return size, max(int(size * w / h), 1)
 
 
-class UnreadableImage(ValueError):
-    """An image file PIL cannot decode; one line naming the file (``matchdetr.data.images.ImageLoadError``'s
-    torch-free twin)."""
-
-
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Upright 8-bit RGB, as ``matchdetr.data.images.load_rgb`` decodes the common formats; raises
-    :class:`UnreadableImage` naming the file for a missing, empty, truncated or non-image file."""
-    try:
-        with Image.open(path) as img:
-            img.load()  # PIL is lazy: decode now so that truncation fails here
-            return to_rgb(ImageOps.exif_transpose(img))
-    except Exception as err:  # PIL raises many types on bad bytes (OSError, SyntaxError, DecompressionBombError...)
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UnreadableImage(f"{path}: cannot read image ({reason})") from None
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    mode = img.mode
-    if mode == "RGB":
-        return img.copy()
-    if (mode == "P" and "transparency" in img.info) or mode in ("PA", "RGBA", "LA", "La", "RGBa"):
-        canvas = Image.new("RGBA", img.size, (*_BACKGROUND, 255))
-        return Image.alpha_composite(canvas, img.convert("RGBA")).convert("RGB")
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        x = np.asarray(img).astype(np.float64)
-        hi = 65535.0 if mode != "F" else max(float(np.nanmax(x)) if x.size else 1.0, 1e-12)
-        return Image.fromarray(np.clip(np.rint(x / hi * 255.0), 0, 255).astype(np.uint8), mode="L").convert("RGB")
-    return img.convert("RGB")
+# Unreadable files raise this one-line error, the same as on the PyTorch path (one decoder for both).
+UnreadableImage = ImageLoadError
 
 
 def _as_pil(item: Any) -> Image.Image:

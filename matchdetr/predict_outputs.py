@@ -21,9 +21,9 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .decode import IMAGE_SUFFIXES as IMAGE_EXTS
 from .out_paths import OutputPathError, output_dir, output_file
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 DETECTIONS_JSON = "detections.json"
 

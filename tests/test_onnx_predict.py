@@ -153,3 +153,36 @@ def test_predict_help(capsys) -> None:
         main(["predict", "--help"])
     out = capsys.readouterr().out
     assert info.value.code == 0 and "--model" in out and "--coco-json" in out and "--every" in out
+
+
+def test_onnx_and_pytorch_paths_decode_every_file_the_same(tmp_path):
+    """One decoder (matchdetr.decode) for both paths: 16-bit, 32-bit, float, transparent and EXIF-rotated files
+    give the same pixels. The ONNX path used to scale a float image by its maximum (0.5 -> 255) and 32-bit
+    integers as 16-bit, where the PyTorch path reads [0, 1] and min-max scales out-of-range values."""
+    import numpy as np
+    from PIL import Image
+
+    from matchdetr import decode, onnx_predict
+    from matchdetr.data import images
+
+    assert onnx_predict.load_rgb is images.load_rgb is decode.load_rgb
+    assert onnx_predict.to_rgb is images.to_rgb and onnx_predict.UnreadableImage is images.ImageLoadError
+    grad = np.linspace(0, 1, 24 * 16).reshape(16, 24)
+    files = {
+        "f.tif": Image.fromarray((grad * 0.5).astype(np.float32), mode="F"),
+        "i32.tif": Image.fromarray((grad * 200000).astype(np.int32), mode="I"),
+        "i16.png": Image.fromarray((grad * 65535).astype(np.uint16)),
+        "rgba.png": Image.fromarray((np.dstack([grad] * 4) * 255).astype(np.uint8), mode="RGBA"),
+    }
+    rot = Image.fromarray((np.dstack([grad] * 3) * 255).astype(np.uint8))
+    exif = rot.getexif()
+    exif[0x0112] = 6
+    rot.save(tmp_path / "rot.jpg", exif=exif)
+    for name, img in files.items():
+        img.save(tmp_path / name)
+    for name in [*files, "rot.jpg"]:
+        got = np.asarray(onnx_predict._as_pil(str(tmp_path / name)))
+        assert np.array_equal(got, np.asarray(images.decode_image(tmp_path / name).image)), name
+    f = np.asarray(onnx_predict._as_pil(str(tmp_path / "f.tif")))
+    assert f.max() == 128  # a float image in [0, 1] keeps its scale: 0.5 -> 128, not 255
+    assert np.asarray(onnx_predict._as_pil(str(tmp_path / "rot.jpg"))).shape[:2] == (24, 16)  # rotated upright

@@ -20,10 +20,9 @@ import torch
 from PIL import Image
 
 from .coco import DatasetError, SplitPaths
+from ..decode import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the YOLO / VOC readers)
 from .images import ImageLoadError, exif_transform_boxes
 
-# Ultralytics' image suffixes (IMG_FORMATS), the ones PIL reads
-IMAGE_SUFFIXES = {".bmp", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp"}
 _INVERSE_ORIENTATION = {6: 8, 8: 6}  # the others (2, 3, 4, 5, 7) are their own inverse
 
 

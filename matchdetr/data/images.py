@@ -1,141 +1,23 @@
-"""Image decoding: any file PIL can read -> upright 8-bit RGB, or one clear error naming the file.
+"""Boxes of decoded images: the EXIF orientation and the annotation file's recorded size applied to boxes.
 
-Decoding is the one place where arbitrary user files meet the pipeline, so every failure mode (missing,
-zero-byte, truncated, not an image, decompression bomb) becomes :class:`ImageLoadError` with a one-line
-message instead of a PIL traceback from inside a DataLoader worker.
+The decoding itself is :mod:`matchdetr.decode` (torch-free, shared with the ONNX path); its names are
+re-exported here for the dataset readers.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-# EXIF tag 0x0112 value -> the PIL transpose that makes the image upright (same table as ImageOps.exif_transpose).
-_EXIF_ORIENTATION = 0x0112
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-# Transparent pixels are composited over white: that is how viewers show such images on a page, and the RGB
-# values stored under alpha 0 are arbitrary (often black), so dropping alpha would feed the model junk.
-_BACKGROUND = (255, 255, 255)
-
-
-class ImageLoadError(ValueError):
-    """An image file could not be decoded; the message is one line naming the file and the reason."""
-
-
-class ImageWarning(UserWarning):
-    """A decodable image with a problem worth knowing about (for example an unreadable EXIF block)."""
-
-
-@dataclass
-class DecodedImage:
-    """An upright RGB image and how it was stored.
-
-    image: 8-bit RGB, EXIF orientation applied.
-    raw_size: ``(w, h)`` of the pixels as stored in the file, before the EXIF orientation.
-    orientation: the EXIF orientation tag (1 = upright, 2..8 see ``_TRANSPOSE``).
-    """
-
-    image: Image.Image
-    raw_size: tuple[int, int]
-    orientation: int
-
-
-def decode_image(path: str | Path) -> DecodedImage:
-    """Decode ``path`` fully (so truncation is caught here, not later) and return it upright and RGB."""
-    path = Path(path)
-    if not os.path.exists(path):
-        raise ImageLoadError(f"{path}: image file not found")
-    if os.path.getsize(path) == 0:
-        raise ImageLoadError(f"{path}: image file is empty (0 bytes)")
-    try:
-        with Image.open(path) as img:
-            img.load()  # PIL is lazy: force the full decode so truncated data fails now
-            raw_size = img.size
-            orientation = _orientation(img, path)
-            upright = img.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else img
-            rgb = to_rgb(upright)
-    except ImageLoadError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageLoadError(f"{path}: not an image in a format PIL can read") from None
-    except Exception as err:  # decoders raise many types on bad bytes (OSError, SyntaxError, struct.error...)
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ImageLoadError(f"{path}: cannot decode image ({reason})") from None
-    return DecodedImage(rgb, raw_size, orientation)
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    """Load ``path`` as upright 8-bit RGB; raises :class:`ImageLoadError` naming the file on failure."""
-    return decode_image(path).image
-
-
-def _orientation(img: Image.Image, path: Path) -> int:
-    try:
-        value = img.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception as err:  # a malformed EXIF block must not make a good image unusable
-        warnings.warn(f"{path}: unreadable EXIF data ({err}); orientation ignored", ImageWarning, stacklevel=3)
-        return 1
-    if value == 0:  # "undefined", written by some cameras: means upright
-        return 1
-    if value not in (1, *_TRANSPOSE):
-        warnings.warn(f"{path}: invalid EXIF orientation {value!r}; ignored", ImageWarning, stacklevel=3)
-        return 1
-    return int(value)
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB without losing range or mis-reading transparency.
-
-    - ``I;16*``: divided by 65535 (scaled, never clipped to 255 as ``convert("L")`` would).
-    - ``I`` (32-bit int): 16-bit range when values fit in [0, 65535] (how 16-bit PNG/TIFF often arrive),
-      otherwise min-max scaled. ``F``: taken as [0, 1] when it fits, otherwise min-max scaled.
-    - ``RGBA`` / ``LA`` / ``PA`` / ``P`` with transparency: composited over white.
-    - ``CMYK`` (PIL already un-inverts Adobe JPEGs), ``L``, ``1``, ``YCbCr``, ...: ``convert("RGB")``.
-    """
-    mode = img.mode
-    if mode == "RGB":
-        return img.copy()
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        return Image.fromarray(_high_depth_to_uint8(np.asarray(img), mode), mode="L").convert("RGB")
-    if (mode == "P" and "transparency" in img.info) or mode == "PA":
-        img, mode = img.convert("RGBA"), "RGBA"
-    if mode in ("RGBA", "LA", "La", "RGBa"):
-        rgba = img.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (*_BACKGROUND, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def _high_depth_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
-    """``[H, W]`` 16/32-bit int or float grey values -> ``[H, W]`` uint8 by scaling the value range."""
-    x = array.astype(np.float64)
-    if mode.startswith("I;16"):
-        lo, hi = 0.0, 65535.0
-    elif mode == "I" and x.size and x.min() >= 0 and x.max() <= 65535:
-        lo, hi = 0.0, 65535.0
-    elif mode == "F" and x.size and np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1:
-        lo, hi = 0.0, 1.0
-    else:
-        finite = x[np.isfinite(x)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    x = np.nan_to_num(x, nan=lo, posinf=hi, neginf=lo)
-    scaled = (x - lo) / max(hi - lo, 1e-12) * 255.0
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+from ..decode import (  # noqa: F401  (re-exported)
+    _TRANSPOSE,
+    DecodedImage,
+    ImageLoadError,
+    ImageWarning,
+    decode_image,
+    load_rgb,
+    to_rgb,
+)
 
 
 def exif_transform_boxes(boxes: Tensor, orientation: int, raw_size: tuple[int, int]) -> Tensor:
