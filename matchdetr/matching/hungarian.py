@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
@@ -59,12 +58,11 @@ class HungarianMatcher:
             x = MatchInputs(pred.logits[b].float(), pred.boxes[b].float(), labels, boxes.float())
             c = self.cost_matrix(x)
             c = torch.nan_to_num(c, nan=_BIG, posinf=_BIG, neginf=-_BIG).cpu().numpy()
-            rows, cols = linear_sum_assignment(c)
-            order = np.argsort(rows)
+            rows, cols = linear_sum_assignment(c)  # scipy returns the rows sorted: query order already
             out.append(
                 (
-                    torch.as_tensor(rows[order], dtype=torch.long, device=device),
-                    torch.as_tensor(cols[order], dtype=torch.long, device=device),
+                    torch.as_tensor(rows, dtype=torch.long, device=device),
+                    torch.as_tensor(cols, dtype=torch.long, device=device),
                 )
             )
         return out
