@@ -35,7 +35,7 @@ from .queries import LearnedQueries, ReferencePointQueries
 from .sam_detr import build_sam_detr, build_smca_detr
 
 
-def build_detr(cfg: ModelConfig, modulation: nn.Module | None = None) -> Detector:
+def build_detr(cfg: ModelConfig, post: PostProcessor, modulation: nn.Module | None = None) -> Detector:
     """DETR with focal loss and 300 queries (SAM-DETR++ table 1, "DETR-dagger"): single level, global
     self-attention encoder, cross-attention decoder with learned queries, one shared head.
 
@@ -52,7 +52,7 @@ def build_detr(cfg: ModelConfig, modulation: nn.Module | None = None) -> Detecto
         queries=LearnedQueries(t.num_queries, t.hidden_dim),
         decoder=Decoder(dec_layer, t.dec_layers, t.hidden_dim),
         head=DetectionHead(t.hidden_dim, cfg.num_classes),
-        postprocessor=PostProcessor(cfg.postprocess.topk),
+        postprocessor=post,
     )
 
 
@@ -77,7 +77,7 @@ def _init_box_bias(head: DetectionHead, wh_logit: float) -> None:
     nn.init.constant_(head.bbox_embed[0].layers[-1].bias[2:], wh_logit)
 
 
-def build_deformable_detr(cfg: ModelConfig) -> Detector:
+def build_deformable_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
     """Deformable-DETR (Zhu et al. 2021): plain, with iterative box refinement, or two-stage (which implies
     refinement in the published configurations but is independent here)."""
     t = cfg.transformer
@@ -98,7 +98,7 @@ def build_deformable_detr(cfg: ModelConfig) -> Detector:
     decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=False,
                       box_refine=head.box_delta if t.box_refine else None)
     return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries, decoder=decoder, head=head,
-                    postprocessor=PostProcessor(cfg.postprocess.topk))
+                    postprocessor=post)
 
 
 def _with_denoising(queries: nn.Module, cfg: ModelConfig) -> nn.Module:
@@ -108,7 +108,7 @@ def _with_denoising(queries: nn.Module, cfg: ModelConfig) -> nn.Module:
     return DenoisingQueries(queries, cfg.num_classes, cfg.transformer.hidden_dim, cfg.denoising)
 
 
-def build_dab_deformable_detr(cfg: ModelConfig) -> Detector:
+def build_dab_deformable_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
     """DAB-Deformable-DETR: Deformable-DETR with 4-d anchor queries, positional queries from the anchors
     and layer-by-layer anchor refinement (per-layer heads). With denoising it is DN-Deformable-DETR."""
     t = cfg.transformer
@@ -119,10 +119,10 @@ def build_dab_deformable_detr(cfg: ModelConfig) -> Detector:
                       look_forward_twice=t.look_forward_twice)
     queries = _with_denoising(AnchorQueries(t.num_queries, t.hidden_dim), cfg)
     return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries,
-                    decoder=decoder, head=head, postprocessor=PostProcessor(cfg.postprocess.topk))
+                    decoder=decoder, head=head, postprocessor=post)
 
 
-def build_dino(cfg: ModelConfig) -> Detector:
+def build_dino(cfg: ModelConfig, post: PostProcessor) -> Detector:
     """DINO (Zhang et al. 2023): DAB-style anchors from mixed query selection, contrastive denoising,
     look forward twice; separate class/box heads for the 6 decoder layers and the encoder (7 in all) and a
     final decoder LayerNorm."""
@@ -134,10 +134,11 @@ def build_dino(cfg: ModelConfig) -> Detector:
                       query_pos=AnchorPosition(t.hidden_dim, scale_by_content=False),
                       look_forward_twice=t.look_forward_twice)
     return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries, decoder=decoder, head=head,
-                    postprocessor=PostProcessor(cfg.postprocess.topk))
+                    postprocessor=post)
 
 
-_ARCHS: dict[str, Callable[[ModelConfig], Detector]] = {
+# Each composition gets the one post-processor build_model makes (top-k, optional NMS) for its Detector.
+_ARCHS: dict[str, Callable[[ModelConfig, PostProcessor], Detector]] = {
     "detr": build_detr,
     "deformable_detr": build_deformable_detr,
     "dab_deformable_detr": build_dab_deformable_detr,
@@ -151,9 +152,8 @@ def build_model(cfg: ModelConfig) -> Detector:
     """The architecture's composition, then the plug-ins every architecture accepts (memory fusion)."""
     if cfg.arch not in _ARCHS:
         raise ValueError(f"unknown model.arch '{cfg.arch}'; available: {', '.join(sorted(_ARCHS))}")
-    detector = _ARCHS[cfg.arch](cfg)
+    detector = _ARCHS[cfg.arch](cfg, PostProcessor(cfg.postprocess.topk, cfg.postprocess.nms_iou))
     add_memory_fusion(detector, cfg.memory_fusion, cfg.transformer.hidden_dim)
-    detector.postprocessor = PostProcessor(cfg.postprocess.topk, cfg.postprocess.nms_iou)
     return detector
 
 

@@ -42,7 +42,7 @@ def _encoder_and_neck(cfg: ModelConfig, channels: list[int]) -> tuple[InputProje
     return neck, Encoder(layer, t.enc_layers)
 
 
-def build_sam_detr(cfg: ModelConfig) -> Detector:
+def build_sam_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
     """SAM-DETR (single scale) or SAM-DETR++ (``sam.multiscale``): learnable reference boxes, the Semantics
     Aligner in every decoder layer, optional SMCA on the keypoints and DN-DETR denoising; per-layer class and
     box heads (box deltas start at zero)."""
@@ -64,12 +64,12 @@ def build_sam_detr(cfg: ModelConfig) -> Detector:
     if cfg.denoising.style != "none":  # noised GT boxes become extra reference boxes (sec 4.5.2)
         queries = DenoisingQueries(queries, cfg.num_classes, t.hidden_dim, cfg.denoising)
     return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries, decoder=decoder, head=head,
-                    postprocessor=PostProcessor(cfg.postprocess.topk))
+                    postprocessor=post)
 
 
-def build_smca_detr(cfg: ModelConfig) -> Detector:
+def build_smca_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
     """SMCA-DETR baseline (single scale): DETR whose cross-attention logits get a Gaussian predicted from each
     query (``PredictedGaussian``); learned queries and one shared head as DETR."""
     from .build import build_detr  # build.py registers this module's builders: import at call time
 
-    return build_detr(cfg, modulation=PredictedGaussian(cfg.transformer.hidden_dim, cfg.transformer.num_heads))
+    return build_detr(cfg, post, modulation=PredictedGaussian(cfg.transformer.hidden_dim, cfg.transformer.num_heads))
