@@ -39,6 +39,12 @@ class Target:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def repeated(self, k: int) -> "Target":
+        """The ground truth written out ``k`` times (H-DETR's one-to-many targets); ``self`` when k == 1."""
+        if k == 1:
+            return self
+        return replace(self, boxes=self.boxes.repeat(k, 1), labels=self.labels.repeat(k))
+
 
 @dataclass
 class Prediction:

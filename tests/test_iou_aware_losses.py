@@ -116,13 +116,22 @@ def test_saturated_logits_stay_finite(kind, dtype):
 
 @pytest.mark.parametrize("kind", sorted(IOU_AWARE))
 def test_one_to_many_sets_match_against_the_repeated_ground_truth(kind):
-    """gt_repeat=2 (H-DETR's branch) equals the same loss on targets whose GT list is written out twice."""
+    """H-DETR's branch (``gt_repeat=2``): the criterion matches and scores it against the GT list written out
+    twice, normalised by twice the GT count; the loss itself knows nothing of the branch."""
+    cfg = ModelConfig()
+    cfg.loss.class_loss = kind
     logits, boxes, targets, _ = _case()
-    indices = [(torch.tensor([0, 1, 3, 5]), torch.tensor([1, 4, 0, 5])), (torch.tensor([2, 4]), torch.tensor([0, 1]))]
-    doubled = [Target(t.boxes.repeat(2, 1), t.labels.repeat(2), t.image_id, t.size, t.orig_size) for t in targets]
-    loss = IoUAwareClassLoss(kind)
-    torch.testing.assert_close(loss(Prediction(logits, boxes), targets, indices, 4.0, gt_repeat=2),
-                               loss(Prediction(logits, boxes), doubled, indices, 4.0))
+    logits, boxes = logits.float(), boxes.float()
+    targets = [Target(t.boxes.float(), t.labels, t.image_id, t.size, t.orig_size) for t in targets]
+    crit = build_criterion(cfg)
+    out = DetectorOutput(logits=logits, boxes=boxes, aux=[])
+    out.extra.append(Supervised("_o2m", Prediction(logits, boxes), gt_repeat=2))
+    res = crit(out, targets)
+    doubled = [t.repeated(2) for t in targets]
+    indices = crit.matcher(Prediction(logits, boxes), doubled)
+    assert sum(len(q) for q, _ in indices) == 2 * sum(len(t) for t in targets)
+    torch.testing.assert_close(res.losses["loss_class_o2m"],
+                               IoUAwareClassLoss(kind)(Prediction(logits, boxes), doubled, indices, 4.0 * 2))
 
 
 @pytest.mark.parametrize("kind", sorted(IOU_AWARE))

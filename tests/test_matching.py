@@ -64,7 +64,7 @@ def test_empty_targets_and_repeat_and_nonfinite():
     pred = Prediction(x.logits[None].repeat(2, 1, 1), x.boxes[None].repeat(2, 1, 1))
     empty = Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), 1, (10, 10), (10, 10))
     full = Target(x.gt_boxes, x.labels, 0, (10, 10), (10, 10))
-    out = matcher(pred, [empty, full], gt_repeat=3)
+    out = matcher(pred, [empty, full.repeated(3)])
     assert out[0][0].numel() == 0
     assert len(out[1][0]) == 6 and sorted(out[1][1].tolist()) == list(range(6))
     bad = Prediction(torch.full_like(pred.logits, float("nan")), pred.boxes)

@@ -11,14 +11,13 @@ from ..structures import Prediction, Target
 
 
 def matched_boxes(
-    pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]], gt_repeat: int = 1
+    pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]]
 ) -> tuple[Tensor, Tensor]:
     """Gather matched pairs: predicted ``[K, 4]`` and GT ``[K, 4]`` cxcywh boxes over the batch."""
     src, tgt = [], []
     for b, ((qi, gi), t) in enumerate(zip(indices, targets)):
-        gt = t.boxes.repeat(gt_repeat, 1) if gt_repeat > 1 else t.boxes
         src.append(pred.boxes[b, qi])
-        tgt.append(gt[gi])
+        tgt.append(t.boxes[gi])
     return torch.cat(src).float(), torch.cat(tgt).float()
 
 
@@ -31,9 +30,8 @@ class BoxLoss:
         targets: list[Target],
         indices: list[tuple[Tensor, Tensor]],
         num_boxes: float,
-        gt_repeat: int = 1,
     ) -> dict[str, Tensor]:
-        src, tgt = matched_boxes(pred, targets, indices, gt_repeat)
+        src, tgt = matched_boxes(pred, targets, indices)
         l1 = F.l1_loss(src, tgt, reduction="none").sum() / num_boxes
         giou = elementwise_generalized_box_iou(cxcywh_to_xyxy(src), cxcywh_to_xyxy(tgt))
         return {"bbox": l1, "giou": (1 - giou).sum() / num_boxes}

@@ -23,12 +23,12 @@ class ClassLoss(Protocol):
     name: str
 
     def __call__(self, pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]],
-                 num_boxes: float, gt_repeat: int = 1) -> Tensor: ...
+                 num_boxes: float) -> Tensor: ...
 
 
 class BoxLossFn(Protocol):
     def __call__(self, pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]],
-                 num_boxes: float, gt_repeat: int = 1) -> dict[str, Tensor]: ...
+                 num_boxes: float) -> dict[str, Tensor]: ...
 
 
 @dataclass
@@ -79,12 +79,15 @@ class SetCriterion:
             if not self.aux_loss and sup.suffix.startswith("_aux"):
                 continue
             tgts = [replace(t, labels=torch.zeros_like(t.labels)) for t in targets] if sup.class_agnostic else targets
+            # H-DETR's one-to-many branch: the targets themselves are expanded, so the matcher and every loss
+            # see an ordinary (longer) GT list and need no knowledge of the branch.
+            tgts = [t.repeated(sup.gt_repeat) for t in tgts]
             fixed = sup.assignment is not None
-            indices = sup.assignment.indices if fixed else self.matcher(sup.prediction, tgts, sup.gt_repeat)
+            indices = sup.assignment.indices if fixed else self.matcher(sup.prediction, tgts)
             class_loss, weights = (self.dn_class_loss, self.dn_weights) if fixed else (self.class_loss, self.weights)
             norm = base * sup.gt_repeat * sup.num_boxes_factor
-            terms = {class_loss.name: class_loss(sup.prediction, tgts, indices, norm, sup.gt_repeat)}
-            terms.update(self.box_loss(sup.prediction, tgts, indices, norm, sup.gt_repeat))
+            terms = {class_loss.name: class_loss(sup.prediction, tgts, indices, norm)}
+            terms.update(self.box_loss(sup.prediction, tgts, indices, norm))
             for name, value in terms.items():
                 losses[f"loss_{name}{sup.suffix}"] = value
                 total = total + sup.weight * weights.get(name, 1.0) * value

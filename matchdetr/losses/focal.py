@@ -24,13 +24,12 @@ def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gam
     return loss
 
 
-def one_hot_targets(logits: Tensor, targets: list[Target], indices: list[tuple[Tensor, Tensor]], gt_repeat: int = 1) -> Tensor:
+def one_hot_targets(logits: Tensor, targets: list[Target], indices: list[tuple[Tensor, Tensor]]) -> Tensor:
     """``[B, Q, C]`` float with 1 at (query, class of its matched GT) and 0 elsewhere (background)."""
     onehot = torch.zeros_like(logits, dtype=torch.float32)
     for b, ((qi, gi), tgt) in enumerate(zip(indices, targets)):
         if qi.numel():
-            labels = tgt.labels.repeat(gt_repeat) if gt_repeat > 1 else tgt.labels
-            onehot[b, qi, labels[gi]] = 1.0
+            onehot[b, qi, tgt.labels[gi]] = 1.0
     return onehot
 
 
@@ -49,7 +48,6 @@ class FocalClassLoss:
         targets: list[Target],
         indices: list[tuple[Tensor, Tensor]],
         num_boxes: float,
-        gt_repeat: int = 1,
     ) -> Tensor:
-        onehot = one_hot_targets(pred.logits, targets, indices, gt_repeat)
+        onehot = one_hot_targets(pred.logits, targets, indices)
         return sigmoid_focal_loss(pred.logits, onehot, self.alpha, self.gamma).sum() / num_boxes

@@ -38,12 +38,12 @@ from ..boxes import cxcywh_to_xyxy, elementwise_box_iou
 from ..structures import Prediction, Target
 
 
-def matched_pairs(pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]],
-                  gt_repeat: int = 1) -> Iterator[tuple[int, Tensor, Tensor, Tensor, Tensor]]:
+def matched_pairs(pred: Prediction, targets: list[Target],
+                  indices: list[tuple[Tensor, Tensor]]) -> Iterator[tuple[int, Tensor, Tensor, Tensor, Tensor]]:
     """Per image with matches: ``(b, query indices [K], GT labels [K], IoU [K], pred boxes xyxy [Q, 4])``.
 
-    The IoU is between each matched prediction and its GT (the GT list repeated ``gt_repeat`` times for a
-    one-to-many branch), computed without gradient in at least float32, clamped to [0, 1].
+    The IoU is between each matched prediction and its GT, computed without gradient in at least float32,
+    clamped to [0, 1].
     """
     dtype = torch.promote_types(pred.boxes.dtype, torch.float32)
     with torch.no_grad():
@@ -51,21 +51,18 @@ def matched_pairs(pred: Prediction, targets: list[Target], indices: list[tuple[T
         for b, ((qi, gi), tgt) in enumerate(zip(indices, targets)):
             if qi.numel() == 0:
                 continue
-            labels, gt = tgt.labels, tgt.boxes
-            if gt_repeat > 1:
-                labels, gt = labels.repeat(gt_repeat), gt.repeat(gt_repeat, 1)
-            iou = elementwise_box_iou(boxes[b, qi], cxcywh_to_xyxy(gt[gi].to(dtype))).clamp(0, 1)
-            yield b, qi, labels[gi], iou, boxes[b]
+            iou = elementwise_box_iou(boxes[b, qi], cxcywh_to_xyxy(tgt.boxes[gi].to(dtype))).clamp(0, 1)
+            yield b, qi, tgt.labels[gi], iou, boxes[b]
 
 
-def iou_targets(pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]],
-                gt_repeat: int = 1) -> tuple[Tensor, Tensor]:
+def iou_targets(pred: Prediction, targets: list[Target],
+                indices: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
     """``(u [B, Q, C] float, positive [B, Q, C] bool)``: the matched IoU at each matched (query, GT class)
     entry, 0 elsewhere, and where the matched entries are."""
     dtype = torch.promote_types(pred.logits.dtype, torch.float32)
     u = torch.zeros_like(pred.logits, dtype=dtype)
     positive = torch.zeros_like(pred.logits, dtype=torch.bool)
-    for b, qi, labels, iou, _ in matched_pairs(pred, targets, indices, gt_repeat):
+    for b, qi, labels, iou, _ in matched_pairs(pred, targets, indices):
         u[b, qi, labels] = iou.to(dtype)
         positive[b, qi, labels] = True
     return u, positive
@@ -126,8 +123,8 @@ class IoUAwareClassLoss:
         self.kind, self.fn, self.params = kind, IOU_AWARE[kind], params
 
     def __call__(self, pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]],
-                 num_boxes: float, gt_repeat: int = 1) -> Tensor:
-        u, positive = iou_targets(pred, targets, indices, gt_repeat)
+                 num_boxes: float) -> Tensor:
+        u, positive = iou_targets(pred, targets, indices)
         return self.fn(pred.logits, u, positive, **self.params).sum() / num_boxes
 
     def __repr__(self) -> str:

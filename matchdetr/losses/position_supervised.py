@@ -106,14 +106,14 @@ class PositionSupervisedLoss:
         self.alpha, self.gamma = alpha, gamma
 
     @torch.no_grad()
-    def targets(self, pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]],
-                gt_repeat: int = 1) -> tuple[Tensor, Tensor]:
+    def targets(self, pred: Prediction, targets: list[Target],
+                indices: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
         """``(t [B, Q, C] float, positive [B, Q, C] bool)``: the detached eq. 3 target of every entry."""
-        positive = one_hot_targets(pred.logits, targets, indices, gt_repeat) > 0
+        positive = one_hot_targets(pred.logits, targets, indices) > 0
         dtype = torch.promote_types(pred.logits.dtype, torch.float32)
         t = torch.zeros_like(pred.logits, dtype=dtype)
         prob = pred.logits.detach().to(dtype).sigmoid()
-        for b, qi, lab, s, boxes in matched_pairs(pred, targets, indices, gt_repeat):
+        for b, qi, lab, s, boxes in matched_pairs(pred, targets, indices):
             value = self.f1(s.to(dtype), prob[b, qi, lab])
             max_iou = None
             if self.rescale == "max_iou":
@@ -123,6 +123,6 @@ class PositionSupervisedLoss:
         return t, positive
 
     def __call__(self, pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]],
-                 num_boxes: float, gt_repeat: int = 1) -> Tensor:
-        t, positive = self.targets(pred, targets, indices, gt_repeat)
+                 num_boxes: float) -> Tensor:
+        t, positive = self.targets(pred, targets, indices)
         return position_supervised_focal(pred.logits, t, positive, self.alpha, self.gamma).sum() / num_boxes

@@ -37,20 +37,16 @@ class HungarianMatcher:
 
     @torch.no_grad()
     def __call__(
-        self, pred: Prediction, targets: list[Target], gt_repeat: int = 1
+        self, pred: Prediction, targets: list[Target]
     ) -> list[tuple[Tensor, Tensor]]:
-        """pred: logits ``[B, Q, C]``, boxes ``[B, Q, 4]``; targets: B images.
-
-        gt_repeat: match against each image's GT repeated this many times (H-DETR's one-to-many branch);
-        returned GT indices then index the repeated set.
+        """pred: logits ``[B, Q, C]``, boxes ``[B, Q, 4]``; targets: B images (a one-to-many branch passes
+        them repeated, ``Target.repeated``).
         Returns per image ``(query_idx [K], gt_idx [K])`` int64 on the predictions' device, sorted by query.
         """
         out = []
         device = pred.logits.device
         for b, tgt in enumerate(targets):
             labels, boxes = tgt.labels, tgt.boxes
-            if gt_repeat > 1:
-                labels, boxes = labels.repeat(gt_repeat), boxes.repeat(gt_repeat, 1)
             if labels.numel() == 0:
                 empty = torch.empty(0, dtype=torch.long, device=device)
                 out.append((empty, empty))
