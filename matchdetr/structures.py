@@ -75,7 +75,7 @@ class Supervised:
     suffix: appended to every loss key (``""``, ``"_aux0"``, ``"_enc"``, ``"_dn"``, ``"_o2m"``, ...).
     prediction: the outputs to supervise.
     assignment: ``None`` to match with the Hungarian matcher, or a fixed :class:`Assignment`.
-    gt_repeat: match against the ground truth repeated this many times (H-DETR's one-to-many branch).
+    target_repeat: match and score against the ground truth repeated this many times (H-DETR's one-to-many branch).
     weight: multiplies every loss of this set.
     num_boxes_factor: the normaliser is ``num_boxes * num_boxes_factor`` (denoising groups).
     class_agnostic: every GT counts as class 0 (Deformable-DETR's two-stage proposals are foreground /
@@ -85,7 +85,7 @@ class Supervised:
     suffix: str
     prediction: Prediction
     assignment: Assignment | None = None
-    gt_repeat: int = 1
+    target_repeat: int = 1
     weight: float = 1.0
     num_boxes_factor: float = 1.0
     class_agnostic: bool = False

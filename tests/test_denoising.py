@@ -121,7 +121,7 @@ def test_one_to_many_branch_only_in_training():
     out = det(x, None, targets())
     o2m = [s for s in out.extra if s.suffix.endswith("_o2m")]
     assert out.logits.shape[1] == 10 and len(o2m) == 3
-    assert all(s.gt_repeat == 6 and s.prediction.logits.shape[1] == 300 for s in o2m)
+    assert all(s.target_repeat == 6 and s.prediction.logits.shape[1] == 300 for s in o2m)
     losses = build_criterion(det.config.model)(out, targets()).losses
     assert "loss_class_o2m" in losses and "loss_giou_aux1_o2m" in losses
     det.eval()

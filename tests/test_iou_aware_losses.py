@@ -116,7 +116,7 @@ def test_saturated_logits_stay_finite(kind, dtype):
 
 @pytest.mark.parametrize("kind", sorted(IOU_AWARE))
 def test_one_to_many_sets_match_against_the_repeated_ground_truth(kind):
-    """H-DETR's branch (``gt_repeat=2``): the criterion matches and scores it against the GT list written out
+    """H-DETR's branch (``target_repeat=2``): the criterion matches and scores it against the GT list written out
     twice, normalised by twice the GT count; the loss itself knows nothing of the branch."""
     cfg = ModelConfig()
     cfg.loss.class_loss = kind
@@ -125,7 +125,7 @@ def test_one_to_many_sets_match_against_the_repeated_ground_truth(kind):
     targets = [Target(t.boxes.float(), t.labels, t.image_id, t.size, t.orig_size) for t in targets]
     crit = build_criterion(cfg)
     out = DetectorOutput(logits=logits, boxes=boxes, aux=[])
-    out.extra.append(Supervised("_o2m", Prediction(logits, boxes), gt_repeat=2))
+    out.extra.append(Supervised("_o2m", Prediction(logits, boxes), target_repeat=2))
     res = crit(out, targets)
     doubled = [t.repeated(2) for t in targets]
     indices = crit.matcher(Prediction(logits, boxes), doubled)

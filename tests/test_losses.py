@@ -75,7 +75,7 @@ def test_criterion_loops_over_aux_and_plugin_sets():
     fixed = Assignment([(torch.tensor([0, 1]), torch.tensor([0, 1])), (torch.tensor([2, 3, 4]), torch.tensor([0, 1, 2]))])
     out = DetectorOutput(logits=logits, boxes=boxes, aux=[Prediction(logits, boxes)],
                          extra=[Supervised("_dn", Prediction(logits, boxes), assignment=fixed, num_boxes_factor=2.0),
-                                Supervised("_o2m", Prediction(logits, boxes), gt_repeat=2)])
+                                Supervised("_o2m", Prediction(logits, boxes), target_repeat=2)])
     res = crit(out, targets)
     assert set(res.losses) == {f"loss_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_aux0", "_dn", "_o2m")}
     assert res.losses["loss_class"].item() == pytest.approx(res.losses["loss_class_aux0"].item())

@@ -156,7 +156,7 @@ def test_predict_help(capsys) -> None:
 
 
 def test_onnx_and_pytorch_paths_decode_every_file_the_same(tmp_path):
-    """One decoder (matchdetr.decode) for both paths: 16-bit, 32-bit, float, transparent and EXIF-rotated files
+    """One decoder (matchdetr.decode) for both paths: 16-bit, 32-bit, float, palette, transparent and EXIF-rotated files
     give the same pixels. The ONNX path used to scale a float image by its maximum (0.5 -> 255) and 32-bit
     integers as 16-bit, where the PyTorch path reads [0, 1] and min-max scales out-of-range values."""
     import numpy as np
@@ -173,7 +173,11 @@ def test_onnx_and_pytorch_paths_decode_every_file_the_same(tmp_path):
         "i32.tif": Image.fromarray((grad * 200000).astype(np.int32), mode="I"),
         "i16.png": Image.fromarray((grad * 65535).astype(np.uint16)),
         "rgba.png": Image.fromarray((np.dstack([grad] * 4) * 255).astype(np.uint8), mode="RGBA"),
+        "palette.png": Image.fromarray((np.dstack([grad] * 3) * 255).astype(np.uint8)).convert("P"),
     }
+    palette_t = files["palette.png"].copy()
+    palette_t.info["transparency"] = 0  # a palette entry marked transparent: composited over white
+    files["palette_t.png"] = palette_t
     rot = Image.fromarray((np.dstack([grad] * 3) * 255).astype(np.uint8))
     exif = rot.getexif()
     exif[0x0112] = 6

@@ -81,11 +81,11 @@ class SetCriterion:
             tgts = [replace(t, labels=torch.zeros_like(t.labels)) for t in targets] if sup.class_agnostic else targets
             # H-DETR's one-to-many branch: the targets themselves are expanded, so the matcher and every loss
             # see an ordinary (longer) GT list and need no knowledge of the branch.
-            tgts = [t.repeated(sup.gt_repeat) for t in tgts]
+            tgts = [t.repeated(sup.target_repeat) for t in tgts]
             fixed = sup.assignment is not None
             indices = sup.assignment.indices if fixed else self.matcher(sup.prediction, tgts)
             class_loss, weights = (self.dn_class_loss, self.dn_weights) if fixed else (self.class_loss, self.weights)
-            norm = base * sup.gt_repeat * sup.num_boxes_factor
+            norm = base * sup.target_repeat * sup.num_boxes_factor
             terms = {class_loss.name: class_loss(sup.prediction, tgts, indices, norm)}
             terms.update(self.box_loss(sup.prediction, tgts, indices, norm))
             for name, value in terms.items():

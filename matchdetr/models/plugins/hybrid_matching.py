@@ -28,7 +28,7 @@ def branch_mask(num_one2one: int, num_one2many: int, device: torch.device) -> Te
 def split_one2many(out: DetectorOutput, num_one2one: int, k: int, weight: float) -> None:
     """Keep the one-to-one queries in the output (in place); add the rest as ``_o2m`` sets matched against
     the GT repeated ``k`` times (final and every auxiliary layer)."""
-    out.split_queries(slice(None, num_one2one), slice(num_one2one, None), "_o2m", gt_repeat=k, weight=weight)
+    out.split_queries(slice(None, num_one2one), slice(num_one2one, None), "_o2m", target_repeat=k, weight=weight)
 
 
 class HybridQueries(nn.Module):
