@@ -23,7 +23,7 @@ from .config import Config, ConfigError, apply_overrides
 from .config_checks import check_model
 from .data.coco import LabelMap
 from .engine.checkpoint import CheckpointError, load_weights, newest_weights, save_weights
-from .models.build import build_model
+from .compose import build_model
 from .models.detector import Detector
 
 _SECTIONS = ("model.", "data.", "train.")

@@ -133,7 +133,7 @@ class PostprocessConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "detr"  # which composition models/build.py assembles
+    arch: str = "detr"  # which composition compose/detectors.py assembles
     num_classes: int = 91
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)

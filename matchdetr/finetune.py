@@ -28,7 +28,7 @@ from torch import nn
 from .config import Config, ModelConfig
 from .data.coco import LabelMap
 from .engine.checkpoint import CheckpointError, load_weights, newest_weights
-from .models.build import build_model
+from .compose import build_model
 
 __all__ = ["class_dependent_keys", "load_pretrained"]
 

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from matchdetr.config import BackboneConfig
 from matchdetr.interop.torchvision_resnet import load_torchvision_resnet
-from matchdetr.models.backbone import Backbone, FrozenBatchNorm2d, build_backbone
+from matchdetr.compose import build_backbone
+from matchdetr.models.backbone import Backbone, FrozenBatchNorm2d
 
 # torchvision's published parameter totals (incl. fc), from its model docs / weight metadata.
 TV_PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160}

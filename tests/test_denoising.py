@@ -8,9 +8,8 @@ import torch
 import matchdetr
 from matchdetr.boxes import cxcywh_to_xyxy
 from matchdetr.losses.focal import one_hot_targets
-from matchdetr.models.build import build_criterion
-from matchdetr.config import DenoisingConfig
-from matchdetr.models.plugins.denoising import build_denoising, denoising_mask
+from matchdetr.compose import build_criterion
+from matchdetr.models.plugins.denoising import DenoisingSpec, build_denoising, denoising_mask
 from matchdetr.models.queries import Queries
 from matchdetr.structures import Target
 
@@ -64,7 +63,7 @@ def test_perturbing_one_group_changes_nothing_elsewhere(name):
 def test_contrastive_noise_ranges_and_negatives_are_background():
     tg = [Target(torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.4, 0.6, 0.1, 0.2]]), torch.tensor([1, 3]), 0, (9, 9), (9, 9))]
     emb = torch.nn.Embedding(6, 8)
-    spec = DenoisingConfig("dino", dn_number=10, label_noise=0.0, box_noise=0.4)
+    spec = DenoisingSpec("dino", dn_number=10, label_noise=0.0, box_noise=0.4)
     dn = build_denoising(tg, 5, emb, 5, spec, torch.Generator().manual_seed(0))
     assert dn.groups == 5 and dn.pad == 4  # groups = dn_number // max_gt; pad = positives + negatives
     (q, gt), = dn.assignment.indices
@@ -89,7 +88,7 @@ def test_contrastive_noise_ranges_and_negatives_are_background():
 
 def test_dn_detr_style_positive_only_noise():
     tg = targets((2,))
-    dn = build_denoising(tg, 4, torch.nn.Embedding(6, 8), 5, DenoisingConfig("dn_detr", groups=3, label_noise=0.0, box_noise=0.4),
+    dn = build_denoising(tg, 4, torch.nn.Embedding(6, 8), 5, DenoisingSpec("dn_detr", groups=3, label_noise=0.0, box_noise=0.4),
                          torch.Generator().manual_seed(0))
     assert dn.groups == 3 and dn.pad == 2 and len(dn.assignment.indices[0][0]) == 6
     b = tg[0].boxes.repeat(3, 1)
@@ -156,7 +155,7 @@ def test_batch_without_ground_truth_keeps_every_parameter_in_the_graph():
 
 def test_negative_denoising_boxes_keep_a_positive_size():
     tg = [Target(torch.tensor([[0.5, 0.5, 0.2, 0.2]]), torch.tensor([1]), 0, (9, 9), (9, 9))]
-    dn = build_denoising(tg, 5, torch.nn.Embedding(6, 8), 5, DenoisingConfig("dino", dn_number=200, box_noise=1.0),
+    dn = build_denoising(tg, 5, torch.nn.Embedding(6, 8), 5, DenoisingSpec("dino", dn_number=200, box_noise=1.0),
                          torch.Generator().manual_seed(0))
     assert (dn.reference[..., 2:] > 0).all()
 

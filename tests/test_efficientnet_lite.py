@@ -14,7 +14,7 @@ from PIL import Image
 from matchdetr.config import BackboneConfig
 from matchdetr.interop.efficientnet_lite import imagenet_file, load_efficientnet_lite
 from matchdetr.interop.torchvision_resnet import read_state_dict
-from matchdetr.models.backbone import build_backbone
+from matchdetr.compose import build_backbone
 from matchdetr.models.efficientnet_lite import (MEAN, STD, VARIANTS, EfficientNetLiteBackbone, EfficientNetLiteBody,
                                                  round_filters, same_pad)
 

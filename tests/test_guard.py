@@ -162,7 +162,7 @@ def test_fp16_overflow_is_left_to_the_grad_scaler(synth_dir, tmp_path):
 def test_bf16_autocast_keeps_deformable_attention_and_losses_in_fp32(monkeypatch):
     """CPU bf16 autocast stands in for CUDA AMP: sampling runs in fp32, every loss term is fp32 and finite."""
     import matchdetr
-    from matchdetr.models.build import build_criterion
+    from matchdetr.compose import build_criterion
     from matchdetr.structures import Target
 
     seen = []

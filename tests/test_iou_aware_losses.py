@@ -15,7 +15,7 @@ from test_stable_matching import _case, bce, iou
 from matchdetr import api
 from matchdetr.config import ModelConfig
 from matchdetr.losses.iou_aware import IOU_AWARE, IoUAwareClassLoss
-from matchdetr.models.build import build_criterion
+from matchdetr.compose import build_criterion
 from matchdetr.structures import Assignment, DetectorOutput, Prediction, Supervised, Target
 
 

@@ -8,7 +8,7 @@ import torch
 
 import matchdetr
 from matchdetr import presets
-from matchdetr.models.build import build_criterion
+from matchdetr.compose import build_criterion
 from matchdetr.structures import Target
 
 TINY = [n for n in presets.names() if n.endswith("-tiny")]

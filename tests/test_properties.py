@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import arrays
 from matchdetr import boxes as B
 from matchdetr.config import ModelConfig
 from matchdetr.matching.hungarian import HungarianMatcher
-from matchdetr.models.build import build_criterion
+from matchdetr.compose import build_criterion
 from matchdetr.structures import DetectorOutput, Prediction, Target
 
 PROPS = settings(max_examples=80, deadline=None)

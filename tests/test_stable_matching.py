@@ -14,7 +14,7 @@ from matchdetr.config import ModelConfig
 from matchdetr.losses.criterion import SetCriterion
 from matchdetr.losses.position_supervised import PositionSupervisedLoss, position_function
 from matchdetr.matching.costs import MatchInputs, PositionModulatedCost
-from matchdetr.models.build import build_criterion
+from matchdetr.compose import build_criterion
 from matchdetr.structures import Assignment, DetectorOutput, Prediction, Supervised, Target
 
 ALPHA, GAMMA = 0.25, 2.0

@@ -17,7 +17,7 @@ from matchdetr.config import apply_overrides
 from matchdetr.data.coco import CocoDetection, resolve_split
 from matchdetr.data.transforms import build_transforms
 from matchdetr.engine.train import train
-from matchdetr.models.build import build_matcher
+from matchdetr.compose import build_matcher
 
 T = torch.tensor
 

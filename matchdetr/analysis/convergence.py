@@ -17,7 +17,7 @@ from typing import Any
 
 from ..fileio import atomic_write_text, read_jsonl
 from .errors import ErrorBreakdown
-from .studies import model_config
+from .variants import model_config
 from .unstable_score import UnstableScore
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -55,7 +55,7 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     from ..data.coco import resolve_split
     from ..engine.distributed import init_from_env
     from ..engine.train import train
-    from ..models.build import build_matcher
+    from ..compose import build_matcher
     from .errors import model_error_breakdown
     from .unstable_score import unstable_score
 

@@ -57,7 +57,7 @@ def count_parameters(name: str, num_classes: int = 91) -> tuple[int, int]:
     import torch
 
     from .. import presets
-    from ..models.build import build_model
+    from ..compose import build_model
 
     cfg = presets.get(name)
     cfg.model.num_classes = num_classes

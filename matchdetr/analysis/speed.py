@@ -72,7 +72,7 @@ def _build_pair(preset: str, impl: str, vs_hf: bool, device: torch.device,
 
 def _measure(preset: str, impl: str, vs_hf: bool, device_name: str, size: tuple[int, int], warmup: int, repeats: int,
              q: Any, overrides: list[str] | None = None) -> None:
-    from ..models.build import build_criterion
+    from ..compose import build_criterion
     from ..structures import Target
 
     torch.manual_seed(0)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ..config import Config
 from ..fileio import atomic_write_text
+from .variants import VARIANTS, model_config  # noqa: F401  (re-exported: a study entry's config)
 
 if TYPE_CHECKING:
     from .convergence import ModelRun
@@ -67,33 +67,6 @@ STUDIES: dict[str, Study] = {
                        "class weight; PSL + position-modulated cost is Stable-DINO's loss and cost without its "
                        "memory fusion", default=False),
 }
-
-# Study entries that are not presets: a preset plus config overrides, named ``<preset>+<what>`` (the run
-# directory and the table row carry that name; the saved config is the preset's with the overrides applied).
-VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "dino-tiny+psl": ("dino-tiny", ("model.loss.class_loss=position_supervised",)),
-    "dino-tiny+vfl": ("dino-tiny", ("model.loss.class_loss=varifocal",)),
-    "dino-tiny+qfl": ("dino-tiny", ("model.loss.class_loss=quality_focal",)),
-    "dino-tiny+ia-bce": ("dino-tiny", ("model.loss.class_loss=ia_bce",)),
-    "dino-tiny+mal": ("dino-tiny", ("model.loss.class_loss=matchability_aware",)),
-    "dino-tiny+psl+pmc": ("dino-tiny", ("model.loss.class_loss=position_supervised",
-                                        "model.matcher.class_cost=position_modulated")),
-}
-
-
-def model_config(name: str) -> Config:
-    """The config of a study entry: a preset, or a :data:`VARIANTS` entry (its preset plus overrides). Unknown
-    names are a one-line ConfigError listing the presets."""
-    from .. import presets
-    from ..config import apply_overrides
-
-    if name in VARIANTS:
-        base, overrides = VARIANTS[name]
-        cfg = presets.get(base)
-        apply_overrides(cfg, list(overrides))
-        return cfg
-    return presets.get(name)
-
 
 def default_studies() -> list[str]:
     return [name for name, study in STUDIES.items() if study.default]

@@ -114,7 +114,7 @@ def analyze_checkpoint(checkpoint: str, data: Any, split: str = "val", num_image
     from .. import api
     from ..data.coco import resolve_split
     from ..engine.distributed import init_from_env
-    from ..models.build import build_matcher
+    from ..compose import build_matcher
 
     dev = init_from_env(device)
     model = api.load(checkpoint, map_location=dev)

@@ -31,7 +31,7 @@ from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..data.transforms import build_transforms
 from ..analysis.unstable_score import unstable_score
-from ..models.build import build_criterion
+from ..compose import build_criterion
 from ..fileio import atomic_write_text
 from ..progress import TrainProgress
 from . import checkpoint as ck

@@ -9,12 +9,11 @@ different component passed in, not a subclass.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 from torch import Tensor
 
-from ..engine.distributed import all_reduce_sum
 from ..matching.hungarian import HungarianMatcher
 from ..structures import DetectorOutput, Prediction, Target
 
@@ -47,6 +46,9 @@ class SetCriterion:
     dn_class_loss, dn_weights: the class loss and weights of sets with a fixed assignment (denoising groups);
         by default the same as the matched sets'. Stable-DINO trains denoising with class weight 1.0 against
         6.0 for matched sets, and can keep the plain focal loss there.
+    reduce: sums a tensor over the training processes and returns it with the world size (the GT count is
+        averaged over processes, DETR's normaliser); by default this process alone. The composition root
+        passes ``engine.distributed.all_reduce_sum``.
     """
 
     def __init__(
@@ -58,8 +60,10 @@ class SetCriterion:
         aux_loss: bool = True,
         dn_class_loss: ClassLoss | None = None,
         dn_weights: dict[str, float] | None = None,
+        reduce: Callable[[Tensor], tuple[Tensor, int]] | None = None,
     ) -> None:
         self.matcher, self.class_loss, self.box_loss = matcher, class_loss, box_loss
+        self.reduce = reduce or (lambda x: (x, 1))
         self.weights, self.aux_loss = dict(weights), aux_loss
         self.dn_class_loss = dn_class_loss or class_loss
         self.dn_weights = dict(weights) if dn_weights is None else {**weights, **dn_weights}
@@ -67,7 +71,7 @@ class SetCriterion:
     def num_boxes(self, targets: list[Target], device: torch.device) -> float:
         """GT count all-reduced over processes, per process, clamped >= 1 (DETR's normaliser)."""
         n = torch.tensor([float(sum(len(t) for t in targets))], device=device)
-        total, world = all_reduce_sum(n)
+        total, world = self.reduce(n)
         return max(float(total.item()) / world, 1.0)
 
     def __call__(self, output: DetectorOutput, targets: list[Target]) -> LossOutput:

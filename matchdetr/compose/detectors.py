@@ -1,8 +1,5 @@
-"""Assemble a Detector and its criterion from a ModelConfig.
-
-This is the only place that reads config objects; every part below it takes plain typed arguments. Each
-architecture is a small function that picks the parts; new architectures add one function to ``_ARCHS``.
-"""
+"""Assemble a Detector from a ModelConfig: each architecture is a small function that picks the parts; a new
+architecture adds one function to ``_ARCHS``. Every part below takes plain typed arguments."""
 
 from __future__ import annotations
 
@@ -11,28 +8,22 @@ from typing import Callable
 from torch import nn
 
 from ..config import ModelConfig
-from ..losses.boxes import BoxLoss
-from ..losses.criterion import SetCriterion
-from ..losses.focal import FocalClassLoss
-from ..losses.iou_aware import IOU_AWARE, IoUAwareClassLoss
-from ..losses.position_supervised import PositionSupervisedLoss
-from ..matching.costs import FocalClassCost, GIoUCost, L1BoxCost, PositionModulatedCost
-from ..matching.hungarian import HungarianMatcher
+from ..models.anchors import AnchorPosition, AnchorQueries
+from ..models.decoders import CrossAttentionDecoderLayer, Decoder
+from ..models.deformable import DeformableDecoderLayer, DeformableEncoderLayer
+from ..models.detector import Detector
+from ..models.encoders import Encoder, SelfAttentionEncoderLayer
+from ..models.heads import DetectionHead
+from ..models.neck import InputProjection
+from ..models.plugins.hybrid_matching import HybridQueries
+from ..models.plugins.memory_fusion import add_memory_fusion
+from ..models.plugins.smca import PredictedGaussian
+from ..models.plugins.query_selection import MixedQuerySelection, TwoStageQueries
+from ..models.postprocess import PostProcessor
+from ..models.queries import LearnedQueries, ReferencePointQueries
 from .backbone import build_backbone
-from .decoders import CrossAttentionDecoderLayer, Decoder
-from .detector import Detector
-from .encoders import Encoder, SelfAttentionEncoderLayer
-from .heads import DetectionHead
-from .neck import InputProjection
-from .postprocess import PostProcessor
-from .anchors import AnchorPosition, AnchorQueries
-from .deformable import DeformableDecoderLayer, DeformableEncoderLayer
-from .plugins.denoising import DenoisingQueries
-from .plugins.hybrid_matching import HybridQueries
-from .plugins.memory_fusion import add_memory_fusion
-from .plugins.query_selection import MixedQuerySelection, TwoStageQueries
-from .queries import LearnedQueries, ReferencePointQueries
-from .sam_detr import build_sam_detr, build_smca_detr
+from .plugins import with_denoising
+from .sam_detr import build_sam_detr
 
 
 def build_detr(cfg: ModelConfig, post: PostProcessor, modulation: nn.Module | None = None) -> Detector:
@@ -101,13 +92,6 @@ def build_deformable_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
                     postprocessor=post)
 
 
-def _with_denoising(queries: nn.Module, cfg: ModelConfig) -> nn.Module:
-    """Wrap a query initialiser with the denoising plug-in when the config asks for it."""
-    if cfg.denoising.style == "none":
-        return queries
-    return DenoisingQueries(queries, cfg.num_classes, cfg.transformer.hidden_dim, cfg.denoising)
-
-
 def build_dab_deformable_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
     """DAB-Deformable-DETR: Deformable-DETR with 4-d anchor queries, positional queries from the anchors
     and layer-by-layer anchor refinement (per-layer heads). With denoising it is DN-Deformable-DETR."""
@@ -117,7 +101,7 @@ def build_dab_deformable_detr(cfg: ModelConfig, post: PostProcessor) -> Detector
     decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=False, box_refine=head.box_delta,
                       query_pos=AnchorPosition(t.hidden_dim, scale_by_content=True),
                       look_forward_twice=t.look_forward_twice)
-    queries = _with_denoising(AnchorQueries(t.num_queries, t.hidden_dim), cfg)
+    queries = with_denoising(AnchorQueries(t.num_queries, t.hidden_dim), cfg)
     return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries,
                     decoder=decoder, head=head, postprocessor=post)
 
@@ -129,12 +113,18 @@ def build_dino(cfg: ModelConfig, post: PostProcessor) -> Detector:
     t = cfg.transformer
     backbone, neck, encoder, dec_layer = _deformable_parts(cfg)
     head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=t.dec_layers + 1, zero_box_init=True)
-    queries = _with_denoising(MixedQuerySelection(t.hidden_dim, t.num_queries, head, enc_index=t.dec_layers), cfg)
+    queries = with_denoising(MixedQuerySelection(t.hidden_dim, t.num_queries, head, enc_index=t.dec_layers), cfg)
     decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=True, box_refine=head.box_delta,
                       query_pos=AnchorPosition(t.hidden_dim, scale_by_content=False),
                       look_forward_twice=t.look_forward_twice)
     return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries, decoder=decoder, head=head,
                     postprocessor=post)
+
+
+def build_smca_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
+    """SMCA-DETR baseline (single scale): DETR whose cross-attention logits get a Gaussian predicted from each
+    query (``PredictedGaussian``); learned queries and one shared head as DETR."""
+    return build_detr(cfg, post, modulation=PredictedGaussian(cfg.transformer.hidden_dim, cfg.transformer.num_heads))
 
 
 # Each composition gets the one post-processor build_model makes (top-k, optional NMS) for its Detector.
@@ -143,7 +133,7 @@ _ARCHS: dict[str, Callable[[ModelConfig, PostProcessor], Detector]] = {
     "deformable_detr": build_deformable_detr,
     "dab_deformable_detr": build_dab_deformable_detr,
     "dino": build_dino,
-    "sam_detr": build_sam_detr,  # SAM-DETR / SAM-DETR++ (models/sam_detr.py)
+    "sam_detr": build_sam_detr,  # SAM-DETR / SAM-DETR++ (compose/sam_detr.py)
     "smca_detr": build_smca_detr,
 }
 
@@ -155,54 +145,3 @@ def build_model(cfg: ModelConfig) -> Detector:
     detector = _ARCHS[cfg.arch](cfg, PostProcessor(cfg.postprocess.topk, cfg.postprocess.nms_iou))
     add_memory_fusion(detector, cfg.memory_fusion, cfg.transformer.hidden_dim)
     return detector
-
-
-def build_matcher(cfg: ModelConfig) -> HungarianMatcher:
-    """Hungarian matching on class + L1 + GIoU costs (detr-family spec, "Matching"); the class cost is the
-    focal cost or stable matching's position-modulated cost (Stable-DINO eq. 4)."""
-    m = cfg.matcher
-    class_costs = {
-        "focal": lambda: FocalClassCost(m.focal_alpha, m.focal_gamma),
-        "position_modulated": lambda: PositionModulatedCost(m.focal_alpha, m.focal_gamma, m.pmc_power),
-    }
-    if m.class_cost not in class_costs:
-        raise ValueError(f"unknown model.matcher.class_cost '{m.class_cost}'; available: {', '.join(class_costs)}")
-    return HungarianMatcher([(m.cost_class, class_costs[m.class_cost]()), (m.cost_bbox, L1BoxCost()),
-                             (m.cost_giou, GIoUCost())])
-
-
-CLASS_LOSSES = ("focal", "position_supervised", *IOU_AWARE)
-
-
-def build_criterion(cfg: ModelConfig) -> SetCriterion:
-    """Class loss (focal, stable matching's position-supervised loss, eq. 3, or another member of the
-    IoU-aware family, ``losses/iou_aware.py``) + L1/GIoU box loss."""
-    l = cfg.loss
-    focal = FocalClassLoss(l.focal_alpha, l.focal_gamma)
-    iou_aware = {
-        "varifocal": lambda: IoUAwareClassLoss("varifocal", alpha=l.vfl_alpha, gamma=l.vfl_gamma),
-        "quality_focal": lambda: IoUAwareClassLoss("quality_focal", beta=l.qfl_beta),
-        "ia_bce": lambda: IoUAwareClassLoss("ia_bce", alpha=l.ia_bce_alpha, gamma=l.ia_bce_gamma),
-        "matchability_aware": lambda: IoUAwareClassLoss("matchability_aware", gamma=l.mal_gamma,
-                                                        alpha=None if l.mal_alpha < 0 else l.mal_alpha),
-    }
-    if l.class_loss == "focal":
-        class_loss = dn_class_loss = focal
-    elif l.class_loss == "position_supervised":
-        class_loss = PositionSupervisedLoss(l.psl_f1, l.psl_rescale, l.focal_alpha, l.focal_gamma)
-        dn_class_loss = class_loss if l.psl_denoising else focal
-    elif l.class_loss in iou_aware:
-        class_loss = dn_class_loss = iou_aware[l.class_loss]()  # DN queries too, as RT-DETR trains them with VFL
-    else:
-        raise ValueError(f"unknown model.loss.class_loss '{l.class_loss}'; available: "
-                         f"{', '.join(CLASS_LOSSES)}")
-    dn_weights = {"class": l.dn_class_weight} if l.dn_class_weight >= 0 else None
-    return SetCriterion(
-        build_matcher(cfg),
-        class_loss,
-        BoxLoss(),
-        weights={"class": l.class_weight, "bbox": l.bbox_weight, "giou": l.giou_weight},
-        aux_loss=l.aux_loss,
-        dn_class_loss=dn_class_loss,
-        dn_weights=dn_weights,
-    )
