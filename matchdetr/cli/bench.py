@@ -1,18 +1,18 @@
-"""``matchdetr bench speed | convergence | docs``: the benchmarks behind docs/benchmarks.md (split out of cli.py)."""
+"""``matchdetr bench speed | convergence | docs``: the benchmarks behind docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .cli_errors import nonneg_int, positive_int
+from .errors import nonneg_int, positive_int
 
 
 # ----------------------------------------------------------------------------------------------- bench
 def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks: speed and convergence")
     bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence,docs}")
-    from .analysis.studies import STUDIES
+    from ..analysis.studies import STUDIES
 
     c = bsub.add_parser("convergence", help="train presets at equal budget: AP curves, COCO table, unstable score",
                         description="Train each preset in turn on the same data, budget, seed and batch; evaluate every "
@@ -44,7 +44,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_convergence_args(c: argparse.ArgumentParser) -> None:
-    from .analysis.studies import DEFAULT_EVAL_EVERY, DEFAULT_ITERS
+    from ..analysis.studies import DEFAULT_EVAL_EVERY, DEFAULT_ITERS
 
     c.add_argument("--iters", type=positive_int, default=DEFAULT_ITERS, help="iterations per model")
     c.add_argument("--eval-every", type=positive_int, default=DEFAULT_EVAL_EVERY, help="iterations between evaluations")
@@ -59,8 +59,8 @@ def _add_convergence_args(c: argparse.ArgumentParser) -> None:
 
 
 def _convergence(a: argparse.Namespace, studies: list[str] | None) -> list:
-    from .analysis.convergence import run_benchmark
-    from .analysis.studies import study_models
+    from ..analysis.convergence import run_benchmark
+    from ..analysis.studies import study_models
 
     models = ([m.strip() for m in a.models.split(",") if m.strip()] if getattr(a, "models", None)
               else study_models(studies))
@@ -69,8 +69,8 @@ def _convergence(a: argparse.Namespace, studies: list[str] | None) -> list:
 
 
 def cmd_bench_convergence(a: argparse.Namespace) -> int:
-    from .analysis.convergence import write_outputs
-    from .analysis.studies import write_study_outputs
+    from ..analysis.convergence import write_outputs
+    from ..analysis.studies import write_study_outputs
 
     studies = [s.strip() for s in a.study.split(",") if s.strip()] if a.study else None
     runs = _convergence(a, studies)
@@ -82,7 +82,7 @@ def cmd_bench_convergence(a: argparse.Namespace) -> int:
 
 
 def cmd_bench_docs(a: argparse.Namespace) -> int:
-    from .analysis import studies
+    from ..analysis import studies
 
     doc = Path(a.doc)
     figures = doc.parent / "benchmarks"
@@ -94,7 +94,7 @@ def cmd_bench_docs(a: argparse.Namespace) -> int:
                                           "matchdetr bench docs --only convergence", budget)
 
     def flops() -> dict[str, str]:
-        from .analysis.flops import COCO_SIZE, PAPER, WIDE_SIZE, markdown_table, model_cost
+        from ..analysis.flops import COCO_SIZE, PAPER, WIDE_SIZE, markdown_table, model_cost
 
         names = list(dict.fromkeys(list(PAPER) + ["stable-dino-4scale-r50", "stable-sam-detr-plus-plus-r50"]))
         costs, wide = [], []
@@ -107,7 +107,7 @@ def cmd_bench_docs(a: argparse.Namespace) -> int:
                          f"{markdown_table(costs, COCO_SIZE, wide)}"}
 
     def speed() -> dict[str, str]:
-        from .analysis.speed import bench_speed, markdown_table
+        from ..analysis.speed import bench_speed, markdown_table
 
         rows = bench_speed("deformable-detr-r50", vs_hf=True, device=a.device)
         return {"speed-hf": f"`matchdetr bench docs --only speed` = `matchdetr bench speed --model deformable-detr-r50 "
@@ -121,7 +121,7 @@ def cmd_bench_docs(a: argparse.Namespace) -> int:
 
 
 def cmd_bench_speed(a: argparse.Namespace) -> int:
-    from .analysis.speed import bench_speed, format_table
+    from ..analysis.speed import bench_speed, format_table
 
     try:
         h, w = (int(v) for v in a.size.lower().split("x"))

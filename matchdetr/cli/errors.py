@@ -186,8 +186,8 @@ def _runtime(err: RuntimeError) -> int:
         return _fail(f"{one_line(err)}; try a smaller --batch-size or image size")
     if "torch" not in sys.modules:  # the torch-free path (predict --model x.onnx): no training, no peers
         raise err
-    from .engine.distributed import peer_failure
-    from .engine.guard import TrainingStopped
+    from ..engine.distributed import peer_failure
+    from ..engine.guard import TrainingStopped
 
     if isinstance(err, TrainingStopped):
         try:

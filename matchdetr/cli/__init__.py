@@ -1,0 +1,38 @@
+"""``matchdetr synth | train | eval | predict | export | report | models | convert | bench | demo | analyze``.
+
+One module per command group (``synth``, ``train`` (+ eval, demo), ``predict`` (+ export, report), ``models``
+(+ convert), ``analyze``, ``bench``); shared options in ``common``. Errors the user can fix (a bad option value
+or key, a missing or unwritable file, a broken dataset, an absent device) end in one line,
+``matchdetr: error: ...``, and exit code 2; never a traceback. Set ``MATCHDETR_DEBUG=1`` to see the traceback
+instead. The policy lives in ``errors.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from typing import Sequence
+
+from . import analyze, models, predict, synth, train
+from .bench import add_bench
+from .errors import Parser, UsageError, run_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="matchdetr", description="DETR-family detectors built around better matching.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{synth,train,eval,predict,export,report,models,convert,bench,demo,analyze}")
+    for add in (synth.add_synth, train.add_train, train.add_eval, predict.add_predict, predict.add_export,
+                predict.add_report, models.add_models, models.add_convert, add_bench, train.add_demo,
+                analyze.add_analyze):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; returns the exit code (see ``errors.run_command``)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as err:  # reported in one line already; --help and --version still exit normally
+        return int(err.code or 2)
+    warnings.formatwarning = lambda msg, cat, *_: f"warning: {msg}\n"
+    return run_command(args.func, args)

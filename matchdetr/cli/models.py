@@ -1,0 +1,90 @@
+"""``matchdetr models | convert``: the preset list and weight import from other implementations."""
+
+from __future__ import annotations
+
+import argparse
+
+from .errors import positive_int
+
+
+def add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the presets with their parameter counts (and GFLOPs)",
+                       description="Parameters (counted on the meta device: nothing is allocated) and, with --flops, "
+                                   "fvcore-style GFLOPs (multiply-accumulates of convolutions and matrix products, "
+                                   "one image) beside the papers' figures. Old preset names still resolve.")
+    p.add_argument("--num-classes", type=positive_int, default=91, help="classes of the models counted")
+    p.add_argument("--no-params", action="store_true", help="only list names")
+    p.add_argument("--flops", action="store_true", help="also count GFLOPs (about 40 s per full-size preset on 2 cores)")
+    p.add_argument("--size", default="800x1066", help="HEIGHTxWIDTH of the image for --flops (800x1066: a "
+                                                   "640x480 COCO image after the 800-px resize)")
+    p.add_argument("--presets", help="comma-separated preset names (default: all)")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from .. import presets
+
+    names = presets.names() if not a.presets else [presets.canonical(n.strip()) for n in a.presets.split(",") if n.strip()]
+    if a.no_params:
+        print("\n".join(names))
+        return 0
+    if a.flops:  # a real forward pass per preset
+        from ..analysis.flops import HEADER, model_cost, parse_size
+
+        size = parse_size(a.size)
+        print(HEADER)
+        for name in names:
+            print(model_cost(name, a.num_classes, size).row(), flush=True)
+        return 0
+    from ..analysis.param_count import parameter_table  # meta-device builds, cached: no torch import when cached
+
+    for line in parameter_table(names, a.num_classes):
+        print(line, flush=True)
+    return 0
+
+
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="import weights from other implementations",
+                       description="Convert released weights into a matchdetr checkpoint (one .safetensors file).")
+    csub = p.add_subparsers(dest="source", required=True, metavar="{hf,official}")
+    hf = csub.add_parser("hf", help="HF transformers DeformableDetrForObjectDetection (save_pretrained directory)")
+    hf.add_argument("src", help="directory with config.json and *.safetensors (use_timm_backbone=False)")
+    hf.add_argument("out", help="output checkpoint, e.g. deformable-detr.safetensors")
+    hf.set_defaults(func=cmd_convert_hf)
+    off = csub.add_parser("official", help="the authors' released DINO / Stable-DINO (detrex) or SAM-DETR checkpoint",
+                          description="Convert a released checkpoint (.pth, read with torch.load(weights_only=True) "
+                                      "only, or .safetensors) into one matchdetr .safetensors file. The preset is "
+                                      "inferred from the checkpoint unless --preset is given.")
+    off.add_argument("--family", required=True, choices=["dino", "stable-dino", "sam-detr"],
+                     help="dino: detrex projects/dino; stable-dino: IDEA-Research/Stable-DINO; sam-detr: ZhangGongjie/SAM-DETR")
+    off.add_argument("--preset", help="matchdetr preset with the released architecture (default: inferred)")
+    off.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="config override applied after the architecture is read from the checkpoint, e.g. "
+                          "--set model.backbone.name=resnet18 for a checkpoint trained with another backbone (repeatable)")
+    off.add_argument("--nms", action="store_true",
+                     help="keep class-aware NMS at IoU 0.8 after the top-k at test time (Stable-DINO's paper "
+                          "evaluation; default off, as the releases' own evaluation runs)")
+    off.add_argument("src", help="released checkpoint, e.g. dino_r50_4scale_12ep.pth")
+    off.add_argument("out", help="output checkpoint, e.g. dino-4scale-r50.safetensors")
+    off.set_defaults(func=cmd_convert_official)
+
+
+def cmd_convert_hf(a: argparse.Namespace) -> int:
+    from ..interop.hf_deformable_detr import convert_hf_deformable_detr
+    from ..out_paths import output_file
+
+    output_file(a.out, "OUT")
+    out = convert_hf_deformable_detr(a.src, a.out)
+    print(f"wrote {out}; load it with matchdetr.load('{out}') or --checkpoint {out}")
+    return 0
+
+
+def cmd_convert_official(a: argparse.Namespace) -> int:
+    from ..interop.official import NMS_IOU, convert_official
+    from ..out_paths import output_file
+
+    output_file(a.out, "OUT")
+    out = convert_official(a.family, a.src, a.out, a.preset, nms=a.nms, overrides=a.overrides)
+    print(f"test-time NMS: {f'on (class-aware, IoU {NMS_IOU})' if a.nms else 'off, as the release evaluates (--nms turns it on)'}")
+    print(f"wrote {out}; load it with matchdetr.load('{out}') or --checkpoint {out}")
+    return 0
