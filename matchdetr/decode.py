@@ -139,5 +139,3 @@ def _high_depth_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
     x = np.nan_to_num(x, nan=lo, posinf=hi, neginf=lo)
     scaled = (x - lo) / max(hi - lo, 1e-12) * 255.0
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from .decode import ImageLoadError, load_rgb, to_rgb
+from .decode import load_rgb, to_rgb  # the one decoder: the same pixels as the PyTorch path
 
 META_KEY = "matchdetr"  # the same key as matchdetr.export.META_KEY (not imported: it would import torch)
 
@@ -44,10 +44,6 @@ def resized_hw(size_wh: tuple[int, int], size: int, max_size: int | None = None)
     if w < h:
         return max(int(size * h / w), 1), size
     return size, max(int(size * w / h), 1)
-
-
-# Unreadable files raise this one-line error, the same as on the PyTorch path (one decoder for both).
-UnreadableImage = ImageLoadError
 
 
 def _as_pil(item: Any) -> Image.Image:

@@ -166,7 +166,10 @@ def test_onnx_and_pytorch_paths_decode_every_file_the_same(tmp_path):
     from matchdetr.data import images
 
     assert onnx_predict.load_rgb is images.load_rgb is decode.load_rgb
-    assert onnx_predict.to_rgb is images.to_rgb and onnx_predict.UnreadableImage is images.ImageLoadError
+    assert onnx_predict.to_rgb is images.to_rgb
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(images.ImageLoadError, match="bad.png"):  # the same one-line error on both paths
+        onnx_predict._as_pil(str(tmp_path / "bad.png"))
     grad = np.linspace(0, 1, 24 * 16).reshape(16, 24)
     files = {
         "f.tif": Image.fromarray((grad * 0.5).astype(np.float32), mode="F"),

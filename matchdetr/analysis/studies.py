@@ -68,6 +68,7 @@ STUDIES: dict[str, Study] = {
                        "memory fusion", default=False),
 }
 
+
 def default_studies() -> list[str]:
     return [name for name, study in STUDIES.items() if study.default]
 

@@ -1,12 +1,12 @@
-"""Study entries that are not presets: a preset plus config overrides (issue 18's loss comparison). No torch."""
+"""Study entries that are not presets: a preset plus config overrides, named ``<preset>+<what>`` (issue 18's
+loss comparison). The run directory and the table row carry that name; the saved config is the preset's with
+the overrides applied. No torch."""
 
 from __future__ import annotations
 
-from ..config import Config
+from .. import presets
+from ..config import Config, apply_overrides
 
-
-# Study entries that are not presets: a preset plus config overrides, named ``<preset>+<what>`` (the run
-# directory and the table row carry that name; the saved config is the preset's with the overrides applied).
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dino-tiny+psl": ("dino-tiny", ("model.loss.class_loss=position_supervised",)),
     "dino-tiny+vfl": ("dino-tiny", ("model.loss.class_loss=varifocal",)),
@@ -21,9 +21,6 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 def model_config(name: str) -> Config:
     """The config of a study entry: a preset, or a :data:`VARIANTS` entry (its preset plus overrides). Unknown
     names are a one-line ConfigError listing the presets."""
-    from .. import presets
-    from ..config import apply_overrides
-
     if name in VARIANTS:
         base, overrides = VARIANTS[name]
         cfg = presets.get(base)

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .coco import DatasetError, SplitPaths
 from ..decode import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the YOLO / VOC readers)
+from .coco import DatasetError, SplitPaths
 from .images import ImageLoadError, exif_transform_boxes
 
 _INVERSE_ORIENTATION = {6: 8, 8: 6}  # the others (2, 3, 4, 5, 7) are their own inverse
