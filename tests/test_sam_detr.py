@@ -15,7 +15,7 @@ from matchdetr.models.plugins.semantic_aligner import SemanticAligner
 from matchdetr.models.plugins.smca import BETA, gaussian_logits
 from matchdetr.models.queries import Queries
 from matchdetr.models.sam_attention import PerHeadQueryCrossAttention
-from matchdetr.models.sam_decoder import coarse_to_fine
+from matchdetr.models.plugins.coarse_to_fine import coarse_to_fine
 from matchdetr.ops.roi_align import roi_align
 from matchdetr.structures import Target
 
@@ -176,6 +176,31 @@ def test_each_multiscale_layer_reads_only_its_level():
         memory.tokens[:, : h * w] += 1.0  # level 0 (stride 16) comes first in the flattened memory
         after = det.decoder(queries, memory).hidden
     assert torch.equal(before[:2], after[:2]) and not torch.allclose(before[2], after[2])
+
+
+def test_level_view_is_the_level_itself():
+    """CoarseToFine's per-layer memories are slices of the one flattened memory, equal to each level's maps;
+    every family runs the one Decoder class; a SAM layer refuses a memory of several levels."""
+    from matchdetr.models.decoders import Decoder
+    from matchdetr.models.plugins.coarse_to_fine import CoarseToFine
+
+    torch.manual_seed(0)
+    det = matchdetr.build("sam-detr-plus-plus-tiny", num_classes=5, **SMALL).eval()
+    memory = _memory(det)
+    views = CoarseToFine([2, 1, 0])(memory)
+    for view, lvl in zip(views, [2, 1, 0]):
+        tokens, mask, pos = memory.level(lvl)
+        assert view.shapes == [memory.shapes[lvl]]
+        assert torch.equal(view.token_map(0), tokens) and torch.equal(view.level_mask(0), mask)
+        assert torch.equal(view.pos, pos.flatten(2).transpose(1, 2))
+        assert torch.equal(view.valid_ratios[:, 0], memory.valid_ratios[:, lvl])
+    with pytest.raises(ValueError, match="reads level 3"):
+        CoarseToFine([3, 0])(memory)
+    with pytest.raises(ValueError, match="one memory level"):
+        det.decoder.layers[0](torch.zeros(2, 10, 32), None, memory, None, torch.full((2, 10, 4), 0.5))
+    for name in presets.names():
+        if name.endswith("-tiny"):
+            assert type(matchdetr.build(name, num_classes=5, **{"backbone.weights": ""}).decoder) is Decoder, name
 
 
 def _targets(shift=0.0, labels=(1, 3, 2)):

@@ -6,16 +6,19 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import ModelConfig
+from ..models.decoders import Decoder
 from ..models.deformable import DeformableEncoderLayer
 from ..models.detector import Detector
 from ..models.encoders import Encoder, SelfAttentionEncoderLayer
 from ..models.heads import DetectionHead
 from ..models.init import xavier_transformer_
 from ..models.neck import InputProjection
+from ..models.plugins.coarse_to_fine import CoarseToFine, coarse_to_fine
 from ..models.plugins.semantic_aligner import SemanticAligner
 from ..models.plugins.smca import KeypointGaussian
 from ..models.postprocess import PostProcessor
-from ..models.sam_decoder import ReferenceBoxQueries, SamDecoder, SamDecoderLayer, coarse_to_fine
+from ..models.queries import ReferenceBoxQueries
+from ..models.sam_decoder_layer import SamDecoderLayer
 from .backbone import build_backbone
 from .plugins import with_denoising
 
@@ -54,8 +57,11 @@ def build_sam_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
                               roi_size=s.roi_size, sampling_ratio=s.sampling_ratio)
     layer = SamDecoderLayer(t.hidden_dim, t.num_heads, t.dim_feedforward, t.dropout, aligner, modulation)
     head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=t.dec_layers, zero_box_init=True)
-    levels = coarse_to_fine(t.dec_layers, t.num_levels if s.multiscale else 1)
-    decoder = SamDecoder(layer, t.dec_layers, head.box_delta, levels)
+    # the shared decoder with box refinement and no final norm (as released); SAM-DETR++ reads one level per
+    # layer, coarsest first (sec 4.3)
+    view = CoarseToFine(coarse_to_fine(t.dec_layers, t.num_levels)) if s.multiscale else None
+    decoder = Decoder(layer, t.dec_layers, t.hidden_dim, final_norm=False, box_refine=head.box_delta,
+                      memory_view=view)
     # the release's Transformer._reset_parameters: Xavier over every weight matrix of encoder and decoder
     # (the box head the decoder refers to is not its own: not re-initialised)
     xavier_transformer_([encoder, decoder.layers])

@@ -1,15 +1,17 @@
 """Decoder layer types and the decoder stack.
 
-A decoder layer maps ``content [B, Q, d]`` to ``[B, Q, d]`` given the query positions, the memory, the
-self-attention mask and (for deformable cross-attention) the reference boxes; plug-ins that change how a layer
-reads the memory (the Semantics Aligner, SMCA) are passed to the layer as arguments rather than written into it.
-The stack owns what happens between layers: reference refinement and per-layer positional queries.
+Every decoder layer has one call signature, ``layer(content [B, Q, d], query_pos [B, Q, d] | None, memory,
+self_attn_mask [Q, Q] | None, reference [B, Q, 2|4] | None) -> [B, Q, d]`` (DETR's, Deformable-DETR's and
+SAM-DETR's layers alike), so one :class:`Decoder` runs every family. Plug-ins that change how a layer reads the
+memory (the Semantics Aligner, a :class:`Modulation` such as SMCA) are passed to the layer rather than written
+into it. The stack owns what happens between layers: the memory each layer reads (SAM-DETR++'s coarse-to-fine
+view), reference refinement and per-layer positional queries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -20,16 +22,27 @@ from .layers import FeedForward, clones, with_pos
 from .memory import Memory
 from .queries import Queries
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .plugins.semantic_aligner import AlignedQueries
+
+
+class Modulation(Protocol):
+    """An additive bias on cross-attention logits (SMCA's Gaussian): ``(query [B, Q, d], memory (one level),
+    aligned) -> [B, heads, Q, S]``. ``aligned`` is the Semantics Aligner's output in a SAM-DETR layer (its
+    keypoints centre the Gaussians) and None in a plain cross-attention layer (the query predicts them)."""
+
+    def __call__(self, query: Tensor, memory: Memory, aligned: "AlignedQueries | None") -> Tensor: ...
+
 
 class CrossAttentionDecoderLayer(nn.Module):
     """DETR's decoder layer (Carion et al. 2020, sec 3.2): self-attention among queries, cross-attention to
     the memory (query position added to queries, sine position to keys), FFN; post-norm by default.
 
-    modulation: optional ``(query [B, Q, d], memory) -> [B, heads, Q, S]`` bias added to the cross-attention
-    logits (SMCA-DETR's Gaussian, ``plugins/smca.py``)."""
+    modulation: optional :class:`Modulation` of the cross-attention logits (SMCA-DETR's Gaussian,
+    ``plugins/smca.py``)."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float, pre_norm: bool = False,
-                 modulation: nn.Module | None = None) -> None:
+                 modulation: Modulation | None = None) -> None:
         super().__init__()
         self.self_attn = MultiheadAttention(dim, num_heads, dropout)
         self.cross_attn = MultiheadAttention(dim, num_heads, dropout)
@@ -56,7 +69,7 @@ class CrossAttentionDecoderLayer(nn.Module):
         q = with_pos(y, query_pos)
         y = self.cross_attn(
             q, with_pos(memory.tokens, memory.pos), memory.tokens, key_padding_mask=memory.mask,
-            attn_bias=None if self.modulation is None else self.modulation(q, memory),
+            attn_bias=None if self.modulation is None else self.modulation(q, memory, None),
         )
         tgt = tgt + self.dropout2(y)
         if not self.pre_norm:
@@ -76,6 +89,8 @@ class DecoderOutput:
 
 # (layer index, hidden [B, Q, d]) -> box delta [B, Q, 4] in logit space: the head's box branch.
 BoxDelta = Callable[[int, Tensor], Tensor]
+# memory -> the memory each layer reads, one per layer (SAM-DETR++'s coarse-to-fine levels, plugins/coarse_to_fine.py)
+MemoryView = Callable[[Memory], list[Memory]]
 
 
 class Decoder(nn.Module):
@@ -88,26 +103,29 @@ class Decoder(nn.Module):
         (DAB-DETR's anchor embedding); None keeps ``queries.pos`` fixed for all layers.
     look_forward_twice: DINO sec 3.5: the reference a layer's prediction refines keeps the gradient into the
         previous layer's refinement, while the reference the next layer samples around is detached.
+    memory_view: the memory each layer reads (:data:`MemoryView`); None: every layer reads all of it.
     """
 
     def __init__(self, layer: nn.Module, num_layers: int, dim: int, final_norm: bool = True,
                  box_refine: BoxDelta | None = None, query_pos: nn.Module | None = None,
-                 look_forward_twice: bool = False) -> None:
+                 look_forward_twice: bool = False, memory_view: nn.Module | None = None) -> None:
         super().__init__()
         self.layers = clones(layer, num_layers)
         self.norm = nn.LayerNorm(dim) if final_norm else nn.Identity()
         self.box_refine = box_refine
         self.query_pos = query_pos
         self.look_forward_twice = look_forward_twice
+        self.memory_view = memory_view
 
     def forward(self, queries: Queries, memory: Memory) -> DecoderOutput:
         x, ref, pos = queries.content, queries.reference, queries.pos
         pred_ref = ref
         hidden, refs = [], []
-        for i, layer in enumerate(self.layers):
+        views = [memory] * len(self.layers) if self.memory_view is None else self.memory_view(memory)
+        for i, (layer, view) in enumerate(zip(self.layers, views)):
             if self.query_pos is not None:
-                pos = self.query_pos(ref, x, i, memory)
-            x = layer(x, pos, memory, queries.self_attn_mask, ref)
+                pos = self.query_pos(ref, x, i, view)
+            x = layer(x, pos, view, queries.self_attn_mask, ref)
             hidden.append(self.norm(x))
             refs.append(pred_ref)
             if self.box_refine is not None and ref is not None:

@@ -42,14 +42,37 @@ class Memory:
     def with_tokens(self, tokens: Tensor) -> "Memory":
         return replace(self, tokens=tokens)
 
-    def level(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
-        """One level back as maps: tokens ``[B, d, h, w]``, mask ``[B, h, w]``, pos ``[B, d, h, w]``."""
+    def _span(self, index: int) -> slice:
         h, w = self.shapes[index]
         start = sum(a * b for a, b in self.shapes[:index])
-        sl = slice(start, start + h * w)
-        b, _, d = self.tokens.shape
-        as_map = lambda x: x[:, sl].transpose(1, 2).reshape(b, -1, h, w)  # noqa: E731
-        return as_map(self.tokens), self.mask[:, sl].reshape(b, h, w), as_map(self.pos)
+        return slice(start, start + h * w)
+
+    def _as_map(self, x: Tensor, index: int) -> Tensor:
+        h, w = self.shapes[index]
+        return x[:, self._span(index)].transpose(1, 2).reshape(x.shape[0], -1, h, w)
+
+    def token_map(self, index: int) -> Tensor:
+        """Level ``index``'s tokens back as a map ``[B, d, h, w]`` (no positions)."""
+        return self._as_map(self.tokens, index)
+
+    def level_mask(self, index: int) -> Tensor:
+        """Level ``index``'s padding mask ``[B, h, w]``."""
+        h, w = self.shapes[index]
+        return self.mask[:, self._span(index)].reshape(self.mask.shape[0], h, w)
+
+    def level(self, index: int) -> tuple[Tensor, Tensor, Tensor]:
+        """One level back as maps: tokens ``[B, d, h, w]``, mask ``[B, h, w]``, pos ``[B, d, h, w]``."""
+        return self.token_map(index), self.level_mask(index), self._as_map(self.pos, index)
+
+    def select_level(self, index: int) -> "Memory":
+        """A single-level Memory of level ``index``: its token, mask and position slices (views, no copies) and
+        its geometry; encoder layers and the cache are not carried (they describe the whole memory)."""
+        if len(self.shapes) == 1:
+            return self
+        sl = self._span(index)
+        return Memory(tokens=self.tokens[:, sl], mask=self.mask[:, sl], pos=self.pos[:, sl],
+                      spatial_shapes=self.spatial_shapes[index:index + 1], level_start=self.level_start[:1],  # 0
+                      valid_ratios=self.valid_ratios[:, index:index + 1], shapes=[self.shapes[index]])
 
 
 def flatten_levels(features: list[Tensor], masks: list[Tensor], pos: list[Tensor]) -> Memory:

@@ -1,6 +1,7 @@
 """Decoder queries and the learned-query initialiser of DETR.
 
-Query initialisers (learned embeddings here; anchor boxes, two-stage selection and denoising as plug-ins)
+Query initialisers (learned embeddings, reference points and reference boxes here; anchor boxes, two-stage
+selection and denoising as plug-ins)
 all return a :class:`Queries`, so the decoder runs the same loop whatever made its queries.
 """
 
@@ -63,3 +64,19 @@ class ReferencePointQueries(nn.Module):
         b, d = memory.tokens.shape[0], self.reference_points.in_features
         pos, content = self.query_embed.weight[None].expand(b, -1, -1).split(d, dim=-1)
         return Queries(content=content, pos=pos, reference=self.reference_points(pos).sigmoid())
+
+
+class ReferenceBoxQueries(nn.Module):
+    """SAM-DETR's queries (sec 4.1): content starts at zero, each query has a learnable reference box
+    ``sigmoid(embedding)`` (cx, cy, w, h) instead of a learned positional embedding."""
+
+    def __init__(self, num_queries: int, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.query_embed = nn.Embedding(num_queries, 4)
+
+    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+        b = memory.tokens.shape[0]
+        reference = self.query_embed.weight.sigmoid()[None].expand(b, -1, -1)
+        content = memory.tokens.new_zeros(b, reference.shape[1], self.dim)
+        return Queries(content=content, pos=None, reference=reference)

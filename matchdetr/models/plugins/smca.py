@@ -12,6 +12,8 @@ with ``(x_h, y_h)`` the centre in feature pixels of the padded map and ``j = (jx
 - ``PredictedGaussian`` (standalone SMCA-DETR): centre ``sigmoid(MLP(q))`` shared by the heads and per-head
   scales ``Linear(q)``, predicted from each layer's query ``q`` (content + position). Simplification: the
   original predicts the centre once from the object query; here every layer predicts its own.
+
+Both are a ``decoders.Modulation``: ``(query, memory of one level, aligned | None) -> [B, M, N, h*w]``.
 """
 
 from __future__ import annotations
@@ -44,16 +46,24 @@ def gaussian_logits(centres: Tensor, scales: Tensor, grid_like: Tensor, valid_ra
     return -(dist * s2[..., None, :]).sum(-1) / BETA
 
 
+def _single_level(memory: Memory, who: str) -> tuple[Tensor, Tensor]:
+    """A tensor of the map's size ``[h, w]`` (the first image's mask) and the valid ratio ``[B, 2]``."""
+    if len(memory.shapes) != 1:
+        raise ValueError(f"{who} reads one memory level, got {len(memory.shapes)}")
+    return memory.level_mask(0)[0], memory.valid_ratios[:, 0]
+
+
 class KeypointGaussian(nn.Module):
     """SMCA on top of the aligner: Gaussians centred at the keypoints (sec 4.5.1); no parameters."""
 
     extra_outputs = 2  # per head, appended to the aligner's keypoint MLP: (sx, sy)
 
-    def forward(self, aligned: AlignedQueries, grid_like: Tensor, valid_ratio: Tensor) -> Tensor:
-        """grid_like: ``[h, w]``, a tensor of the level's map size -> ``[B, M, N, h*w]``."""
-        if aligned.extra is None:
-            raise ValueError("KeypointGaussian needs an aligner built with extra_outputs=2")
-        return gaussian_logits(aligned.points, aligned.extra, grid_like, valid_ratio)
+    def forward(self, query: Tensor, memory: Memory, aligned: AlignedQueries | None) -> Tensor:
+        """query: unused (the aligner's keypoints and scales place the Gaussians); memory: the layer's one
+        level -> ``[B, M, N, h*w]``."""
+        if aligned is None or aligned.extra is None:
+            raise ValueError("KeypointGaussian needs the Semantics Aligner built with extra_outputs=2")
+        return gaussian_logits(aligned.points, aligned.extra, *_single_level(memory, "SMCA on keypoints"))
 
 
 class PredictedGaussian(nn.Module):
@@ -66,11 +76,11 @@ class PredictedGaussian(nn.Module):
         # default (non-zero) init: the bias is quadratic in the scale, so a zero scale would get no gradient
         self.scale = nn.Linear(dim, 2 * num_heads)
 
-    def forward(self, query: Tensor, memory: Memory) -> Tensor:
-        """query: ``[B, N, d]`` (content + position); memory: single-level -> ``[B, M, N, h*w]``."""
-        if len(memory.shapes) != 1:
-            raise ValueError("SMCA-DETR's modulation is single-scale")
+    def forward(self, query: Tensor, memory: Memory, aligned: AlignedQueries | None = None) -> Tensor:
+        """query: ``[B, N, d]`` (content + position); memory: single-level; aligned: unused
+        -> ``[B, M, N, h*w]``."""
+        grid_like, valid_ratio = _single_level(memory, "SMCA-DETR's modulation")
         b, n, _ = query.shape
         centres = self.centre(query).sigmoid()[:, :, None]  # [B, N, 1, 2]
         scales = self.scale(query).view(b, n, self.num_heads, 2)
-        return gaussian_logits(centres, scales, memory.level(0)[1][0], memory.valid_ratios[:, 0])
+        return gaussian_logits(centres, scales, grid_like, valid_ratio)
