@@ -193,3 +193,7 @@ def _to_user(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, im
         "labels": torch.tensor([lm.to_category(int(l)) for l in labels], dtype=torch.long),
         "names": [lm.names[int(l)] for l in labels],
     }
+
+
+# det.predict(...) and det.save(...): the Detector calls these (models/ does not import this module)
+Detector.conveniences.update(predict=predict, save=save)

@@ -8,7 +8,6 @@ backend alone.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 

@@ -13,18 +13,11 @@ ROOT = Path(__file__).resolve().parents[1] / "matchdetr"
 # Layers that models/, losses/ and matching/ must not import: what configures, trains, converts or runs them.
 ABOVE = {"config", "losses", "matching", "engine", "interop", "api", "cli", "compose", "data", "analysis",
          "presets", "finetune", "export", "reports"}
-# The one documented exception: Detector.predict / Detector.save are conveniences that call matchdetr.api at
-# call time, and its type hints name Config and LabelMap (under TYPE_CHECKING).
-DETECTOR_EXCEPTIONS = {"matchdetr.api", "matchdetr.config", "matchdetr.data.coco"}
 # Import circles that remain (issue 21 lists them); a new one fails the test. The preset families register
 # themselves into presets/__init__ (a registration pattern).
 KNOWN_CYCLES = [
     {"matchdetr.data.coco", "matchdetr.data.formats", "matchdetr.data.label_match", "matchdetr.data.voc",
      "matchdetr.data.yolo"},
-    {"matchdetr.presets", "matchdetr.presets.detr_family", "matchdetr.presets.sam_detr", "matchdetr.presets.stable"},
-    {"matchdetr", "matchdetr.api", "matchdetr.compose", "matchdetr.compose.detectors", "matchdetr.compose.sam_detr",
-     "matchdetr.models.detector"},
-    {"matchdetr.interop.official", "matchdetr.interop.official_dino", "matchdetr.interop.official_sam_detr"},
 ]
 
 
@@ -34,7 +27,9 @@ def _module(path: Path) -> str:
 
 
 def _imports(path: Path) -> set[str]:
-    """Every ``matchdetr...`` name an import statement of ``path`` refers to (``from a import b``: a and a.b)."""
+    """Every ``matchdetr...`` name an import statement of ``path`` refers to (``from a import b``: ``a.b``, which
+    :func:`graph` resolves to module ``a.b`` or, when ``b`` is a name defined in ``a``, to ``a``). A package's
+    ``__init__`` that runs only because one of its submodules is imported is not an edge, as for any submodule."""
     module = _module(path)
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     out: set[str] = set()
@@ -46,7 +41,7 @@ def _imports(path: Path) -> set[str]:
             else:
                 target = node.module or ""
             if target.startswith("matchdetr"):
-                out |= {target} | {f"{target}.{a.name}" for a in node.names}
+                out |= {f"{target}.{a.name}" for a in node.names}
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("matchdetr")}
     return out
@@ -100,7 +95,7 @@ def test_graph_reader_sees_relative_and_lazy_imports() -> None:
     g = graph()
     assert "matchdetr.compose.criterion" in g["matchdetr.compose"]  # from .criterion import ...
     assert "matchdetr.models.detector" in g["matchdetr.compose.detectors"]  # from ..models.detector import
-    assert "matchdetr.api" in g["matchdetr.models.detector"]  # an import inside a method
+    assert "matchdetr.data.transforms" in g["matchdetr.api"]  # an import inside a function
 
 
 # What each lower layer may not import (the criterion holds a matcher, so losses may import matching).
@@ -115,8 +110,6 @@ def test_lower_layers_do_not_import_upwards(layer: str) -> None:
         if module != f"matchdetr.{layer}" and not module.startswith(f"matchdetr.{layer}."):
             continue
         up = {t for t in targets if len(t.split(".")) > 1 and t.split(".")[1] in FORBIDDEN[layer]}
-        if module == "matchdetr.models.detector":
-            up -= DETECTOR_EXCEPTIONS
         if up:
             bad[module] = sorted(up)
     assert not bad, bad

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 
 from ..interop.hf_deformable_detr import convert_state_dict
 

@@ -4,7 +4,8 @@
 - ``stable-dino``: IDEA-Research/Stable-DINO (a detrex fork): DINO plus the dense memory-fusion layer.
 - ``sam-detr``: ZhangGongjie/SAM-DETR (a DETR fork): torchvision ResNet names, fused attention projections.
 
-The per-family name rules live in ``official_dino.py`` and ``official_sam_detr.py``. This module reads the file
+The per-family name rules live in ``official_dino.py`` and ``official_sam_detr.py``, the helpers they share in
+``official_rules.py``. This module reads the file
 (``torch.load(weights_only=True)`` only: a checkpoint that pickles anything but tensors and plain containers is
 refused, never unpickled), runs a family's rules over every key, and checks the result against the state dict
 of the matchdetr model it builds: a key no rule maps, a matchdetr tensor left without a source and a shape that
@@ -16,19 +17,16 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from ..config import Config
 from ..data.coco import LabelMap
 from ..safe_load import refusal_reason, refused_global
 from .hf_deformable_detr import ConversionError
+from .official_rules import Family, listing
 
 FAMILIES = ("dino", "stable-dino", "sam-detr")
 
@@ -46,9 +44,6 @@ COCO_NAMES = [
     "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
     "hair drier", "toothbrush",
 ]
-_MAX_LISTED = 8
-
-
 def coco_label_map(num_classes: int) -> LabelMap:
     """The label map of a released COCO model.
 
@@ -62,36 +57,6 @@ def coco_label_map(num_classes: int) -> LabelMap:
         names = dict(zip(COCO_IDS, COCO_NAMES))
         return LabelMap(list(range(91)), [names.get(i, "N/A") for i in range(91)])
     return LabelMap(list(range(num_classes)), [f"class_{i}" for i in range(num_classes)])
-
-
-def listing(keys: list[str]) -> str:
-    more = len(keys) - _MAX_LISTED
-    return "[" + ", ".join(keys[:_MAX_LISTED]) + (f", ... and {more} more" if more > 0 else "") + "]"
-
-
-def count_indices(state: dict[str, Tensor], pattern: str) -> int:
-    """How many distinct values the first group of ``pattern`` takes over the keys (e.g. layer numbers)."""
-    return len({m.group(1) for k in state if (m := re.match(pattern, k))})
-
-
-def split_qkv(prefix: str, kind: str, value: Tensor) -> list[tuple[str, Tensor]]:
-    """``torch.nn.MultiheadAttention``'s stacked ``in_proj_<kind>`` (W_q, W_k, W_v along dim 0) as our
-    separate ``<prefix>self_attn.{q,k,v}_proj.<kind>`` tensors."""
-    return [(f"{prefix}self_attn.{p}_proj.{kind}", t) for p, t in zip("qkv", value.chunk(3, 0))]
-
-
-def fold_tied(state: dict[str, Tensor], tied: tuple[str, ...], where: str) -> dict[str, Tensor]:
-    """Drop the releases' second copies of the heads stored under ``transformer.decoder.`` (keys starting with
-    one of ``tied``), after checking each equals its top-level original (or using it where that is absent)."""
-    out = {k: v for k, v in state.items() if not k.startswith(tied)}
-    for key, value in state.items():
-        if key.startswith(tied):
-            top = key.removeprefix("transformer.decoder.")
-            if top not in out:
-                out[top] = value
-            elif not torch.equal(out[top], value):
-                raise ConversionError(f"{where}: {key} differs from {top}; the release ties them, so the file is inconsistent")
-    return out
 
 
 def _one_line(err: BaseException) -> str:
@@ -142,21 +107,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
 
 # A rule maps one official (key, tensor) to our (key, tensor) pairs: [] = no rule knows the key, None = the key
 # is dropped on purpose (listed in the family's IGNORED).
-Rule = Callable[[str, Tensor], "list[tuple[str, Tensor]] | None"]
-
-
-@dataclass
-class Family:
-    """What the driver needs from a family module."""
-
-    name: str
-    config: Callable[[dict[str, Tensor], str | None, str], Config]  # (state, --preset, where) -> Config
-    prepare: Callable[[dict[str, Tensor], str], dict[str, Tensor]]  # resolve tied duplicates etc.
-    rule: Rule
-    fit: Callable[[str, Tensor, Tensor], Tensor]  # (our key, mapped tensor, target tensor) -> tensor
-    hint: Callable[[list[str]], str]  # a hint for unmapped keys (another family's checkpoint?)
-
-
 def map_state_dict(family: Family, state: dict[str, Tensor], target: dict[str, Tensor], where: str) -> dict[str, Tensor]:
     """Rename ``state`` onto ``target`` (our model's state dict); raises ConversionError listing every problem."""
     state = family.prepare(state, where)

@@ -43,7 +43,7 @@ from torch import Tensor
 from .. import presets
 from ..config import Config
 from .hf_deformable_detr import ConversionError
-from .official import Family, count_indices, fold_tied, listing, split_qkv
+from .official_rules import Family, count_indices, fold_tied, listing, split_qkv
 
 # Keys dropped on purpose.
 IGNORED = [

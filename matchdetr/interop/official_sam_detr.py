@@ -37,13 +37,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from .. import presets
 from ..config import Config
 from .hf_deformable_detr import ConversionError
-from .official import Family, count_indices, fold_tied, listing, split_qkv
+from .official_rules import Family, count_indices, fold_tied, listing, split_qkv
 
 IGNORED = [
     "*.num_batches_tracked",  # BatchNorm step counters (training-only)

@@ -6,17 +6,13 @@ Every model of the library is this class with different parts; a variant is a pr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..structures import DetectorOutput, Target
 from .postprocess import PostProcessor
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..config import Config
-    from ..data.coco import LabelMap
 
 
 class Detector(nn.Module):
@@ -30,6 +26,11 @@ class Detector(nn.Module):
     decoder: ``(Queries, Memory) -> DecoderOutput``.
     head: ``(hidden, references) -> [Prediction per layer]``.
     """
+
+    # predict() and save() decode images and write checkpoint files, the work of layers above the models:
+    # matchdetr.api registers its two functions here when it is imported (matchdetr.build and matchdetr.load
+    # import it), so models/ never imports upwards (tests/test_import_graph.py).
+    conveniences: ClassVar[dict[str, Callable[..., Any]]] = {}
 
     def __init__(
         self,
@@ -47,9 +48,10 @@ class Detector(nn.Module):
         self.fusion = fusion if fusion is not None else nn.Identity()
         self.queries, self.decoder, self.head = queries, decoder, head
         self.postprocessor = postprocessor
-        # Set by matchdetr.build / matchdetr.load: what save() needs to rebuild the model.
-        self.config: Config | None = None
-        self.label_map: LabelMap | None = None
+        # Set by matchdetr.build / matchdetr.load: what save() needs to rebuild the model, the
+        # matchdetr.config.Config it was built from and its matchdetr.data.coco.LabelMap.
+        self.config: Any = None
+        self.label_map: Any = None
 
     def forward(
         self, images: Tensor, pixel_mask: Tensor | None = None, targets: list[Target] | None = None
@@ -74,12 +76,15 @@ class Detector(nn.Module):
     # ------------------------------------------------------------------ user-facing helpers (see api.py)
     def predict(self, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
         """Detect objects in image paths, PIL images or HxWx3 uint8 arrays; see :func:`matchdetr.api.predict`."""
-        from ..api import predict
-
-        return predict(self, images, threshold=threshold, batch_size=batch_size)
+        return self._convenience("predict")(self, images, threshold=threshold, batch_size=batch_size)
 
     def save(self, path: str) -> None:
-        """Write weights plus everything needed to rebuild the model to one safetensors file."""
-        from ..api import save
+        """Write weights plus everything needed to rebuild the model to one safetensors file
+        (:func:`matchdetr.api.save`)."""
+        self._convenience("save")(self, path)
 
-        save(self, path)
+    def _convenience(self, name: str) -> Callable[..., Any]:
+        if name not in self.conveniences:
+            raise RuntimeError(f"Detector.{name} needs matchdetr.api: create the model with matchdetr.build or "
+                               "matchdetr.load")
+        return self.conveniences[name]

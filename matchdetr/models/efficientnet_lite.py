@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -4,7 +4,8 @@ H-Deformable-DETR, each with its ``-tiny`` form."""
 from __future__ import annotations
 
 from ..config import Config
-from . import make_tiny, preset
+from .registry import preset
+from .tiny import make_tiny
 
 
 # -------------------------------------------------------------------------------------------------- DETR

@@ -9,7 +9,8 @@ sam-detr-smca-r50 58,122,794, sam-detr-plus-plus-r50 54,972,298, sam-detr-plus-p
 from __future__ import annotations
 
 from ..config import Config
-from . import make_tiny, preset
+from .registry import preset
+from .tiny import make_tiny
 
 
 def _sam(multiscale: bool = False, smca: bool = False, dn: bool = False, dc5: bool = False) -> Config:

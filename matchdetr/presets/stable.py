@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from ..config import Config
 from . import detr_family as base
-from . import preset, sam_detr
+from . import sam_detr
+from .registry import preset
 
 
 def stable(cfg: Config, fusion: bool = True, nms: bool = True) -> Config:
