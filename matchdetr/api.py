@@ -20,10 +20,9 @@ from PIL import Image
 
 from . import presets
 from .config import Config, ConfigError, apply_overrides
-from .config_checks import check_model
-from .data.coco import LabelMap
-from .engine.checkpoint import CheckpointError, load_weights, newest_weights, save_weights
-from .compose import build_model
+from .compose import from_config
+from .data.label_map import LabelMap
+from .engine.checkpoint import CheckpointError, load_weights, newest_weights, save_model
 from .models.detector import Detector
 
 _SECTIONS = ("model.", "data.", "train.")
@@ -43,19 +42,6 @@ def build_config(name: str, num_classes: int | None = None, overrides: dict[str,
         cfg.model.num_classes = num_classes
     apply_overrides(cfg, {_normalise_key(k): v for k, v in (overrides or {}).items()})
     return cfg
-
-
-def from_config(cfg: Config, label_map: LabelMap | None = None) -> Detector:
-    """Build the Detector a Config describes, with a label map (default: labels are their own ids)."""
-    check_model(cfg.model)  # num_queries=0 and the like: one line naming the key, not an error deep in a layer
-    model = build_model(cfg.model)
-    model.config = cfg
-    if label_map is None:
-        label_map = LabelMap(list(range(cfg.model.num_classes)), [f"class_{i}" for i in range(cfg.model.num_classes)])
-    if len(label_map) != cfg.model.num_classes:
-        raise ConfigError(f"label map has {len(label_map)} classes but model.num_classes is {cfg.model.num_classes}")
-    model.label_map = label_map
-    return model
 
 
 def without_backbone_file(cfg: Config) -> Config:
@@ -79,14 +65,7 @@ def build(name: str, num_classes: int | None = None, **overrides: Any) -> Detect
 def save(detector: Detector, path: str | os.PathLike, iteration: int | None = None, run_id: str | None = None) -> None:
     """One safetensors file: weights + config + label map, everything :func:`load` needs (plus, from
     training, the iteration and the id of the run that wrote it)."""
-    if detector.config is None or detector.label_map is None:
-        raise ValueError("this Detector has no config/label map attached; create it with matchdetr.build or matchdetr.load")
-    meta = {"config": detector.config.to_dict(), "label_map": detector.label_map.to_dict()}
-    if iteration is not None:
-        meta["iteration"] = iteration
-    if run_id is not None:
-        meta["run_id"] = run_id
-    save_weights(path, detector.state_dict(), meta)
+    save_model(detector, path, iteration, run_id)
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Detector:

@@ -2,7 +2,7 @@
 count): refused in one line naming the key, before anything is built or trained. Values that are legal but
 probably not meant (a warm-up longer than the run) give a warning and are used as given.
 
-The type of each value is already checked by ``config._coerce``; this is about ranges and relations.
+The type of each value is already checked by ``config_values.coerce``; this is about ranges and relations.
 """
 
 from __future__ import annotations

@@ -16,8 +16,6 @@ Files (in the run directory, or the evaluation's ``--out``):
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -26,65 +24,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .fileio import atomic_write, atomic_write_text, read_jsonl
+from .engine.results_csv import ResultsCsv, csv_text, write_results_csv  # noqa: F401  (part of this API)
+from .fileio import atomic_write, atomic_write_text
 
 __all__ = ["ResultsCsv", "write_results_csv", "write_per_class", "plot_per_class_ap", "plot_pr_curves",
            "write_eval_report", "write_run_report"]
-
-_FIRST = ("type", "iter", "epoch", "lr", "loss")
-
-
-def _columns(records: Sequence[dict], start: Sequence[str] = ()) -> list[str]:
-    cols = list(start)
-    for key in _FIRST:
-        if key not in cols and any(key in r for r in records):
-            cols.append(key)
-    for r in records:
-        cols += [k for k in r if k not in cols]
-    return cols
-
-
-def _cell(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    return json.dumps(v) if isinstance(v, (dict, list)) else v
-
-
-def _csv_text(columns: list[str], rows: Sequence[dict], header: bool = True) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    if header:
-        w.writerow(columns)
-    for r in rows:
-        w.writerow([_cell(r.get(c)) for c in columns])
-    return buf.getvalue()
-
-
-class ResultsCsv:
-    """``results.csv`` kept in step with ``metrics.jsonl``: a row per record, appended; the file is rewritten
-    (atomically) only when a record brings a new column, e.g. the first evaluation."""
-
-    def __init__(self, path: str | os.PathLike, metrics_jsonl: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.rows = read_jsonl(metrics_jsonl)[0]  # also what a resumed run kept
-        self.columns = _columns(self.rows)
-        atomic_write_text(self.path, _csv_text(self.columns, self.rows))
-
-    def append(self, record: dict) -> None:
-        self.rows.append(record)
-        if any(k not in self.columns for k in record):
-            self.columns = _columns(self.rows, self.columns)
-            atomic_write_text(self.path, _csv_text(self.columns, self.rows))
-        else:
-            with open(self.path, "a", encoding="utf-8", newline="") as f:
-                f.write(_csv_text(self.columns, [record], header=False))
-
-
-def write_results_csv(metrics_jsonl: str | os.PathLike, out_csv: str | os.PathLike) -> Path:
-    """``results.csv`` from a ``metrics.jsonl`` in one go."""
-    ResultsCsv(out_csv, metrics_jsonl)
-    return Path(out_csv)
-
 
 # ----------------------------------------------------------------------------------------------- per class
 def _per_class_rows(per_class: Sequence[dict]) -> list[dict]:
@@ -95,7 +39,7 @@ def _per_class_rows(per_class: Sequence[dict]) -> list[dict]:
 def write_per_class(per_class: Sequence[dict], out_csv: str | os.PathLike) -> Path:
     """Per-class AP table as CSV, best first: category_id, name, AP, AP50, num_gt, num_dets."""
     cols = ["category_id", "name", "AP", "AP50", "num_gt", "num_dets"]
-    atomic_write_text(out_csv, _csv_text(cols, _per_class_rows(per_class)))
+    atomic_write_text(out_csv, csv_text(cols, _per_class_rows(per_class)))
     return Path(out_csv)
 
 

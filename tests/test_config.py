@@ -41,7 +41,7 @@ def test_json_roundtrip_and_unknown_keys():
     d["model"]["bogus"] = 1
     with pytest.raises(ConfigError, match="model.bogus"):
         Config.from_dict(d)
-    assert "model.transformer.num_queries" in valid_keys()
+    assert "model.transformer.num_queries" in valid_keys(Config)
 
 
 def test_unknown_preset():

@@ -15,7 +15,7 @@ from matchdetr.config import apply_overrides
 from matchdetr.data.coco import resolve_split
 from matchdetr.engine.checkpoint import CheckpointError
 from matchdetr.engine.train import Trainer
-from matchdetr.finetune import class_dependent_keys, load_pretrained
+from matchdetr.engine.finetune import class_dependent_keys, load_pretrained
 
 
 def _micro(name: str, num_classes: int):

@@ -11,7 +11,7 @@ import torch
 from conftest import MICRO
 
 from matchdetr import api, presets
-from matchdetr.analysis.unstable_score import count_changes, layer_predictions, unstable_score
+from matchdetr.engine.unstable_score import count_changes, layer_predictions, unstable_score
 from matchdetr.cli import main
 from matchdetr.config import apply_overrides
 from matchdetr.data.coco import CocoDetection, resolve_split

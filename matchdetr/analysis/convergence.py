@@ -18,7 +18,7 @@ from typing import Any
 from ..fileio import atomic_write_text, read_jsonl
 from .errors import ErrorBreakdown
 from .variants import model_config
-from .unstable_score import UnstableScore
+from ..engine.unstable_score import UnstableScore
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -57,7 +57,7 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     from ..engine.train import train
     from ..compose import build_matcher
     from .errors import model_error_breakdown
-    from .unstable_score import unstable_score
+    from ..engine.unstable_score import unstable_score
 
     run_dir = out / preset
     done = run_dir / "bench.json"

@@ -132,3 +132,19 @@ def markdown_table(costs: list[ModelCost], size: tuple[int, int], wide: list[Mod
                      f"{f'{paper_p:.0f}M' if paper_p else '-'} | {gflops} | {f'{paper_g:.0f}' if paper_g else '-'} | "
                      f"{gap(c, paper_g)} |{wide_cell} {source or '-'} |")
     return "\n".join(lines)
+
+
+def docs_block() -> dict[str, str]:
+    """The ``bench:flops`` block of docs/benchmarks.md: every paper-compared preset plus the stable ones, at
+    COCO's and a wide size (``matchdetr bench docs --only flops``)."""
+    from .studies import machine
+
+    names = list(dict.fromkeys(list(PAPER) + ["stable-dino-4scale-r50", "stable-sam-detr-plus-plus-r50"]))
+    costs, wide = [], []
+    for name in names:
+        costs.append(model_cost(name, 91, COCO_SIZE))
+        wide.append(model_cost(name, 91, WIDE_SIZE))
+        print(costs[-1].row(), f"{wide[-1].gflops:9.1f} @{WIDE_SIZE[0]}x{WIDE_SIZE[1]}", flush=True)
+    return {"flops": f"`matchdetr bench docs --only flops` (91 classes, one {COCO_SIZE[0]}x{COCO_SIZE[1]} and one "
+                     f"{WIDE_SIZE[0]}x{WIDE_SIZE[1]} image; {machine()}).\n\n"
+                     f"{markdown_table(costs, COCO_SIZE, wide)}"}

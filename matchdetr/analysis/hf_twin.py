@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from ..interop.hf_deformable_detr import convert_state_dict
 
 _NAMES = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet34": ("basic", [3, 4, 6, 3]),

@@ -165,3 +165,13 @@ def markdown_table(rows: list[SpeedResult]) -> str:
 
 if __name__ == "__main__":  # pragma: no cover - convenience
     print(format_table(sys.argv[1], bench_speed(sys.argv[1], vs_hf=True), "cpu", (640, 640)))
+
+
+def docs_block(device: str = "auto") -> dict[str, str]:
+    """The ``bench:speed-hf`` block of docs/benchmarks.md (``matchdetr bench docs --only speed``)."""
+    from .studies import machine
+
+    rows = bench_speed("deformable-detr-r50", vs_hf=True, device=device)
+    return {"speed-hf": f"`matchdetr bench docs --only speed` = `matchdetr bench speed --model deformable-detr-r50 "
+                        f"--vs-hf` ({machine()}; 640x640, inference batch 1, training step batch 2, "
+                        f"medians of 5 after 2 warm-up runs, one process each).\n\n{markdown_table(rows)}"}

@@ -93,29 +93,12 @@ def cmd_bench_docs(a: argparse.Namespace) -> int:
         return studies.convergence_blocks(_convergence(a, chosen), Path(a.out), figures,
                                           "matchdetr bench docs --only convergence", budget)
 
-    def flops() -> dict[str, str]:
-        from ..analysis.flops import COCO_SIZE, PAPER, WIDE_SIZE, markdown_table, model_cost
-
-        names = list(dict.fromkeys(list(PAPER) + ["stable-dino-4scale-r50", "stable-sam-detr-plus-plus-r50"]))
-        costs, wide = [], []
-        for name in names:
-            costs.append(model_cost(name, 91, COCO_SIZE))
-            wide.append(model_cost(name, 91, WIDE_SIZE))
-            print(costs[-1].row(), f"{wide[-1].gflops:9.1f} @{WIDE_SIZE[0]}x{WIDE_SIZE[1]}", flush=True)
-        return {"flops": f"`matchdetr bench docs --only flops` (91 classes, one {COCO_SIZE[0]}x{COCO_SIZE[1]} and one "
-                         f"{WIDE_SIZE[0]}x{WIDE_SIZE[1]} image; {studies.machine()}).\n\n"
-                         f"{markdown_table(costs, COCO_SIZE, wide)}"}
-
-    def speed() -> dict[str, str]:
-        from ..analysis.speed import bench_speed, markdown_table
-
-        rows = bench_speed("deformable-detr-r50", vs_hf=True, device=a.device)
-        return {"speed-hf": f"`matchdetr bench docs --only speed` = `matchdetr bench speed --model deformable-detr-r50 "
-                            f"--vs-hf` ({studies.machine()}; 640x640, inference batch 1, training step batch 2, "
-                            f"medians of 5 after 2 warm-up runs, one process each).\n\n{markdown_table(rows)}"}
-
     parts = [p.strip() for p in a.only.split(",") if p.strip()]
-    written = studies.run_docs(parts, doc, {"convergence": convergence, "flops": flops, "speed": speed})
+    from ..analysis.flops import docs_block as flops
+    from ..analysis.speed import docs_block as speed
+
+    written = studies.run_docs(parts, doc, {"convergence": convergence, "flops": flops,
+                                            "speed": lambda: speed(a.device)})
     print(f"updated {doc}: {', '.join(written)}")
     return 0
 

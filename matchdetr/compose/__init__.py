@@ -6,5 +6,6 @@ backbone. ``models/``, ``losses/`` and ``matching/`` below it take plain typed a
 from .backbone import build_backbone
 from .criterion import CLASS_LOSSES, build_criterion, build_matcher
 from .detectors import build_model
+from .model import from_config
 
-__all__ = ["CLASS_LOSSES", "build_backbone", "build_criterion", "build_matcher", "build_model"]
+__all__ = ["CLASS_LOSSES", "build_backbone", "build_criterion", "build_matcher", "build_model", "from_config"]

@@ -22,7 +22,7 @@ def build_backbone(cfg: BackboneConfig) -> nn.Module:
         lite = EfficientNetLiteBackbone(cfg.name, frozen_stages=cfg.frozen_stages,
                                         return_levels=tuple(cfg.return_levels), norm=cfg.norm)
         if cfg.weights:
-            load_efficientnet_lite(lite, cfg.weights)
+            load_backbone_weights(lite, cfg.weights)
         return lite
     backbone = Backbone(cfg.name, width=cfg.width, frozen_stages=cfg.frozen_stages, dilation=cfg.dilation,
                         return_levels=tuple(cfg.return_levels), norm=cfg.norm)
@@ -30,5 +30,14 @@ def build_backbone(cfg: BackboneConfig) -> nn.Module:
         if cfg.weights == "imagenet":
             raise ValueError(f"model.backbone.weights=imagenet is available for the efficientnet-lite backbones; "
                              f"for {cfg.name} give the path of a torchvision ImageNet file")
-        load_torchvision_resnet(backbone, cfg.weights)
+        load_backbone_weights(backbone, cfg.weights)
     return backbone
+
+
+def load_backbone_weights(backbone: nn.Module, weights: str) -> None:
+    """Load a weight file into a built backbone: lukemelas-format or ``imagenet`` for EfficientNet-Lite, a
+    torchvision file for the ResNets (also the box-crop pretraining's output)."""
+    if isinstance(backbone, EfficientNetLiteBackbone):
+        load_efficientnet_lite(backbone, weights)
+    else:
+        load_torchvision_resnet(backbone, weights)

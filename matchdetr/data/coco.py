@@ -21,7 +21,6 @@ import math
 import os
 import random
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,107 +31,15 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..structures import Target
+from .common import DatasetError, DatasetWarning, Problems, SplitPaths
 from .images import DecodedImage, ImageLoadError, align_boxes, decode_image, load_rgb
+from .label_map import LabelMap
+from .splits import resolve_split
 
-_SHOWN_IDS = 5  # ids quoted in an aggregated warning
+__all__ = ["CocoDetection", "DatasetError", "DatasetWarning", "LabelMap", "SplitPaths", "resolve_split"]
 _CLIP_TOLERANCE = 1.0  # px a box may overshoot the image before clipping it is worth a warning (COCO has some)
 _MAX_SUBSTITUTES = 32  # undecodable images skipped in a row before giving up on a sample
 _NUMBER = (int, float)  # exact types (`type(v) in`): a JSON true/false is not a number here
-
-
-class DatasetError(ValueError):
-    """Unusable dataset; the message is one line naming the file and the problem."""
-
-
-class DatasetWarning(UserWarning):
-    """Recoverable data problem (dropped annotation, missing/undecodable image); names the file or ids."""
-
-
-@dataclass
-class LabelMap:
-    """Dataset category ids <-> contiguous model labels ``0..C-1`` (sorted by id); saved with the model."""
-
-    category_ids: list[int]
-    names: list[str]
-    _index: dict[int, int] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if len(self.category_ids) != len(self.names):
-            raise DatasetError(f"label map: {len(self.category_ids)} category ids but {len(self.names)} names")
-        self._index = {cid: label for label, cid in enumerate(self.category_ids)}
-        if len(self._index) != len(self.category_ids):
-            raise DatasetError(f"label map: duplicate category ids in {self.category_ids}")
-
-    @classmethod
-    def from_categories(cls, categories: list[dict]) -> "LabelMap":
-        """From a COCO ``categories`` list; raises DatasetError on a malformed entry or duplicate id."""
-        if not isinstance(categories, list):
-            raise DatasetError("'categories' must be a list")
-        for i, cat in enumerate(categories):
-            if not isinstance(cat, dict) or type(cat.get("id")) is not int:
-                raise DatasetError(f"category #{i} has no integer 'id': {str(cat)[:80]}")
-        ordered = sorted(categories, key=lambda c: c["id"])
-        return cls([int(c["id"]) for c in ordered], [str(c.get("name", c["id"])) for c in ordered])
-
-    def to_label(self, category_id: int) -> int:
-        if category_id not in self._index:
-            raise KeyError(f"category id {category_id} is not in the label map")
-        return self._index[category_id]
-
-    def to_category(self, label: int) -> int:
-        if not 0 <= label < len(self.category_ids):
-            raise KeyError(f"label {label} is outside 0..{len(self.category_ids) - 1}")
-        return self.category_ids[label]
-
-    def __contains__(self, category_id: object) -> bool:
-        return category_id in self._index
-
-    def to_dict(self) -> dict:
-        return {"category_ids": list(self.category_ids), "names": list(self.names)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LabelMap":
-        try:
-            return cls([int(c) for c in d["category_ids"]], [str(n) for n in d["names"]])
-        except (KeyError, TypeError, ValueError) as err:
-            raise DatasetError(f"label map: malformed dict ({err!r}); expected category_ids and names") from None
-
-    def __len__(self) -> int:
-        return len(self.category_ids)
-
-
-@dataclass
-class SplitPaths:
-    images: Path  # folder the JSON file_names are relative to
-    annotations: Path  # COCO instances JSON (yolo: data.yaml / classes.txt / labels folder; voc: ImageSets list)
-    format: str = "coco"  # coco | yolo | voc (data/formats.py converts the others to a COCO dict)
-
-
-def resolve_split(
-    data_dir: str | Path | None, split: str, images: str | None = None, annotations: str | None = None
-) -> SplitPaths:
-    """Find a split: ``DIR/{split}/`` + ``DIR/annotations/instances_{split}.json`` (our generator), or COCO's
-    ``DIR/{split}2017/`` + ``instances_{split}2017.json``. Explicit ``images``/``annotations`` win."""
-    root = Path(data_dir) if data_dir else None
-    if root is not None and not images and not annotations:
-        from .formats import resolve_foreign_split
-
-        foreign = resolve_foreign_split(root, split)  # YOLO / VOC folders; None for COCO
-        if foreign is not None:
-            return foreign
-    image_dirs = [Path(images)] if images else [root / split, root / f"{split}2017"] if root else []
-    ann_files = [Path(annotations)] if annotations else (
-        [root / "annotations" / f"instances_{s}.json" for s in (split, f"{split}2017")] if root else []
-    )
-    if not image_dirs or not ann_files:
-        raise DatasetError(f"split '{split}': give a data directory or both an images folder and an annotation file")
-    found_dir = next((p for p in image_dirs if p.is_dir()), None)
-    found_ann = next((p for p in ann_files if p.is_file()), None)
-    if found_dir is None:
-        raise DatasetError(f"split '{split}': no image folder; tried {', '.join(map(str, image_dirs))}")
-    if found_ann is None:
-        raise DatasetError(f"split '{split}': no annotation file; tried {', '.join(map(str, ann_files))}")
-    return SplitPaths(found_dir, found_ann)
 
 
 def _read_json(path: Path) -> dict:
@@ -171,21 +78,6 @@ def _check_boxes(xywh: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.nda
     }
 
 
-class _Problems:
-    """Collects ids per problem kind and reports each kind once, quoting a few ids and the count."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.kinds = path, {}
-
-    def add(self, kind: str, ident: Any) -> None:
-        self.kinds.setdefault(kind, []).append(ident)
-
-    def warn(self) -> None:
-        for kind, ids in self.kinds.items():
-            shown = ", ".join(str(i) for i in ids[:_SHOWN_IDS]) + (", ..." if len(ids) > _SHOWN_IDS else "")
-            warnings.warn(f"{self.path}: {len(ids)} {kind} ({shown})", DatasetWarning, stacklevel=3)
-
-
 class CocoDetection(Dataset):
     """COCO-format detection dataset yielding ``(image [3, H, W] float32 normalised, Target)``.
 
@@ -221,7 +113,7 @@ class CocoDetection(Dataset):
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._unreadable: set[int] = set()  # indices found undecodable in this process
         self._warned: set[int] = set()  # indices whose size/orientation fix-up was reported
-        problems = _Problems(self.coco_json_path)
+        problems = Problems(self.coco_json_path)
         self._entries = self._parse_images(data["images"], problems)
         self._parse_annotations(data["annotations"], problems)
         problems.warn()
@@ -236,12 +128,12 @@ class CocoDetection(Dataset):
     def _read_foreign(self, paths: SplitPaths) -> dict:
         from .formats import read_foreign
 
-        problems = _Problems(self.coco_json_path)
+        problems = Problems(self.coco_json_path)
         data = read_foreign(paths, problems)
         problems.warn()
         return data
 
-    def _parse_images(self, images: list, problems: _Problems) -> list[dict]:
+    def _parse_images(self, images: list, problems: Problems) -> list[dict]:
         seen: set[int] = set()
         usable: list[dict] = []
         folder = Path(self.paths.images)
@@ -262,7 +154,7 @@ class CocoDetection(Dataset):
         self._known_ids = seen  # annotations of skipped-but-listed images are dropped without a second warning
         return usable
 
-    def _parse_annotations(self, annotations: list, problems: _Problems) -> None:
+    def _parse_annotations(self, annotations: list, problems: Problems) -> None:
         """Field checks in Python, box arithmetic in numpy: COCO train has 860k annotations."""
         index = {img["id"]: i for i, img in enumerate(self._entries)}
         kept: list[tuple[Any, int, int, list]] = []  # (annotation id, image index, label, bbox)

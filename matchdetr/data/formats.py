@@ -16,14 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from PIL import Image
-
-from ..decode import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the YOLO / VOC readers)
-from .coco import DatasetError, SplitPaths
-from .images import ImageLoadError, exif_transform_boxes
-
-_INVERSE_ORIENTATION = {6: 8, 8: 6}  # the others (2, 3, 4, 5, 7) are their own inverse
+from .common import DatasetError, Problems, SplitPaths
 
 
 def detect_format(root: Path, split: str) -> str | None:
@@ -72,38 +65,4 @@ def ground_truth(paths: SplitPaths) -> Path | dict:
     """What COCO evaluation reads: the JSON file, or the converted dict of a YOLO/VOC split."""
     if paths.format == "coco":
         return Path(paths.annotations)
-    from .coco import _Problems
-
-    return read_foreign(paths, _Problems(Path(paths.annotations)))
-
-
-def image_header(path: Path) -> tuple[int, int, int]:
-    """``(width, height, EXIF orientation)`` of the stored pixels, reading the header only."""
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            try:
-                orientation = int(img.getexif().get(0x0112, 1))
-            except Exception:  # an unreadable EXIF block: the decoder ignores it too
-                orientation = 1
-    except Exception as err:  # PIL raises many types on bad files, and DecompressionBombError on huge ones
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ImageLoadError(f"{path}: cannot read image header ({reason})") from None
-    return w, h, orientation if orientation in range(1, 9) else 1
-
-
-def upright_to_stored(xyxy: list[list[float]], orientation: int, stored: tuple[int, int]) -> list[list[float]]:
-    """Boxes drawn on the upright (EXIF-applied) image -> the stored frame, which COCO dicts use (see
-    ``images.align_boxes``). ``stored`` is the ``(w, h)`` of the stored pixels."""
-    if orientation == 1 or not xyxy:
-        return xyxy
-    upright = stored if orientation in (2, 3, 4) else (stored[1], stored[0])
-    inverse = _INVERSE_ORIENTATION.get(orientation, orientation)
-    return exif_transform_boxes(torch.tensor(xyxy, dtype=torch.float64), inverse, upright).tolist()
-
-
-def coco_dict(images: list[dict], boxes: list[tuple[int, int, list[float], int]], categories: list[dict]) -> dict:
-    """Assemble a COCO dict. boxes: ``(image_id, category_id, [x, y, w, h], iscrowd)``."""
-    annotations = [{"id": i + 1, "image_id": img, "category_id": cat, "bbox": bbox, "area": bbox[2] * bbox[3],
-                    "iscrowd": crowd} for i, (img, cat, bbox, crowd) in enumerate(boxes)]
-    return {"images": images, "annotations": annotations, "categories": categories}
+    return read_foreign(paths, Problems(Path(paths.annotations)))

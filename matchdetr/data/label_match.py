@@ -23,7 +23,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .coco import DatasetError, DatasetWarning, LabelMap
+from .common import DatasetError, DatasetWarning
+from .label_map import LabelMap
 
 _SHOWN = 6  # classes quoted in a message
 

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
-from .coco import DatasetError, DatasetWarning, SplitPaths
-from .formats import IMAGE_SUFFIXES, coco_dict, image_header
+from .common import IMAGE_SUFFIXES, DatasetError, DatasetWarning, SplitPaths, coco_dict, image_header
 from .images import ImageLoadError
 
 try:  # pragma: no cover - optional hardening

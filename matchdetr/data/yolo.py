@@ -20,8 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .coco import DatasetError, DatasetWarning, SplitPaths
-from .formats import IMAGE_SUFFIXES, coco_dict, image_header, upright_to_stored
+from .common import IMAGE_SUFFIXES, DatasetError, DatasetWarning, SplitPaths, coco_dict, image_header, upright_to_stored
 from .images import ImageLoadError
 
 _SPLIT_ALIASES = {"val": ("val", "valid", "validation"), "train": ("train",), "test": ("test",)}

@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from ..config import BackboneConfig, DataConfig
+from ..config import BackboneConfig, Config, DataConfig
 from ..data.coco import CocoDetection
 from ..fileio import atomic_write, atomic_write_text
 from ..models.backbone import ResNetBody
@@ -190,3 +190,21 @@ def pretrained_backbone_file(cfg: BackboneConfig, dataset: CocoDetection, seed: 
     if path.exists() and summary.exists():
         return PretrainResult(**dict(json.loads(summary.read_text()), cached=True))
     return pretrain_backbone(cfg, dataset, path, seed, device, workers, mean, std)
+
+
+def pretrain_if_asked(backbone: nn.Module, cfg: Config, dataset: CocoDetection, device: torch.device,
+                      fresh_start: bool) -> None:
+    """``model.backbone.pretrain_epochs > 0``: on a fresh start (not resumed, no ``train.init``; the main
+    process), pretrain a ResNet without weights on ``dataset``'s box crops (or reuse the cached result) and
+    load it into ``backbone``. Asking it of another backbone is a one-line error whatever the start."""
+    b = cfg.model.backbone
+    if b.pretrain_epochs > 0 and not b.name.startswith("resnet"):
+        raise ValueError(f"model.backbone.pretrain_epochs (box-crop pretraining) is for the ResNet backbones; "
+                         f"{b.name} starts from its ImageNet weights (model.backbone.weights=imagenet)")
+    if b.pretrain_epochs > 0 and not b.weights and fresh_start:
+        from ..compose.backbone import load_backbone_weights
+
+        pretrained = pretrained_backbone_file(b, dataset, cfg.train.seed, device, cfg.data.num_workers,
+                                              cfg.data.mean, cfg.data.std)
+        load_backbone_weights(backbone, str(pretrained.path))
+        print(pretrained.message())

@@ -53,6 +53,19 @@ def save_weights(path: str | os.PathLike, state_dict: dict[str, Tensor], meta: d
     _write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def save_model(detector: Any, path: str | os.PathLike, iteration: int | None = None, run_id: str | None = None) -> None:
+    """One safetensors file: a Detector's weights + its config + label map, everything ``matchdetr.load`` needs
+    (plus, from training, the iteration and the id of the run that wrote it)."""
+    if detector.config is None or detector.label_map is None:
+        raise ValueError("this Detector has no config/label map attached; create it with matchdetr.build or matchdetr.load")
+    meta = {"config": detector.config.to_dict(), "label_map": detector.label_map.to_dict()}
+    if iteration is not None:
+        meta["iteration"] = iteration
+    if run_id is not None:
+        meta["run_id"] = run_id
+    save_weights(path, detector.state_dict(), meta)
+
+
 def _write(path: str | os.PathLike, write: Any) -> None:
     """Atomic write; a failure (full disk, lost mount) is one line and the previous file stays as it was."""
     try:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import warnings
+from functools import partial
+from typing import Any
 
 import torch
 
@@ -36,3 +39,16 @@ def resolve_device(spec: str) -> str:
     if text == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise DeviceError(f"--device {spec}: MPS (Apple GPU) is not available here; use --device cpu")
     return text
+
+
+def autocast_for(device: torch.device, amp: str) -> Any:
+    """``train.amp`` (none | bf16 | fp16) -> a ``torch.autocast`` factory, or None for fp32 (also off CUDA, with
+    a warning)."""
+    if amp == "none":
+        return None
+    if amp not in ("bf16", "fp16"):
+        raise ValueError(f"train.amp must be none, bf16 or fp16, got '{amp}'")
+    if device.type != "cuda":
+        warnings.warn(f"train.amp={amp} needs CUDA; running fp32 on {device.type}")
+        return None
+    return partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)

@@ -9,39 +9,38 @@ the iteration. Nothing else is random, so a resumed run continues bit for bit.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from .. import api
+
+from ..compose import build_criterion, from_config
 from ..config import Config
 from ..config_checks import check_config, schedule_warnings
 from ..data.coco import CocoDetection, DatasetError, LabelMap, SplitPaths
 from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..data.transforms import build_transforms
-from ..analysis.unstable_score import unstable_score
-from ..compose import build_criterion
-from ..fileio import atomic_write_text
 from ..progress import TrainProgress
 from . import checkpoint as ck
 from . import distributed as dist
+from .backbone_pretrain import pretrain_if_asked
+from .device import autocast_for
 from .run_dir import new_run_id, prepare_run_dir
 from .guard import (NonFiniteGuard, StopSignals, TrainingStopped, first_nonfinite_grad, gradient_norm,
                     nonfinite_terms)
 from .coco_eval import EvalResult
 from .evaluate import evaluate
 from .optim import ModelEMA, lr_factor, param_groups, set_lr
+from .run_log import RunLog, truncate_metrics
+from .train_state import load_training_state, resume_config, save_training_state
+from .unstable_score import unstable_score
 
 
 @dataclass
@@ -50,27 +49,6 @@ class TrainResult:
     iterations: int
     evaluation: EvalResult | None  # the final evaluation (None without a validation split / off the main process)
     seconds: float
-
-
-def _autocast(device: torch.device, amp: str) -> Any:
-    if amp == "none":
-        return None
-    if amp not in ("bf16", "fp16"):
-        raise ValueError(f"train.amp must be none, bf16 or fp16, got '{amp}'")
-    if device.type != "cuda":
-        warnings.warn(f"train.amp={amp} needs CUDA; running fp32 on {device.type}")
-        return None
-    return partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
-def _resume_config(cfg: Config, meta: dict[str, Any]) -> Config:
-    """The checkpoint's config wins (the weights belong to it); only the schedule length comes from ``cfg``."""
-    saved = Config.from_dict(meta["config"])
-    cfg.model.num_classes = saved.model.num_classes  # set from the dataset at the start, not by the user
-    if saved.model != cfg.model or saved.data != cfg.data:
-        warnings.warn("resuming: the model/data config of the checkpoint is used; differing options were ignored")
-    saved.train.iters, saved.train.epochs = cfg.train.iters, cfg.train.epochs
-    return saved
 
 
 class Trainer:
@@ -93,7 +71,7 @@ class Trainer:
         self.run_id, self.own_run_ids = new_run_id(), set()
         if self.resume_from is not None:
             meta = ck.read_meta(self.resume_from[1])
-            cfg = _resume_config(cfg, meta)
+            cfg = resume_config(cfg, meta)
             label_map = LabelMap.from_dict(meta["label_map"])
             if isinstance(meta.get("run_id"), str):
                 self.run_id = meta["run_id"]
@@ -112,22 +90,12 @@ class Trainer:
         self.val_set = (CocoDetection(val_paths, build_transforms(cfg.data, train=False), self.label_map, substitute=False)
                         if val_paths is not None else None)
         cfg.model.num_classes = len(self.label_map)
-        self.model = api.from_config(cfg, self.label_map).to(self.device)
-        b = cfg.model.backbone
-        if b.pretrain_epochs > 0 and not b.name.startswith("resnet"):
-            raise ValueError(f"model.backbone.pretrain_epochs (box-crop pretraining) is for the ResNet backbones; "
-                             f"{b.name} starts from its ImageNet weights (model.backbone.weights=imagenet)")
-        if b.pretrain_epochs > 0 and not b.weights and not cfg.train.init and self.resume_from is None and dist.is_main():
-            # Rank 0 only: DistributedDataParallel broadcasts its weights to the other processes below.
-            from ..interop.torchvision_resnet import load_torchvision_resnet
-            from .backbone_pretrain import pretrained_backbone_file
-
-            pretrained = pretrained_backbone_file(b, self.train_set, cfg.train.seed, self.device, cfg.data.num_workers,
-                                                  cfg.data.mean, cfg.data.std)
-            load_torchvision_resnet(self.model.backbone, pretrained.path)
-            print(pretrained.message())
+        self.model = from_config(cfg, self.label_map).to(self.device)
+        # Rank 0 only: DistributedDataParallel broadcasts its weights to the other processes below.
+        pretrain_if_asked(self.model.backbone, cfg, self.train_set, self.device,
+                          fresh_start=self.resume_from is None and not cfg.train.init and dist.is_main())
         if cfg.train.init and self.resume_from is None:  # weights only; optimizer and schedule start fresh
-            from ..finetune import load_pretrained
+            from .finetune import load_pretrained
 
             message = load_pretrained(self.model, cfg.train.init)
             if dist.is_main():
@@ -137,7 +105,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.lr, t.lr_backbone, t.weight_decay,
                                                         {k: t.lr_proj_mult for k in t.lr_proj_names}),
                                            lr=t.lr, weight_decay=t.weight_decay)
-        self.autocast = _autocast(self.device, t.amp)
+        self.autocast = autocast_for(self.device, t.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and t.amp == "fp16")
         self.ema = ModelEMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
         self.sampler = EpochBatchSampler(len(self.train_set), t.batch_size, shuffle=True, seed=t.seed,
@@ -149,7 +117,6 @@ class Trainer:
             schedule_warnings(t, self.total_iters)
         self.iteration = 0
         self.guard, self.signals, self.stop_requested = NonFiniteGuard(t.max_nonfinite_skips), StopSignals(), False
-        self._csv: Any = None  # results.csv writer, opened on the first log line
         if self.resume_from is not None:
             self._load(self.resume_from)
         if self.resume_from is None:
@@ -164,42 +131,17 @@ class Trainer:
     # ------------------------------------------------------------------------------------ checkpoints
     def _load(self, found: tuple[int, Path, Path]) -> None:
         iteration, weights, state_path = found
-        state_dict, _ = ck.load_weights(weights)
-        self.model.load_state_dict(state_dict)
-        state = ck.load_state(state_path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None and "ema" in state:
-            self.ema.module.load_state_dict(state["ema"])
-            self.ema.updates = int(state["ema_updates"])
-        rngs = state["rng"]
-        if len(rngs) != dist.world_size():
-            warnings.warn(f"{state_path}: saved by {len(rngs)} processes, resumed with {dist.world_size()}; "
-                          "random streams restart, so the run is no longer bit-identical")
-        cpu_state, cuda_state = rngs[min(dist.rank(), len(rngs) - 1)]
-        torch.set_rng_state(cpu_state)
-        if cuda_state is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(cuda_state, self.device)
+        load_training_state(weights, state_path, self.model, self.optimizer, self.scaler, self.ema, self.device)
         self.iteration = iteration
-        _truncate_metrics(self.out_dir / "metrics.jsonl", iteration)
         if dist.is_main():
+            truncate_metrics(self.out_dir / "metrics.jsonl", iteration)
             print(f"resumed from {weights} at iteration {iteration}")
 
     def _save(self) -> None:
-        # every process's own random state (CPU, and its GPU's), so each resumes its own stream
-        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        rngs = dist.all_gather_objects((torch.get_rng_state(), cuda))
-        if not dist.is_main():
-            return
-        name = ck.checkpoint_name(self.iteration)
-        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                                 "rng": [tuple(r) for r in rngs], "iteration": self.iteration}
-        if self.ema is not None:
-            state["ema"], state["ema_updates"] = self.ema.module.state_dict(), self.ema.updates
-        ckdir = self.out_dir / "checkpoints"
-        ck.save_state(ckdir / f"{name}.state.pt", state)  # state first: the weights file marks completion
-        api.save(self.model, ckdir / f"{name}.safetensors", iteration=self.iteration, run_id=self.run_id)
-        ck.prune(self.out_dir, self.cfg.train.keep_last, self.own_run_ids)
+        save_training_state(self.out_dir / "checkpoints", self.iteration, self.model, self.optimizer, self.scaler,
+                            self.ema, self.device, self.run_id)
+        if dist.is_main():
+            ck.prune(self.out_dir, self.cfg.train.keep_last, self.own_run_ids)
 
     # -------------------------------------------------------------------------------------------- loop
     def _loader(self, epoch: int, start_batch: int) -> Any:
@@ -255,21 +197,7 @@ class Trainer:
         logs["grad_norm"] = grad_norm.detach()
         return logs
 
-    def _log(self, record: dict[str, Any], writer: Any) -> None:
-        if not dist.is_main():
-            return
-        # NaN (e.g. APs of a split without small objects) is written as null: strict JSON for other tools.
-        record = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
-        with open(self.out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        self._results_csv(record)
-        if writer is not None:
-            prefix = "train" if record["type"] == "train" else "val"
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("iter", "epoch"):
-                    writer.add_scalar(f"{prefix}/{k}", v, record["iter"])
-
-    def _evaluate(self, writer: Any, final: bool = False) -> EvalResult | None:
+    def _evaluate(self, final: bool = False) -> EvalResult | None:
         if self.val_set is None:
             return None
         model = self.ema.module if self.ema is not None else self.model
@@ -278,27 +206,17 @@ class Trainer:
                           num_workers=self.cfg.data.num_workers, out_dir=sub if dist.is_main() else None,
                           threshold=self.cfg.train.eval_threshold, autocast=self.autocast, progress=self.progress)
         if result is not None:
-            self._log({"type": "eval", "iter": self.iteration, **result.metrics}, writer)
+            self.log.write({"type": "eval", "iter": self.iteration, **result.metrics})
         return result
 
-    def _results_csv(self, record: dict[str, Any]) -> None:
-        """results.csv beside metrics.jsonl, one row per record (built from the jsonl on first use, so a
-        resumed run starts from the lines it kept)."""
-        from ..reports import ResultsCsv
-
-        if self._csv is None:
-            self._csv = ResultsCsv(self.out_dir / "results.csv", self.out_dir / "metrics.jsonl")
-        else:
-            self._csv.append(record)
-
-    def _log_unstable(self, writer: Any) -> None:
+    def _log_unstable(self) -> None:
         """The per-layer unstable score (Stable-DINO sec 2.4.3) on the first validation images, logged as a
         ``type: unstable`` record; main process only (a forward pass in eval mode, no collectives)."""
         if self.val_set is None or not dist.is_main():
             return
         score = unstable_score(self.model, self.val_set, self.criterion.matcher, self.device,
                                self.cfg.train.unstable_images, self.cfg.train.batch_size)
-        self._log({"type": "unstable", "iter": self.iteration, **score.metrics()}, writer)
+        self.log.write({"type": "unstable", "iter": self.iteration, **score.metrics()})
 
     def run(self) -> TrainResult:
         """Train to the end; SIGINT/SIGTERM or too many non-finite steps save a checkpoint and raise
@@ -322,7 +240,7 @@ class Trainer:
         if dist.is_main():
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(self.cfg.to_json())
-        writer = _tensorboard(self.out_dir) if t.tensorboard and dist.is_main() else None
+        self.log = RunLog(self.out_dir, t.tensorboard, dist.is_main())
         self.model.train()
         bar = TrainProgress(self.total_iters, self.iteration, bar=self.progress, enabled=dist.is_main())
         data_iter, window, skipped = None, [], 0
@@ -343,7 +261,7 @@ class Trainer:
                 keys = dict.fromkeys(k for w in window for k in w)
                 record = {k: float(torch.stack([w[k] for w in window if k in w]).float().mean()) for k in keys}
                 record.update(type="train", iter=self.iteration, epoch=epoch, lr=t.lr * factor)  # the transformer's lr
-                self._log(record, writer)
+                self.log.write(record)
                 bar.record(self.iteration, record)
                 window = []
             if self.iteration % t.checkpoint_every == 0 or self.iteration == self.total_iters:
@@ -351,42 +269,18 @@ class Trainer:
             if self.guard.exhausted or (self.stop_requested and self.iteration < self.total_iters):
                 self._stop(saved=self.iteration % t.checkpoint_every == 0 or self.iteration == self.total_iters)
             if t.eval_every and self.iteration % t.eval_every == 0 and self.iteration < self.total_iters:
-                self._evaluate(writer)
+                self._evaluate()
             if t.unstable_every and self.iteration % t.unstable_every == 0:
-                self._log_unstable(writer)
+                self._log_unstable()
         bar.close()
-        evaluation = self._evaluate(writer, final=True)
+        evaluation = self._evaluate(final=True)
         if dist.is_main():
             final_model = self.ema.module if self.ema is not None else self.model
             final_model.config, final_model.label_map = self.cfg, self.label_map
-            api.save(final_model, self.out_dir / "model.safetensors", iteration=self.iteration, run_id=self.run_id)
+            ck.save_model(final_model, self.out_dir / "model.safetensors", iteration=self.iteration, run_id=self.run_id)
         dist.barrier()
-        if writer is not None:
-            writer.close()
+        self.log.close()
         return TrainResult(self.out_dir, self.iteration, evaluation, time.time() - start)
-
-
-def _tensorboard(out_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        warnings.warn("train.tensorboard=true needs the tensorboard package (pip install tensorboard); logging to metrics.jsonl only")
-        return None
-    return SummaryWriter(str(out_dir / "tensorboard"))
-
-
-def _truncate_metrics(path: Path, iteration: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (the killed run's tail)."""
-    if not dist.is_main() or not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("iter", 0) <= iteration:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the kill
-    atomic_write_text(path, "".join(l + "\n" for l in keep))
 
 
 def train(cfg: Config, train_paths: SplitPaths, val_paths: SplitPaths | None, out_dir: str | os.PathLike,

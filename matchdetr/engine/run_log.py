@@ -1,0 +1,68 @@
+"""What a training run writes as it goes: ``metrics.jsonl`` (one JSON record per log line, evaluation and
+unstable score), its ``results.csv`` twin and, optionally, TensorBoard scalars. Main process only."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..fileio import atomic_write_text
+from .results_csv import ResultsCsv
+
+
+class RunLog:
+    """Appends records to ``out_dir/metrics.jsonl`` and ``results.csv`` (and TensorBoard when asked); a no-op
+    off the main process."""
+
+    def __init__(self, out_dir: Path, tensorboard: bool, main: bool) -> None:
+        self.out_dir, self.main = out_dir, main
+        self.writer = _tensorboard(out_dir) if tensorboard and main else None
+        self._csv: ResultsCsv | None = None  # opened on the first record
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
+        # NaN (e.g. APs of a split without small objects) is written as null: strict JSON for other tools.
+        record = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        # results.csv is built from the jsonl on first use, so a resumed run starts from the lines it kept
+        if self._csv is None:
+            self._csv = ResultsCsv(self.out_dir / "results.csv", self.out_dir / "metrics.jsonl")
+        else:
+            self._csv.append(record)
+        if self.writer is not None:
+            prefix = "train" if record["type"] == "train" else "val"
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("iter", "epoch"):
+                    self.writer.add_scalar(f"{prefix}/{k}", v, record["iter"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _tensorboard(out_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        warnings.warn("train.tensorboard=true needs the tensorboard package (pip install tensorboard); logging to metrics.jsonl only")
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def truncate_metrics(path: Path, iteration: int) -> None:
+    """Drop log lines written after the checkpoint a run resumes from (the killed run's tail)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("iter", 0) <= iteration:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+    atomic_write_text(path, "".join(l + "\n" for l in keep))
