@@ -24,6 +24,8 @@ class Target:
     size: ``(h, w)`` of the transformed image before padding.
     readable: False for the stand-in of an image that could not be decoded in an evaluation dataset (a blank
         image with no boxes): scoring code drops its detections, so it counts as an image without any.
+    masks: ``[N, h, w]`` bool instance masks at ``size`` (the transformed, unpadded image), or None where the
+        dataset was read without masks (box detection).
     """
 
     boxes: Tensor
@@ -32,9 +34,11 @@ class Target:
     orig_size: tuple[int, int]
     size: tuple[int, int]
     readable: bool = True
+    masks: Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Target":
-        return replace(self, boxes=self.boxes.to(device), labels=self.labels.to(device))
+        masks = None if self.masks is None else self.masks.to(device)
+        return replace(self, boxes=self.boxes.to(device), labels=self.labels.to(device), masks=masks)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -43,7 +47,8 @@ class Target:
         """The ground truth written out ``k`` times (H-DETR's one-to-many targets); ``self`` when k == 1."""
         if k == 1:
             return self
-        return replace(self, boxes=self.boxes.repeat(k, 1), labels=self.labels.repeat(k))
+        masks = None if self.masks is None else self.masks.repeat(k, 1, 1)
+        return replace(self, boxes=self.boxes.repeat(k, 1), labels=self.labels.repeat(k), masks=masks)
 
 
 @dataclass
@@ -52,10 +57,12 @@ class Prediction:
 
     logits: ``[B, Q, C]`` class logits (sigmoid scores; no "no-object" class).
     boxes: ``[B, Q, 4]`` normalised cxcywh.
+    masks: ``[B, Q, H/4, W/4]`` mask logits over the padded batch at stride 4 (instance segmentation), or None.
     """
 
     logits: Tensor
     boxes: Tensor
+    masks: Tensor | None = None
 
 
 @dataclass
