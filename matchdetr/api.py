@@ -121,7 +121,8 @@ def _as_pil(item: Any) -> Image.Image:
 @torch.no_grad()
 def predict(detector: Detector, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
     """Detections per image: ``boxes`` ``[K, 4]`` xyxy pixels of the original image, ``scores`` ``[K]``,
-    ``labels`` ``[K]`` dataset category ids, ``names`` (K strings).
+    ``labels`` ``[K]`` dataset category ids, ``names`` (K strings); an instance-segmentation model adds
+    ``masks`` ``[K, H, W]`` bool.
 
     The shape of HF transformers' ``post_process_object_detection`` for focal-loss DETRs (top-k over queries x
     classes, then ``score > threshold``, sorted by score; tested against it), plus ``names``; boxes are clipped
@@ -144,9 +145,9 @@ def predict(detector: Detector, images: Any, threshold: float = 0.3, batch_size:
             batch = collate(samples).to(device)
             out = detector(batch.images, batch.pixel_mask)
             sizes = torch.tensor([[img.height, img.width] for img in chunk], device=device)
-            for img, det in zip(chunk, detector.postprocessor(out.final, sizes)):
-                keep = det.scores > threshold
-                results.append(_to_user(det.boxes[keep], det.scores[keep], det.labels[keep], img, detector.label_map))
+            inputs = torch.tensor([list(t.size) for t in batch.targets], device=device)
+            for img, det in zip(chunk, detector.postprocessor(out.final, sizes, inputs)):
+                results.append(_to_user(det.select(det.scores > threshold), img, detector.label_map))
     finally:
         detector.train(was_training)
     return results
@@ -160,18 +161,21 @@ def _preprocess(img: Image.Image, transform: Any) -> tuple[torch.Tensor, Any]:
     return tensor, Target(boxes, labels, image_id=0, orig_size=(img.height, img.width), size=size)
 
 
-def _to_user(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, img: Image.Image, lm: LabelMap) -> dict[str, Any]:
+def _to_user(det: Any, img: Image.Image, lm: LabelMap) -> dict[str, Any]:
     w, h = img.width, img.height
-    boxes = boxes.clone().cpu()
+    boxes = det.boxes.clone().cpu()
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-    labels = labels.cpu()
-    return {
+    labels = det.labels.cpu()
+    out = {
         "boxes": boxes,
-        "scores": scores.cpu(),
+        "scores": det.scores.cpu(),
         "labels": torch.tensor([lm.to_category(int(l)) for l in labels], dtype=torch.long),
         "names": [lm.names[int(l)] for l in labels],
     }
+    if det.masks is not None:  # instance segmentation: [K, H, W] bool of the original image
+        out["masks"] = det.masks.cpu()
+    return out
 
 
 # det.predict(...) and det.save(...): the Detector calls these (models/ does not import this module)

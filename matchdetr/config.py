@@ -53,7 +53,7 @@ class TransformerConfig:
 
 @dataclass
 class DenoisingConfig:
-    # Training-only denoising queries (DN-DETR; DINO's contrastive denoising). none | dn_detr | dino
+    # Training-only denoising queries (DN-DETR; DINO's contrastive; Mask-DINO's). none | dn_detr | dino | mask_dino
     style: str = "none"
     dn_number: int = 100  # DINO: groups = max(dn_number // max GT per image in the batch, 1)
     groups: int = 5  # DN-DETR: fixed number of groups
@@ -128,6 +128,15 @@ class PostprocessConfig:
 
 
 @dataclass
+class MaskConfig:
+    # Mask-DINO (model.arch=mask_dino; Li et al. CVPR 2023, the release's COCO instance config)
+    mask_dim: int = 256  # channels of the per-pixel embedding and of each query's mask embedding
+    encoder_ffn_dim: int = 1024  # the pixel decoder's deformable encoder FFN (the decoder's: transformer.dim_feedforward)
+    box_init: str = "bitmask"  # bitmask: initial anchors = boxes of the selected proposals' masks (sec 3.3); no
+    initial_pred: bool = True  # also supervise the selected queries before the first decoder layer (_init)
+
+
+@dataclass
 class ModelConfig:
     arch: str = "detr"  # which composition compose/detectors.py assembles
     num_classes: int = 91
@@ -139,6 +148,7 @@ class ModelConfig:
     denoising: DenoisingConfig = field(default_factory=DenoisingConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     sam: SamConfig = field(default_factory=SamConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
     # Memory fusion (Stable-DINO sec 3): none | simple | u_like | dense; backbone features + encoder layers
     memory_fusion: str = "none"
 

@@ -64,6 +64,11 @@ class Prediction:
     boxes: Tensor
     masks: Tensor | None = None
 
+    def select(self, queries: slice) -> "Prediction":
+        """The predictions of a slice of the queries."""
+        return Prediction(self.logits[:, queries], self.boxes[:, queries],
+                          None if self.masks is None else self.masks[:, queries])
+
 
 @dataclass
 class Assignment:
@@ -107,16 +112,18 @@ class DetectorOutput:
     aux: the earlier decoder layers' predictions, first layer first.
     extra: further prediction sets plug-ins add (encoder proposals, denoising, one-to-many), already
         wrapped as :class:`Supervised` so the criterion needs no knowledge of where they came from.
+    masks: ``[B, Q, H/4, W/4]`` the last layer's mask logits (instance segmentation), or None.
     """
 
     logits: Tensor
     boxes: Tensor
     aux: list[Prediction] = field(default_factory=list)
     extra: list[Supervised] = field(default_factory=list)
+    masks: Tensor | None = None
 
     @property
     def final(self) -> Prediction:
-        return Prediction(self.logits, self.boxes)
+        return Prediction(self.logits, self.boxes, self.masks)
 
     def split_queries(self, keep: slice, branch: slice, suffix: str, **supervised: object) -> None:
         """Cut a plug-in's queries out of every layer (in place): ``keep`` stays the detector's output, and
@@ -125,9 +132,10 @@ class DetectorOutput:
         layers = [self.final] + list(self.aux)
         suffixes = [suffix] + [f"_aux{i}{suffix}" for i in range(len(self.aux))]
         self.logits, self.boxes = self.logits[:, keep], self.boxes[:, keep]
-        self.aux = [Prediction(p.logits[:, keep], p.boxes[:, keep]) for p in self.aux]
+        self.masks = None if self.masks is None else self.masks[:, keep]
+        self.aux = [p.select(keep) for p in self.aux]
         for p, name in zip(layers, suffixes):
-            self.extra.append(Supervised(name, Prediction(p.logits[:, branch], p.boxes[:, branch]), **supervised))  # type: ignore[arg-type]
+            self.extra.append(Supervised(name, p.select(branch), **supervised))  # type: ignore[arg-type]
 
     def supervision(self) -> list[Supervised]:
         """Every prediction set that carries a loss: final, each auxiliary layer, then the plug-ins'."""
@@ -141,10 +149,16 @@ class Detections:
     """Post-processed detections of one image.
 
     boxes: ``[K, 4]`` absolute xyxy pixels of the original image.
-    scores: ``[K]`` sigmoid scores.
+    scores: ``[K]`` sigmoid scores (times the mask score for instance segmentation).
     labels: ``[K]`` contiguous model labels.
+    masks: ``[K, H, W]`` bool instance masks of the original image, or None.
     """
 
     boxes: Tensor
     scores: Tensor
     labels: Tensor
+    masks: Tensor | None = None
+
+    def select(self, keep: Tensor) -> "Detections":
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep],
+                          None if self.masks is None else self.masks[keep])

@@ -22,6 +22,7 @@ from ..models.plugins.query_selection import MixedQuerySelection, TwoStageQuerie
 from ..models.postprocess import PostProcessor
 from ..models.queries import LearnedQueries, ReferencePointQueries
 from .backbone import build_backbone
+from .mask_dino import build_mask_dino
 from .plugins import with_denoising
 from .sam_detr import build_sam_detr
 
@@ -133,6 +134,7 @@ _ARCHS: dict[str, Callable[[ModelConfig, PostProcessor], Detector]] = {
     "deformable_detr": build_deformable_detr,
     "dab_deformable_detr": build_dab_deformable_detr,
     "dino": build_dino,
+    "mask_dino": build_mask_dino,  # Mask-DINO / Stable-MaskDINO (compose/mask_dino.py)
     "sam_detr": build_sam_detr,  # SAM-DETR / SAM-DETR++ (compose/sam_detr.py)
     "smca_detr": build_smca_detr,
 }

@@ -24,7 +24,7 @@ class Detector(nn.Module):
     fusion: Memory -> Memory (memory fusion plug-in; identity by default).
     queries: ``(Memory, targets) -> Queries`` (learned queries, anchors, query selection, denoising).
     decoder: ``(Queries, Memory) -> DecoderOutput``.
-    head: ``(hidden, references) -> [Prediction per layer]``.
+    head: ``(hidden, references, memory) -> [Prediction per layer]`` (a mask head reads the memory).
     """
 
     # predict() and save() decode images and write checkpoint files, the work of layers above the models:
@@ -67,8 +67,8 @@ class Detector(nn.Module):
         memory = self.fusion(self.encoder(self.neck(self.backbone(images, pixel_mask), pixel_mask)))
         queries = self.queries(memory, targets if self.training else None)
         decoded = self.decoder(queries, memory)
-        preds = self.head(decoded.hidden, decoded.references)
-        out = DetectorOutput(logits=preds[-1].logits, boxes=preds[-1].boxes, aux=preds[:-1])
+        preds = self.head(decoded.hidden, decoded.references, memory)
+        out = DetectorOutput(logits=preds[-1].logits, boxes=preds[-1].boxes, aux=preds[:-1], masks=preds[-1].masks)
         for finalize in queries.finalize:
             finalize(out)
         return out

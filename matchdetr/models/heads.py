@@ -51,6 +51,7 @@ class DetectionHead(nn.Module):
         boxes = torch.sigmoid(delta) if reference is None else apply_box_delta(reference, delta)
         return Prediction(logits=self.classify(layer, hidden), boxes=boxes)
 
-    def forward(self, hidden: Tensor, references: Sequence[Tensor] | None = None) -> list[Prediction]:
-        """hidden: ``[L, B, Q, d]``; references: L tensors ``[B, Q, 2|4]`` or None -> L predictions."""
+    def forward(self, hidden: Tensor, references: Sequence[Tensor] | None = None, memory: object = None) -> list[Prediction]:
+        """hidden: ``[L, B, Q, d]``; references: L tensors ``[B, Q, 2|4]`` or None -> L predictions. ``memory``
+        is for heads that read it (masks); unused here."""
         return [self.predict(i, h, None if references is None else references[i]) for i, h in enumerate(hidden)]

@@ -27,6 +27,10 @@ class Memory:
     layers: every encoder layer's input and output ``[x0, x1, ..., xL]`` (each ``[B, S, d]``), kept only when a
         plug-in (memory fusion, the unstable score) asks for them.
     cache: values derived from the geometry alone (e.g. encoder reference points), computed once per forward.
+    fine: ``[B, d, H/4, W/4]`` the stride-4 backbone map projected to ``d`` (Mask-DINO's C2 lateral), carried
+        beside the tokens for a dense head and never attended; None for detection models.
+    pixel_embed: ``[B, d_mask, H/4, W/4]`` the per-pixel embedding masks are read from (Mask-DINO's pixel
+        decoder output), or None.
     """
 
     tokens: Tensor
@@ -38,6 +42,8 @@ class Memory:
     shapes: list[tuple[int, int]] = field(default_factory=list)
     layers: list[Tensor] = field(default_factory=list)
     cache: dict[str, Tensor] = field(default_factory=dict)
+    fine: Tensor | None = None
+    pixel_embed: Tensor | None = None
 
     def with_tokens(self, tokens: Tensor) -> "Memory":
         return replace(self, tokens=tokens)

@@ -20,3 +20,4 @@ from .tiny import LITE_MEAN, LITE_STD, make_tiny  # noqa: E402,F401
 from . import detr_family  # noqa: E402,F401
 from . import stable  # noqa: E402,F401
 from . import sam_detr  # noqa: E402,F401
+from . import mask_dino  # noqa: E402,F401

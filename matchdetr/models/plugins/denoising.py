@@ -10,8 +10,10 @@ holds ``pad`` slots. DN-DETR: ``pad = max_gt`` positives. DINO: ``pad = 2 * max_
 negatives (noised further, in ``[lambda, 2 lambda)``) that are supervised as background.
 
 Options (:class:`DenoisingSpec`, filled from ``model.denoising``): style ``dn_detr`` (positives only, ``groups`` fixed, labels flipped with
-probability ``label_noise``) or ``dino`` (contrastive, ``max(dn_number // max_gt, 1)`` groups, labels flipped
-with probability ``label_noise / 2`` as released); ``box_noise`` is lambda.
+probability ``label_noise``), ``dino`` (contrastive, ``max(dn_number // max_gt, 1)`` groups, labels flipped
+with probability ``label_noise / 2`` as released) or ``mask_dino`` (the Mask-DINO release's "seg" denoising:
+DN-DETR's positives and box noise, ``dn_number // max_gt`` groups, none when that is 0, labels flipped with
+probability ``label_noise / 2``); ``box_noise`` is lambda.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from ...boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from ...structures import Assignment, DetectorOutput, Target
 from ..memory import Memory
 from ..queries import Queries
+
+
+STYLES = ("dn_detr", "dino", "mask_dino")
 
 
 @dataclass(frozen=True)
@@ -98,10 +103,12 @@ def build_denoising(targets: list[Target], num_queries: int, label_embed: nn.Emb
     max_gt = max(counts, default=0)
     if max_gt == 0:
         return None
-    contrastive = spec.style == "dino"
-    if spec.style not in ("dino", "dn_detr"):
-        raise ValueError(f"denoising style must be 'dino' or 'dn_detr', got {spec.style!r}")
-    groups = max(spec.dn_number // max_gt, 1) if contrastive else spec.groups
+    if spec.style not in STYLES:
+        raise ValueError(f"denoising style must be one of {STYLES}, got {spec.style!r}")
+    contrastive, per_batch = spec.style == "dino", spec.style in ("dino", "mask_dino")
+    groups = spec.groups if not per_batch else max(spec.dn_number // max_gt, int(contrastive))
+    if groups == 0:  # Mask-DINO: more GT in one image than dn_number queries -> no denoising for the batch
+        return None
     copies = 2 if contrastive else 1  # positive (+ negative) per GT and group
     pad = copies * max_gt
     device = targets[0].boxes.device
@@ -110,7 +117,7 @@ def build_denoising(targets: list[Target], num_queries: int, label_embed: nn.Emb
     # unused slots (images with fewer GT than max_gt) start as the whole-image box, as DINO's zero logits do
     reference = torch.full((len(targets), groups * pad, 4), 0.5, device=device)
     indices = []
-    p_flip = spec.label_noise * 0.5 if contrastive else spec.label_noise
+    p_flip = spec.label_noise * 0.5 if per_batch else spec.label_noise
     for b, t in enumerate(targets):
         n = counts[b]
         if n == 0:

@@ -103,4 +103,6 @@ def add_memory_fusion(detector: nn.Module, kind: str, dim: int) -> None:
         detector.encoder = ULikeEncoder(encoder, dim)
         return
     encoder.keep_layers = True
-    detector.fusion = MemoryFusion(list(range(n + 1)) if kind == "dense" else [0, n], dim)
+    fusion = MemoryFusion(list(range(n + 1)) if kind == "dense" else [0, n], dim)
+    # a composition with its own fusion step (Mask-DINO's pixel embedding) reads the fused memory
+    detector.fusion = fusion if isinstance(detector.fusion, nn.Identity) else nn.Sequential(fusion, detector.fusion)

@@ -1,0 +1,58 @@
+"""Mask-DINO's prediction heads (sec 3.2, the release's ``forward_prediction_heads``): the detection head's
+class and box branches plus a mask branch, the same for every decoder layer, the initial queries and the
+encoder proposals.
+
+    mask_q = MLP_3(LN(h_q)) . pixel_embed          ([B, Q, d] x [B, d, H/4, W/4] -> [B, Q, H/4, W/4])
+
+Class logits read ``LN(h)`` too, boxes the decoder output itself. The release applies its decoder's final
+LayerNorm a second time here; this head has its own LayerNorm (identity at initialisation, where LN(LN(x)) =
+LN(x)), so the decoder's norm stays unshared: safetensors files hold no tensor twice.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ...boxes import apply_box_delta
+from ...structures import Prediction
+from ..heads import DetectionHead
+from ..layers import MLP
+from ..memory import Memory
+
+
+class MaskHead(nn.Module):
+    """Class, box and mask predictions per layer; ``detection`` holds the class/box branches (its entry
+    ``layer`` as in :class:`DetectionHead`)."""
+
+    def __init__(self, detection: DetectionHead, dim: int, mask_dim: int) -> None:
+        super().__init__()
+        self.detection = detection
+        self.norm = nn.LayerNorm(dim)
+        self.mask_embed = MLP(dim, dim, mask_dim, 3)
+
+    def box_delta(self, layer: int, hidden: Tensor) -> Tensor:
+        return self.detection.box_delta(layer, hidden)
+
+    def classify(self, layer: int, hidden: Tensor) -> Tensor:
+        return self.detection.classify(layer, self.norm(hidden))
+
+    def masks(self, hidden: Tensor, memory: Memory) -> Tensor:
+        """hidden ``[B, Q, d]`` -> mask logits ``[B, Q, H/4, W/4]`` on ``memory.pixel_embed``."""
+        if memory.pixel_embed is None:
+            raise ValueError("MaskHead needs Memory.pixel_embed: add the PixelEmbedding plug-in")
+        return torch.einsum("bqc,bchw->bqhw", self.mask_embed(self.norm(hidden)), memory.pixel_embed)
+
+    def predict(self, layer: int, hidden: Tensor, reference: Tensor | None, memory: Memory) -> Prediction:
+        delta = self.box_delta(layer, hidden)
+        boxes = torch.sigmoid(delta) if reference is None else apply_box_delta(reference, delta)
+        return Prediction(logits=self.classify(layer, hidden), boxes=boxes, masks=self.masks(hidden, memory))
+
+    def forward(self, hidden: Tensor, references: Sequence[Tensor] | None = None,
+                memory: Memory | None = None) -> list[Prediction]:
+        """hidden ``[L, B, Q, d]``, references: L ``[B, Q, 4]`` -> L predictions with masks."""
+        if memory is None:
+            raise ValueError("MaskHead needs the memory (its pixel embedding)")
+        return [self.predict(i, h, None if references is None else references[i], memory) for i, h in enumerate(hidden)]

@@ -1,0 +1,82 @@
+"""Mask-DINO's unified query selection and mask-enhanced anchor boxes (Li et al. CVPR 2023, sec 3.3).
+
+As DINO, every encoder token proposes a box and the top-k by best class score are kept. Unlike DINO's mixed
+selection, the selected token FEATURES (detached) are the content queries, and they are predicted from
+directly: the selected tokens give class logits, boxes and masks supervised as the ``_enc`` set, and
+(``box_init="bitmask"``) the initial anchor of each query is the bounding box of its predicted mask (``mask
+logit > 0``) rather than the proposal box: masks are learnt faster than boxes, so they give better anchors.
+``initial_pred``: the content queries are also scored before the first decoder layer (``_init`` set; boxes =
+the initial anchors), as the release's ``initial_pred``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ...structures import DetectorOutput, Prediction, Supervised, Target
+from ..memory import Memory
+from ..queries import Queries
+from .mask_head import MaskHead
+from .query_selection import _encode_proposals, _gather
+
+BOX_INIT = ("bitmask", "no")
+
+
+def mask_boxes(masks: Tensor, valid_wh: Tensor) -> Tensor:
+    """Bounding boxes of boolean masks ``[B, K, h, w]`` as normalised cxcywh ``[B, K, 4]`` of the valid extent
+    ``valid_wh [B, 2]`` (in mask pixels); a box spans whole pixels (x1 = last column + 1, as detectron2's
+    BitMasks); an empty mask gives the zero box, as the release."""
+    cols, rows = masks.any(-2), masks.any(-1)  # [B, K, w], [B, K, h]
+    w, h = cols.shape[-1], rows.shape[-1]
+    x0 = cols.float().argmax(-1)
+    x1 = w - cols.flip(-1).float().argmax(-1)
+    y0 = rows.float().argmax(-1)
+    y1 = h - rows.flip(-1).float().argmax(-1)
+    xyxy = torch.stack((x0, y0, x1, y1), -1).to(valid_wh.dtype) * cols.any(-1, keepdim=True)
+    xyxy = xyxy / torch.cat((valid_wh, valid_wh), -1)[:, None]
+    cxcy, wh = (xyxy[..., :2] + xyxy[..., 2:]) / 2, xyxy[..., 2:] - xyxy[..., :2]
+    return torch.cat((cxcy, wh), -1).clamp(0.0, 1.0)
+
+
+class MaskQuerySelection(nn.Module):
+    """Query initialiser of Mask-DINO (module docstring). head: the detector's :class:`MaskHead` (its class
+    and box branches score the proposals; entry ``enc_index``)."""
+
+    def __init__(self, dim: int, num_queries: int, head: MaskHead, enc_index: int = 0, box_init: str = "bitmask",
+                 initial_pred: bool = True) -> None:
+        super().__init__()
+        if box_init not in BOX_INIT:
+            raise ValueError(f"model.mask.box_init must be one of {BOX_INIT}, got {box_init!r}")
+        self.num_queries, self.enc_index, self.box_init, self.initial_pred = num_queries, enc_index, box_init, initial_pred
+        self.enc_output = nn.Linear(dim, dim)
+        self.enc_output_norm = nn.LayerNorm(dim)
+        self._head = [head]  # registered by the Detector, not twice here
+
+    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+        head = self._head[0]
+        # ranking reads the class branch on the tokens themselves (the release's enc_outputs_class_unselected)
+        tokens, enc_logits, enc_coords = _encode_proposals(memory, self.enc_output, self.enc_output_norm,
+                                                           head.detection, self.enc_index)
+        k = min(self.num_queries, enc_logits.shape[1])
+        top = torch.topk(enc_logits.max(-1).values, k, dim=1).indices
+        selected, coords = _gather(tokens, top), _gather(enc_coords, top)
+        enc = Prediction(logits=head.classify(self.enc_index, selected), boxes=coords.sigmoid(),
+                         masks=head.masks(selected, memory))
+        if self.box_init == "bitmask":
+            assert enc.masks is not None
+            h, w = enc.masks.shape[-2:]
+            valid = memory.valid_ratios[:, 0] * enc.masks.new_tensor([w, h])
+            reference = mask_boxes(enc.masks.detach() > 0, valid)
+        else:
+            reference = coords.detach().sigmoid()
+        content = selected.detach()
+        sets = [Supervised("_enc", enc)]
+        if self.initial_pred:
+            sets.append(Supervised("_init", Prediction(logits=head.classify(0, content), boxes=reference,
+                                                       masks=head.masks(content, memory))))
+
+        def add_sets(out: DetectorOutput) -> None:
+            out.extra.extend(sets)
+
+        return Queries(content=content, pos=None, reference=reference, finalize=[add_sets])
