@@ -12,6 +12,10 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
+# Prediction.masks are at 1/4 of the padded batch image (Mask-DINO's per-pixel embedding map, stride 4): a mask
+# loss or cost places the ground truth on a canvas of MASK_STRIDE * (H/4, W/4) pixels to compare the two.
+MASK_STRIDE = 4
+
 
 @dataclass
 class Target:
@@ -64,6 +68,11 @@ class Prediction:
     boxes: Tensor
     masks: Tensor | None = None
 
+    def queries(self, keep: slice) -> "Prediction":
+        """The predictions of the queries in ``keep``, masks included."""
+        masks = None if self.masks is None else self.masks[:, keep]
+        return Prediction(self.logits[:, keep], self.boxes[:, keep], masks)
+
 
 @dataclass
 class Assignment:
@@ -107,16 +116,18 @@ class DetectorOutput:
     aux: the earlier decoder layers' predictions, first layer first.
     extra: further prediction sets plug-ins add (encoder proposals, denoising, one-to-many), already
         wrapped as :class:`Supervised` so the criterion needs no knowledge of where they came from.
+    masks: ``[B, Q, H/4, W/4]`` the last decoder layer's mask logits (instance segmentation), or None.
     """
 
     logits: Tensor
     boxes: Tensor
     aux: list[Prediction] = field(default_factory=list)
     extra: list[Supervised] = field(default_factory=list)
+    masks: Tensor | None = None
 
     @property
     def final(self) -> Prediction:
-        return Prediction(self.logits, self.boxes)
+        return Prediction(self.logits, self.boxes, self.masks)
 
     def split_queries(self, keep: slice, branch: slice, suffix: str, **supervised: object) -> None:
         """Cut a plug-in's queries out of every layer (in place): ``keep`` stays the detector's output, and
@@ -124,10 +135,11 @@ class DetectorOutput:
         ``_aux<i>`` + ``suffix`` on the others) with the given Supervised options."""
         layers = [self.final] + list(self.aux)
         suffixes = [suffix] + [f"_aux{i}{suffix}" for i in range(len(self.aux))]
-        self.logits, self.boxes = self.logits[:, keep], self.boxes[:, keep]
-        self.aux = [Prediction(p.logits[:, keep], p.boxes[:, keep]) for p in self.aux]
+        final = self.final.queries(keep)
+        self.logits, self.boxes, self.masks = final.logits, final.boxes, final.masks
+        self.aux = [p.queries(keep) for p in self.aux]
         for p, name in zip(layers, suffixes):
-            self.extra.append(Supervised(name, Prediction(p.logits[:, branch], p.boxes[:, branch]), **supervised))  # type: ignore[arg-type]
+            self.extra.append(Supervised(name, p.queries(branch), **supervised))  # type: ignore[arg-type]
 
     def supervision(self) -> list[Supervised]:
         """Every prediction set that carries a loss: final, each auxiliary layer, then the plug-ins'."""
