@@ -31,6 +31,8 @@ def sampled_masks(x: MatchInputs, num_points: int) -> tuple[Tensor, Tensor]:
     """
     if x.masks is None or x.gt_masks is None:
         raise ValueError("a mask matching cost needs mask logits (Prediction.masks) and GT masks (Target.masks)")
+    if num_points < 1:
+        raise ValueError(f"a mask matching cost needs num_points >= 1, got {num_points}")
     if num_points not in x.samples:
         masks = x.masks
         coords = torch.rand(1, num_points, 2, device=masks.device, dtype=torch.promote_types(masks.dtype, torch.float32))
