@@ -38,7 +38,8 @@ def test_mask_dino_settings_build_the_mask_terms():
     assert matcher.costs[3][1].num_points == matcher.costs[4][1].num_points == 48
     crit = build_criterion(cfg.model)
     assert isinstance(crit.mask_loss, MaskLoss)
-    assert (crit.mask_loss.num_points, crit.mask_loss.oversample_ratio, crit.mask_loss.importance_sample_ratio) == (40, 2.0, 0.5)
+    loss = crit.mask_loss
+    assert (loss.num_points, loss.oversample_ratio, loss.importance_sample_ratio) == (40, 2.0, 0.5)
     assert crit.weights["mask"] == crit.weights["dice"] == 5.0
     only_dice = build_criterion(apply_overrides(Config(), {"model.loss.dice_weight": 1.0}).model)
     assert only_dice.mask_loss is not None and only_dice.weights["mask"] == 0.0

@@ -24,8 +24,8 @@ SIZES = [(17, 22), (20, 13)]  # the two images, unpadded
 def _batch(dtype=torch.float64, seed=0, q=5, c=3):
     g = torch.Generator().manual_seed(seed)
     masks = (torch.randn(2, q, H4, W4, generator=g, dtype=dtype) * 2).requires_grad_(True)
-    pred = Prediction(torch.randn(2, q, c, generator=g, dtype=dtype), torch.rand(2, q, 4, generator=g, dtype=dtype) * 0.4 + 0.2,
-                      masks)
+    boxes = torch.rand(2, q, 4, generator=g, dtype=dtype) * 0.4 + 0.2
+    pred = Prediction(torch.randn(2, q, c, generator=g, dtype=dtype), boxes, masks)
     targets = [Target(torch.rand(n, 4, generator=g) * 0.4 + 0.2, torch.randint(0, c, (n,), generator=g), i, s, s,
                       masks=torch.rand(n, *s, generator=g) > 0.5) for i, (n, s) in enumerate(zip([2, 3], SIZES))]
     return pred, targets

@@ -69,11 +69,14 @@ def test_both_costs_share_one_draw_per_image():
     assert not torch.equal(after_both, torch.get_rng_state())
 
 
-def test_costs_without_masks_raise_one_line():
+def test_costs_without_masks_or_points_raise_one_line():
     x = _inputs()
+    with pytest.raises(ValueError, match="num_points >= 1"):
+        MaskBCECost(0)(x)
     for cost in (MaskBCECost(8), DiceCost(8)):
         for missing in ({"masks": None}, {"gt_masks": None}):
-            bare = MatchInputs(x.logits, x.boxes, x.labels, x.gt_boxes, **{"masks": x.masks, "gt_masks": x.gt_masks, **missing})
+            given = {"masks": x.masks, "gt_masks": x.gt_masks, **missing}
+            bare = MatchInputs(x.logits, x.boxes, x.labels, x.gt_boxes, **given)
             with pytest.raises(ValueError, match="mask matching cost needs") as err:
                 cost(bare)
             assert "\n" not in str(err.value)

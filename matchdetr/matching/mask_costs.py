@@ -34,8 +34,8 @@ def sampled_masks(x: MatchInputs, num_points: int) -> tuple[Tensor, Tensor]:
     if num_points < 1:
         raise ValueError(f"a mask matching cost needs num_points >= 1, got {num_points}")
     if num_points not in x.samples:
-        masks = x.masks
-        coords = torch.rand(1, num_points, 2, device=masks.device, dtype=torch.promote_types(masks.dtype, torch.float32))
+        masks, dtype = x.masks, torch.promote_types(x.masks.dtype, torch.float32)
+        coords = torch.rand(1, num_points, 2, device=masks.device, dtype=dtype)
         canvas = (MASK_STRIDE * masks.shape[-2], MASK_STRIDE * masks.shape[-1])
         # queries as channels of one map: one grid_sample for all of them, no [Q, P, 2] copy of the points
         pred = point_sample(masks.to(coords.dtype)[None], coords)[0]
