@@ -94,6 +94,12 @@ class MatcherConfig:
     # focal | position_modulated (Stable-DINO eq. 4: the focal cost at p * f2(s'), s' = rescaled GIoU)
     class_cost: str = "focal"
     pmc_power: float = 0.5  # f2(x) = x^pmc_power; paper table 9: 0 (f2 = 1), 0.25, 0.5 (default), 1, 2
+    # Instance masks (Mask-DINO's hybrid matching): + w_mask * pairwise sigmoid BCE + w_dice * dice, both on one
+    # draw of mask_points uniform points per image (matching/mask_costs.py). 0 = cost not added (box detection);
+    # Mask-DINO's COCO config: cost_mask 5.0, cost_dice 5.0, mask_points 12544 (112 * 112).
+    cost_mask: float = 0.0
+    cost_dice: float = 0.0
+    mask_points: int = 12544
 
 
 @dataclass
@@ -119,6 +125,14 @@ class LossConfig:
     mal_gamma: float = 1.5  # matchability-aware: target IoU^gamma, negatives' weight p^gamma (DEIM)
     mal_alpha: float = -1.0  # matchability-aware: < 0 none (DEIM's default), else the negatives' extra factor
     dn_class_weight: float = -1.0  # class weight of denoising sets; < 0: same as class_weight
+    # Instance masks (Mask-DINO, losses/masks.py): point-sampled sigmoid BCE ("mask") and dice on every supervised
+    # set. Both 0 = mask loss not added (box detection); Mask-DINO's COCO config: mask_weight 5.0, dice_weight 5.0,
+    # 12544 points (112 * 112), 3x oversampled candidates, 0.75 of the points by uncertainty (PointRend sec 3.1).
+    mask_weight: float = 0.0
+    dice_weight: float = 0.0
+    mask_points: int = 12544
+    mask_oversample_ratio: float = 3.0
+    mask_importance_ratio: float = 0.75
 
 
 @dataclass

@@ -38,6 +38,8 @@ _MODEL: list[_Check] = [
     _rule("denoising.label_noise", _UNIT), _rule("denoising.box_noise", _AT_LEAST_0),
     _rule("hybrid.num_one2many", _AT_LEAST_0), _rule("hybrid.k", _AT_LEAST_1),
     _rule("sam.roi_size", _AT_LEAST_1),
+    _rule("matcher.mask_points", _AT_LEAST_1), _rule("loss.mask_points", _AT_LEAST_1),
+    ("loss.mask_oversample_ratio", lambda v: v >= 1, ">= 1"), _rule("loss.mask_importance_ratio", _UNIT),
 ]
 _DATA: list[_Check] = [
     ("train_scales", lambda v: len(v) > 0 and min(v) >= 1, "a non-empty list of sizes >= 1"),

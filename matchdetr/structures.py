@@ -12,6 +12,10 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
+# Prediction.masks are at 1/4 of the padded batch image (Mask-DINO's per-pixel embedding map, stride 4): a mask
+# loss or cost places the ground truth on a canvas of MASK_STRIDE * (H/4, W/4) pixels to compare the two.
+MASK_STRIDE = 4
+
 
 @dataclass
 class Target:

@@ -26,6 +26,9 @@ class ClassLoss(Protocol):
 
 
 class BoxLossFn(Protocol):
+    """A loss of matched pairs returning named terms: the box loss (``bbox``, ``giou``), the mask loss (``mask``,
+    ``dice``)."""
+
     def __call__(self, pred: Prediction, targets: list[Target], indices: list[tuple[Tensor, Tensor]],
                  num_boxes: float) -> dict[str, Tensor]: ...
 
@@ -41,7 +44,8 @@ class LossOutput:
 class SetCriterion:
     """Matches each prediction set to the ground truth and sums the weighted losses.
 
-    weights: per loss name (``class``, ``bbox``, ``giou``), applied to every set (times the set's weight).
+    weights: per loss name (``class``, ``bbox``, ``giou``, ``mask``, ``dice``), applied to every set (times the
+        set's weight).
     aux_loss: if False, only the final layer (suffix ``""``) and plug-in sets are supervised.
     dn_class_loss, dn_weights: the class loss and weights of sets with a fixed assignment (denoising groups);
         by default the same as the matched sets'. Stable-DINO trains denoising with class weight 1.0 against
@@ -49,6 +53,8 @@ class SetCriterion:
     reduce: sums a tensor over the training processes and returns it with the world size (the GT count is
         averaged over processes, DETR's normaliser); by default this process alone. The composition root
         passes ``engine.distributed.all_reduce_sum``.
+    mask_loss: the instance-mask loss (Mask-DINO: point-sampled BCE + dice, ``losses/masks.py``) scored on every
+        set beside the box loss; None (box detection) adds nothing.
     """
 
     def __init__(
@@ -61,8 +67,9 @@ class SetCriterion:
         dn_class_loss: ClassLoss | None = None,
         dn_weights: dict[str, float] | None = None,
         reduce: Callable[[Tensor], tuple[Tensor, int]] | None = None,
+        mask_loss: BoxLossFn | None = None,
     ) -> None:
-        self.matcher, self.class_loss, self.box_loss = matcher, class_loss, box_loss
+        self.matcher, self.class_loss, self.box_loss, self.mask_loss = matcher, class_loss, box_loss, mask_loss
         self.reduce = reduce or (lambda x: (x, 1))
         self.weights, self.aux_loss = dict(weights), aux_loss
         self.dn_class_loss = dn_class_loss or class_loss
@@ -92,6 +99,8 @@ class SetCriterion:
             norm = base * sup.target_repeat * sup.num_boxes_factor
             terms = {class_loss.name: class_loss(sup.prediction, tgts, indices, norm)}
             terms.update(self.box_loss(sup.prediction, tgts, indices, norm))
+            if self.mask_loss is not None:
+                terms.update(self.mask_loss(sup.prediction, tgts, indices, norm))
             for name, value in terms.items():
                 losses[f"loss_{name}{sup.suffix}"] = value
                 total = total + sup.weight * weights.get(name, 1.0) * value

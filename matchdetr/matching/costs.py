@@ -7,7 +7,7 @@ listed in a preset, never a matcher subclass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -17,12 +17,20 @@ from ..boxes import cxcywh_to_xyxy, generalized_box_iou
 
 @dataclass
 class MatchInputs:
-    """One image. logits ``[Q, C]``, boxes ``[Q, 4]`` (cxcywh), labels ``[N]``, gt_boxes ``[N, 4]`` (cxcywh)."""
+    """One image. logits ``[Q, C]``, boxes ``[Q, 4]`` (cxcywh), labels ``[N]``, gt_boxes ``[N, 4]`` (cxcywh).
+
+    masks: ``[Q, H/4, W/4]`` mask logits over the padded batch, gt_masks: ``[N, h, w]`` bool at the unpadded image
+    size; both None for box detection. samples: what the mask costs of this image share (``mask_costs.py``: one
+    draw of points for all of them), filled on first use.
+    """
 
     logits: Tensor
     boxes: Tensor
     labels: Tensor
     gt_boxes: Tensor
+    masks: Tensor | None = None
+    gt_masks: Tensor | None = None
+    samples: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 class FocalClassCost:

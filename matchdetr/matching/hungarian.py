@@ -39,8 +39,8 @@ class HungarianMatcher:
     def __call__(
         self, pred: Prediction, targets: list[Target]
     ) -> list[tuple[Tensor, Tensor]]:
-        """pred: logits ``[B, Q, C]``, boxes ``[B, Q, 4]``; targets: B images (a one-to-many branch passes
-        them repeated, ``Target.repeated``).
+        """pred: logits ``[B, Q, C]``, boxes ``[B, Q, 4]``, optionally masks ``[B, Q, H/4, W/4]``; targets: B images
+        (a one-to-many branch passes them repeated, ``Target.repeated``), optionally with masks.
         Returns per image ``(query_idx [K], gt_idx [K])`` int64 on the predictions' device, sorted by query.
         """
         out = []
@@ -51,7 +51,9 @@ class HungarianMatcher:
                 empty = torch.empty(0, dtype=torch.long, device=device)
                 out.append((empty, empty))
                 continue
-            x = MatchInputs(pred.logits[b].float(), pred.boxes[b].float(), labels, boxes.float())
+            # Mask logits and GT masks as far as there are any (instance segmentation); box models pass None.
+            masks = None if pred.masks is None else pred.masks[b].float()
+            x = MatchInputs(pred.logits[b].float(), pred.boxes[b].float(), labels, boxes.float(), masks, tgt.masks)
             c = self.cost_matrix(x)
             c = torch.nan_to_num(c, nan=_BIG, posinf=_BIG, neginf=-_BIG).cpu().numpy()
             rows, cols = linear_sum_assignment(c)  # scipy returns the rows sorted: query order already
