@@ -20,7 +20,18 @@ MASK_DINO = {"model.matcher.cost_mask": 5.0, "model.matcher.cost_dice": 5.0, "mo
              "model.loss.mask_oversample_ratio": 2.0, "model.loss.mask_importance_ratio": 0.5}
 
 
-@pytest.mark.parametrize("name", presets.names())
+BOX_PRESETS = [n for n in presets.names() if presets.get(n).model.arch != "mask_dino"]
+MASK_PRESETS = [n for n in presets.names() if n not in BOX_PRESETS]
+
+
+@pytest.mark.parametrize("name", MASK_PRESETS)
+def test_mask_presets_build_the_mask_terms(name):
+    crit = build_criterion(presets.get(name).model)
+    assert isinstance(crit.mask_loss, MaskLoss) and crit.weights["mask"] == crit.weights["dice"] == 5.0
+    assert [type(c) for _, c in crit.matcher.costs][3:] == [MaskBCECost, DiceCost]
+
+
+@pytest.mark.parametrize("name", BOX_PRESETS)
 def test_presets_build_no_mask_cost_or_loss(name):
     cfg = presets.get(name)
     assert (cfg.model.matcher.cost_mask, cfg.model.matcher.cost_dice) == (0.0, 0.0)

@@ -29,6 +29,14 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _box_masks(boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``[N, 4]`` normalised cxcywh -> ``[N, h, w]`` bool masks filling each box."""
+    ys, xs = (torch.arange(h)[:, None] + 0.5) / h, (torch.arange(w)[None] + 0.5) / w
+    cx, cy, bw, bh = boxes.unbind(-1)
+    return ((xs >= (cx - bw / 2)[:, None, None]) & (xs <= (cx + bw / 2)[:, None, None])
+            & (ys >= (cy - bh / 2)[:, None, None]) & (ys <= (cy + bh / 2)[:, None, None]))
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_forward_backward_predict(name):
     torch.manual_seed(0)
@@ -40,6 +48,10 @@ def test_tiny_forward_backward_predict(name):
     mask[1, :, 150:] = True
     targets = [Target(torch.tensor([[0.5, 0.5, 0.2, 0.3]]), torch.tensor([1]), 0, (160, 192), (160, 192)),
                Target(torch.tensor([[0.3, 0.6, 0.1, 0.2], [0.7, 0.4, 0.3, 0.3]]), torch.tensor([0, 4]), 1, (160, 150), (160, 150))]
+    segmenting = det.config.model.arch == "mask_dino"
+    if segmenting:  # instance masks: each box filled
+        for t in targets:
+            t.masks = _box_masks(t.boxes, *t.size)
     det.train()
     out = det(images, mask, targets)
     q = det.config.model.transformer.num_queries
@@ -53,7 +65,9 @@ def test_tiny_forward_backward_predict(name):
     preds = det.predict(imgs, threshold=0.0)
     assert len(preds) == 2
     for p, img in zip(preds, imgs):
-        assert set(p) == {"boxes", "scores", "labels", "names"}
+        assert set(p) == {"boxes", "scores", "labels", "names"} | ({"masks"} if segmenting else set())
+        if segmenting:
+            assert p["masks"].shape == (len(p["scores"]), *img.shape[:2]) and p["masks"].dtype == torch.bool
         assert p["boxes"].shape[1] == 4 and len(p["names"]) == len(p["scores"])
         assert (p["boxes"][:, 2] <= img.shape[1]).all() and (p["boxes"][:, 3] <= img.shape[0]).all()
 

@@ -25,7 +25,9 @@ def _mask_dino() -> Config:
     m.mask.mask_dim, m.mask.encoder_ffn_dim, m.mask.box_init, m.mask.initial_pred = 256, 1024, "bitmask", True
     m.denoising.style, m.denoising.dn_number, m.denoising.label_noise, m.denoising.box_noise = "mask_dino", 100, 0.4, 0.4
     m.loss.class_weight, m.loss.bbox_weight, m.loss.giou_weight = 4.0, 5.0, 2.0
+    m.loss.mask_weight, m.loss.dice_weight, m.loss.mask_points = 5.0, 5.0, 12544
     m.matcher.cost_class, m.matcher.cost_bbox, m.matcher.cost_giou = 4.0, 5.0, 2.0
+    m.matcher.cost_mask, m.matcher.cost_dice, m.matcher.mask_points = 5.0, 5.0, 12544
     m.postprocess.topk = 100
     tr.lr, tr.lr_backbone, tr.weight_decay, tr.epochs, tr.lr_drop = 1e-4, 1e-5, 0.05, 12, 11
     tr.lr_proj_names, tr.lr_proj_mult = ["sampling_offsets", "reference_points"], 0.1
@@ -34,11 +36,13 @@ def _mask_dino() -> Config:
 
 def _tiny(cfg: Config) -> Config:
     """At CPU size: the tiny recipe, the pixel embedding at stride 4, the encoder and decoder over C4, C5 and
-    one extra level (as dino-tiny), 64-channel masks, 1024 sampled points."""
+    one extra level (as dino-tiny), 64-channel masks; 1024 sampled points (a 256 px image has 64x64 = 4096
+    mask pixels, fewer than the release's 12544 points)."""
     make_tiny(cfg)
     m = cfg.model
     m.backbone.return_levels, m.transformer.num_levels = [2, 4, 5], 3
     m.mask.mask_dim, m.mask.encoder_ffn_dim = 64, 512
+    m.loss.mask_points = m.matcher.mask_points = 1024
     return cfg
 
 
