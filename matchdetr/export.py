@@ -5,7 +5,8 @@
 The graph takes ``images`` ``[B, 3, H, W]`` float32, normalised as :func:`matchdetr.api.predict` does, and
 (unless exported with ``with_mask=False``) ``pixel_mask`` ``[B, H, W]`` bool, True on padding. It returns
 
-- ``logits`` ``[B, Q, C]`` and ``boxes`` ``[B, Q, 4]`` (normalised cxcywh), the model's raw last-layer output;
+- ``logits`` ``[B, Q, C]`` and ``boxes`` ``[B, Q, 4]`` (normalised cxcywh), the model's raw last-layer output,
+  and for an instance-segmentation model ``masks`` ``[B, Q, H/4, W/4]`` mask logits (stride 4 of the input);
 - with ``topk=K``, also the post-processing of :class:`~matchdetr.models.postprocess.PostProcessor`:
   ``scores`` ``[B, K]``, ``labels`` ``[B, K]`` int64 (model labels) and ``boxes_xyxy`` ``[B, K, 4]``
   normalised xyxy (multiply by the original image's ``(w, h, w, h)`` for pixels).
@@ -67,14 +68,21 @@ class _ExportGraph(nn.Module):
     def forward(self, images: Tensor, pixel_mask: Tensor | None = None) -> tuple[Tensor, ...]:
         out = self.detector(images, pixel_mask if self.with_mask else None)
         logits, boxes = out.logits, out.boxes
+        raw = (logits, boxes) if out.masks is None else (logits, boxes, out.masks)
         if not self.topk:
-            return logits, boxes
+            return raw
         # The same top-k over (queries x classes) as PostProcessor, left in normalised coordinates.
         num_classes = logits.shape[-1]
         scores, index = logits.sigmoid().flatten(1).topk(self.topk, dim=1)
         query = torch.div(index, num_classes, rounding_mode="floor")
         xyxy = cxcywh_to_xyxy(boxes).gather(1, query[..., None].expand(-1, -1, 4))
-        return logits, boxes, scores, index % num_classes, xyxy
+        return (*raw, scores, index % num_classes, xyxy)
+
+
+def _output_names(detector: Detector, topk: int | None) -> list[str]:
+    assert detector.config is not None
+    raw = ["logits", "boxes"] + (["masks"] if detector.config.model.arch == "mask_dino" else [])
+    return raw + (["scores", "labels", "boxes_xyxy"] if topk else [])
 
 
 def onnx_metadata(detector: Detector, with_mask: bool, topk: int | None, opset: int) -> dict[str, Any]:
@@ -88,7 +96,7 @@ def onnx_metadata(detector: Detector, with_mask: bool, topk: int | None, opset: 
         "num_classes": cfg.model.num_classes,
         "opset": opset,
         "inputs": ["images", "pixel_mask"] if with_mask else ["images"],
-        "outputs": ["logits", "boxes"] + (["scores", "labels", "boxes_xyxy"] if topk else []),
+        "outputs": _output_names(detector, topk),
         "graph_topk": topk or 0,
         "postprocess_topk": cfg.model.postprocess.topk,
         "nms_iou": float(getattr(cfg.model.postprocess, "nms_iou", 0.0)),
@@ -135,10 +143,12 @@ def export_onnx(detector: Detector, out: str | os.PathLike, *, opset: int = DEFA
     graph = _ExportGraph(detector, with_mask, topk).eval()
     inputs = _sample_inputs(size, with_mask)
     in_names = ["images", "pixel_mask"][: len(inputs)]
-    out_names = ["logits", "boxes"] + (["scores", "labels", "boxes_xyxy"] if topk else [])
+    out_names = _output_names(detector, topk)
     dynamic = {"images": {0: "batch", 2: "height", 3: "width"}, "pixel_mask": {0: "batch", 1: "height", 2: "width"}}
     dynamic = {k: v for k, v in dynamic.items() if k in in_names}
     dynamic.update({name: {0: "batch"} for name in out_names})
+    if "masks" in dynamic:
+        dynamic["masks"] = {0: "batch", 2: "mask_height", 3: "mask_width"}
     buf = io.BytesIO()
     was_training = detector.training
     detector.eval()

@@ -96,3 +96,14 @@ def test_instance_masks_cut_the_valid_image_and_score():
     assert masks.shape == (1, 32, 40)
     assert masks[0, :28, :36].all() and not masks[0, 34:, :].any()  # the valid 16x20 image fills the output
     assert 0.9 < float(score[0]) <= 1.0
+
+
+def test_onnx_export_of_the_masks_follows_the_input_size(tmp_path):
+    """The exported graph gives the masks (and everything else) of PyTorch at two sizes it was not traced at."""
+    from matchdetr.export import check_onnx, export_onnx
+
+    det = _model().eval()
+    path = export_onnx(det, tmp_path / "m.onnx", topk=10, sample_size=(128, 160))
+    worst = check_onnx(det, path, sizes=((160, 160), (128, 224)))
+    assert set(worst) >= {"logits", "boxes", "masks"}
+    assert worst["masks"] < 1e-3 and worst["logits"] < 1e-3 and worst["boxes"] < 1e-4, worst

@@ -23,12 +23,19 @@ from .query_selection import _encode_proposals, _gather
 BOX_INIT = ("bitmask", "no")
 
 
+def _size(masks: Tensor) -> Tensor:
+    """``(h, w)`` of the last two axes as a tensor: traced under ONNX export, so the graph follows the input."""
+    if torch.jit.is_tracing():
+        return torch._shape_as_tensor(masks)[-2:].to(masks.device)
+    return torch.tensor(masks.shape[-2:], device=masks.device)
+
+
 def mask_boxes(masks: Tensor, valid_wh: Tensor) -> Tensor:
     """Bounding boxes of boolean masks ``[B, K, h, w]`` as normalised cxcywh ``[B, K, 4]`` of the valid extent
     ``valid_wh [B, 2]`` (in mask pixels); a box spans whole pixels (x1 = last column + 1, as detectron2's
     BitMasks); an empty mask gives the zero box, as the release."""
     cols, rows = masks.any(-2), masks.any(-1)  # [B, K, w], [B, K, h]
-    w, h = cols.shape[-1], rows.shape[-1]
+    h, w = _size(masks).to(valid_wh.dtype).unbind(0)
     x0 = cols.float().argmax(-1)
     x1 = w - cols.flip(-1).float().argmax(-1)
     y0 = rows.float().argmax(-1)
@@ -65,8 +72,7 @@ class MaskQuerySelection(nn.Module):
                          masks=head.masks(selected, memory))
         if self.box_init == "bitmask":
             assert enc.masks is not None
-            h, w = enc.masks.shape[-2:]
-            valid = memory.valid_ratios[:, 0] * enc.masks.new_tensor([w, h])
+            valid = memory.valid_ratios[:, 0] * _size(enc.masks).flip(0).to(memory.valid_ratios.dtype)
             reference = mask_boxes(enc.masks.detach() > 0, valid)
         else:
             reference = coords.detach().sigmoid()
