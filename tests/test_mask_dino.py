@@ -4,6 +4,7 @@ branches, the seg denoising style, and instance-mask post-processing."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import matchdetr
@@ -107,3 +108,37 @@ def test_onnx_export_of_the_masks_follows_the_input_size(tmp_path):
     worst = check_onnx(det, path, sizes=((160, 160), (128, 224)))
     assert set(worst) >= {"logits", "boxes", "masks"}
     assert worst["masks"] < 1e-3 and worst["logits"] < 1e-3 and worst["boxes"] < 1e-4, worst
+
+
+# MaskDINO-R50 (80 classes), counted from the release's module definitions (IDEA-Research/MaskDINO,
+# maskdino_R50_bs16_50ep_3s.yaml): backbone 23,454,912 (conv weights; FrozenBN holds buffers) + pixel decoder,
+# decoder and heads 20,361,524. Ours adds 768: the mask head's own LayerNorm (512; the release re-applies its
+# decoder norm) and the denoising label embedding's padding row (256).
+RELEASE_R50 = 23_454_912 + 20_361_524
+
+
+def test_full_size_parameter_count_against_the_release():
+    for name in ("maskdino-r50", "stable-maskdino-r50"):
+        det = matchdetr.build(name, num_classes=80, **{"backbone.weights": ""})
+        assert sum(p.numel() for p in det.parameters()) == RELEASE_R50 + 768, name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["maskdino-r50", "stable-maskdino-r50"])
+def test_full_size_trains_one_iteration(name):
+    from matchdetr.compose import build_criterion
+
+    torch.manual_seed(0)
+    det = matchdetr.build(name, num_classes=80, **{"backbone.weights": ""}).train()
+    crit = build_criterion(det.config.model)
+    images = torch.randn(2, 3, 256, 320)
+    m = torch.zeros(2, 256, 320, dtype=torch.bool)
+    m[0, 40:120, 60:180] = True
+    m[1, 140:250, 20:80] = True
+    targets = [Target(torch.tensor([[0.375, 0.3125, 0.375, 0.3125]]), torch.tensor([1]), 0, (256, 320), (256, 320), masks=m[:1]),
+               Target(torch.tensor([[0.15625, 0.7617, 0.1875, 0.4297]]), torch.tensor([7]), 1, (256, 320), (256, 320), masks=m[1:])]
+    opt = torch.optim.AdamW([p for p in det.parameters() if p.requires_grad], lr=1e-4)
+    loss = crit(det(images, None, targets), targets)
+    assert torch.isfinite(loss.total) and {"loss_mask", "loss_dice", "loss_mask_enc", "loss_dice_dn"} <= set(loss.losses)
+    loss.total.backward()
+    opt.step()
