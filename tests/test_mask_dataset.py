@@ -147,6 +147,15 @@ def test_masks_are_decoded_per_sample_not_when_opening(tmp_path: Path, monkeypat
     assert "decode" in calls
 
 
+def test_an_unreadable_scored_image_has_no_masks(tmp_path: Path) -> None:
+    paths = write(tmp_path, [("a.png", Image.new("RGB", (W, H)), (W, H))], [{"segmentation": GOOD[0][0],
+                                                                             "bbox": GOOD[0][1]}])
+    (paths.images / "a.png").write_bytes(b"not an image")
+    with pytest.warns(DatasetWarning, match="scored as an image without detections"):
+        _, target = CocoDetection(paths, IDENTITY, masks=True, substitute=False)[0]
+    assert not target.readable and target.masks is not None and target.masks.shape == (0, *target.size)
+
+
 # (A half turn keeps the size, so an upright-frame JSON of orientation 3 reads as the stored frame, as for boxes.)
 @pytest.mark.parametrize("orientation, json_frame", [(o, f) for o in (3, 6, 8) for f in ("stored", "upright", "twice")
                                                      if (o, f) != (3, "upright")])
