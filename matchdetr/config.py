@@ -181,6 +181,9 @@ class DataConfig:
     test_max_size: int = 1333
     hflip_prob: float = 0.5
     num_workers: int = 2
+    # Read instance masks (each annotation's COCO `segmentation`) into Target.masks for instance segmentation;
+    # off for box detection, which then never decodes a mask.
+    masks: bool = False
     # ImageNet normalisation, RGB
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])

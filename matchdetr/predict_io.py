@@ -121,17 +121,31 @@ def iter_frames(inputs: Sequence[str | os.PathLike], load_image: Callable[[Path]
 
 def to_coco_results(detections: Sequence[dict], image_ids: Sequence[int]) -> list[dict]:
     """COCO results entries from per-image detections (``boxes`` xyxy pixels, ``scores``, ``labels`` =
-    category ids) and each image's COCO ``image_id``."""
+    category ids, and for instance segmentation ``masks`` ``[K, H, W]`` bool at the original image size) and
+    each image's COCO ``image_id``. With masks, each entry also has its ``segmentation`` as compressed RLE
+    (``str`` counts), so the one list scores both bbox and segm AP."""
     if len(detections) != len(image_ids):
         raise ValueError(f"{len(detections)} detection sets but {len(image_ids)} image ids")
     out = []
     for det, image_id in zip(detections, image_ids):
-        for (x0, y0, x1, y1), score, label in zip(_as_list(det["boxes"]), _as_list(det["scores"]),
-                                                  _as_list(det["labels"])):
+        rles = _rles(det["masks"], len(det["scores"])) if det.get("masks") is not None else None
+        for k, ((x0, y0, x1, y1), score, label) in enumerate(zip(_as_list(det["boxes"]), _as_list(det["scores"]),
+                                                                 _as_list(det["labels"]))):
             out.append({"image_id": int(image_id), "category_id": int(label),
                         "bbox": [round(float(x0), 2), round(float(y0), 2), round(float(x1 - x0), 2),
                                  round(float(y1 - y0), 2)], "score": round(float(score), 5)})
+            if rles is not None:
+                out[-1]["segmentation"] = rles[k]
     return out
+
+
+def _rles(masks: Any, count: int) -> list[dict]:
+    from .engine.coco_masks import masks_to_rle  # faster-coco-eval's mask API; only detections with masks need it
+
+    rles = masks_to_rle(masks)
+    if len(rles) != count:
+        raise ValueError(f"{len(rles)} masks but {count} detections")
+    return rles
 
 
 def write_coco_results(detections: Sequence[dict], image_ids: Sequence[int], path: str | os.PathLike) -> Path:

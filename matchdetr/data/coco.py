@@ -10,13 +10,13 @@ all: it returns a blank stand-in flagged ``Target.readable = False``, which scor
 detections.
 
 EXIF orientation: images are returned upright and boxes follow them (``images.align_boxes``: boxes of the
-stored pixels, the COCO convention, are rotated with them); each fix-up warns once per file and process.
+stored pixels, the COCO convention, are rotated with them), and so do masks (``mask_ops.align_masks``); each
+fix-up warns once per file and process. Masks (``masks=True``) are decoded per sample (``segmentation.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import random
@@ -31,51 +31,16 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..structures import Target
+from .coco_json import check_boxes, read_coco_json
 from .common import DatasetError, DatasetWarning, Problems, SplitPaths
 from .images import DecodedImage, ImageLoadError, align_boxes, decode_image, load_rgb
 from .label_map import LabelMap
+from .segmentation import Segmentations
 from .splits import resolve_split
 
 __all__ = ["CocoDetection", "DatasetError", "DatasetWarning", "LabelMap", "SplitPaths", "resolve_split"]
-_CLIP_TOLERANCE = 1.0  # px a box may overshoot the image before clipping it is worth a warning (COCO has some)
 _MAX_SUBSTITUTES = 32  # undecodable images skipped in a row before giving up on a sample
 _NUMBER = (int, float)  # exact types (`type(v) in`): a JSON true/false is not a number here
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
-    except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not UTF-8 text, not a COCO annotation file") from None
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read annotation file ({err.strerror or err})") from None
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path}: top level must be a JSON object with images/annotations/categories")
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
-    if missing:
-        raise DatasetError(f"{path}: missing or non-list key(s) {', '.join(repr(k) for k in missing)}")
-    return data
-
-
-def _check_boxes(xywh: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """COCO ``[M, 4]`` (x, y, w, h) boxes on images of ``[M, 2]`` (w, h) -> clipped ``[M, 4]`` xyxy, the
-    ``[M]`` keep mask and ``{problem: [M] mask}``. Overshoots under ``_CLIP_TOLERANCE`` are clipped silently."""
-    xywh = xywh.reshape(-1, 4)
-    finite = np.isfinite(xywh).all(1)
-    positive = finite & (xywh[:, 2] > 0) & (xywh[:, 3] > 0)
-    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
-    clipped = np.concatenate([np.maximum(xyxy[:, :2], 0), np.minimum(xyxy[:, 2:], size)], 1)
-    keep = positive & (clipped[:, 2:] > clipped[:, :2]).all(1)
-    overshoot = np.maximum(-xyxy[:, :2], xyxy[:, 2:] - size).max(1, initial=-np.inf) > _CLIP_TOLERANCE
-    return clipped, keep, {
-        "dropped: non-finite bbox": ~finite,
-        "dropped: bbox with non-positive width/height": finite & ~positive,
-        "dropped: bbox entirely outside its image": positive & ~keep,
-        "clipped: bbox partly outside its image": keep & overshoot,
-    }
 
 
 class CocoDetection(Dataset):
@@ -87,17 +52,22 @@ class CocoDetection(Dataset):
     seed: augmentation randomness is a pure function of ``(seed, epoch, index)``.
     substitute: replace an undecodable image by the next readable one (training); False for datasets that are
         scored, where it becomes a blank stand-in with ``Target.readable = False`` (module docstring).
+    masks: also read each annotation's ``segmentation`` into ``Target.masks`` (``[N, h, w]`` bool, transformed
+        with the image by ``transforms.masked``); one without a usable segmentation gets its filled box
+        (``segmentation.py``). False: ``Target.masks`` is None and segmentations are not even looked at.
     """
 
     def __init__(
         self, paths: SplitPaths, transforms: Callable, label_map: LabelMap | None = None, *, seed: int = 0,
-        substitute: bool = True,
+        substitute: bool = True, masks: bool = False,
     ) -> None:
-        self.paths, self.transforms, self.seed, self.substitute = paths, transforms, seed, substitute
+        self.paths, self.transforms, self.seed, self.substitute, self.masks = paths, transforms, seed, substitute, masks
+        if masks and not callable(getattr(transforms, "masked", None)):
+            raise TypeError(f"masks=True needs transforms that carry masks (transforms.Pipeline), got {transforms!r}")
         self.coco_json_path = Path(paths.annotations)
         if not Path(paths.images).is_dir():
             raise DatasetError(f"{paths.images}: image folder not found")
-        data = _read_json(self.coco_json_path) if paths.format == "coco" else self._read_foreign(paths)
+        data = read_coco_json(self.coco_json_path) if paths.format == "coco" else self._read_foreign(paths)
         self.coco_gt: Path | dict = self.coco_json_path if paths.format == "coco" else data  # what evaluation reads
         try:
             own = LabelMap.from_categories(data["categories"])
@@ -157,7 +127,7 @@ class CocoDetection(Dataset):
     def _parse_annotations(self, annotations: list, problems: Problems) -> None:
         """Field checks in Python, box arithmetic in numpy: COCO train has 860k annotations."""
         index = {img["id"]: i for i, img in enumerate(self._entries)}
-        kept: list[tuple[Any, int, int, list]] = []  # (annotation id, image index, label, bbox)
+        kept: list[tuple[Any, int, int, list, Any]] = []  # (annotation id, image index, label, bbox, segmentation)
         seen: set[int] = set()
         for i, ann in enumerate(annotations):
             ident = ann.get("id", f"#{i}") if type(ann) is dict else f"#{i}"
@@ -180,10 +150,11 @@ class CocoDetection(Dataset):
             elif type(bbox) not in (list, tuple) or len(bbox) != 4 or any(type(v) not in _NUMBER for v in bbox):
                 problems.add("annotations dropped: malformed bbox (annotation ids)", ident)
             else:
-                kept.append((ident, index[image_id], self.label_map.to_label(category_id), bbox))
+                label = self.label_map.to_label(category_id)
+                kept.append((ident, index[image_id], label, bbox, ann.get("segmentation")))
         row = np.array([k[1] for k in kept], dtype=np.int64)
         sizes = np.array([[e["width"], e["height"]] for e in self._entries], dtype=np.float64).reshape(-1, 2)
-        xyxy, keep, reasons = _check_boxes(np.array([k[3] for k in kept], dtype=np.float64), sizes[row])
+        xyxy, keep, reasons = check_boxes(np.array([k[3] for k in kept], dtype=np.float64), sizes[row])
         for kind, mask in reasons.items():
             for k in np.flatnonzero(mask):
                 problems.add(f"annotations {kind} (annotation ids)", kept[k][0])
@@ -193,6 +164,9 @@ class CocoDetection(Dataset):
         self._offsets = np.concatenate([[0], np.cumsum(np.bincount(row[order], minlength=len(self._entries)))])
         self._boxes = xyxy[order].astype(np.float32)
         self._labels = np.array([k[2] for k in kept], dtype=np.int64)[order]
+        if self.masks:  # copied into flat arrays, decoded per sample; (h, w) of each annotation's image
+            hw = sizes[row[order], ::-1].astype(np.int64)
+            self._segments = Segmentations.build([kept[k][4] for k in order], hw, [kept[k][0] for k in order], problems)
 
     # ----------------------------------------------------------------------------------------- access
     def set_epoch(self, epoch: int) -> None:
@@ -272,18 +246,25 @@ class CocoDetection(Dataset):
             info = self._entries[idx]
             blank = Image.new("RGB", (64, 64))  # any size: the transforms resize it; its output is dropped
             image, _, _, size = self.transforms(blank, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), rng)
+            masks = torch.zeros((0, *size), dtype=torch.bool) if self.masks else None
             return image, Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64), self.image_ids[idx],
-                                 (int(info["height"]), int(info["width"])), tuple(size), readable=False)
+                                 (int(info["height"]), int(info["width"])), tuple(size), readable=False, masks=masks)
         return self._sample(idx, decoded, rng)
 
     def _sample(self, j: int, decoded: DecodedImage, rng: random.Random) -> tuple[Tensor, Target]:
         lo, hi = int(self._offsets[j]), int(self._offsets[j + 1])
         boxes = torch.from_numpy(self._boxes[lo:hi].copy())
         labels = torch.from_numpy(self._labels[lo:hi].copy())
+        info = self._entries[j]  # masks first: their fallbacks are the boxes in the JSON frame
+        masks = (self._segments.masks(lo, hi, boxes, (int(info["width"]), int(info["height"])), decoded,
+                                      str(self.image_path(j))) if self.masks else None)
         boxes = self._to_decoded_frame(j, decoded, boxes)
-        image, boxes, labels, size = self.transforms(decoded.image, boxes, labels, rng)
+        if masks is None:
+            image, boxes, labels, size = self.transforms(decoded.image, boxes, labels, rng)
+        else:
+            image, boxes, labels, masks, size = self.transforms.masked(decoded.image, boxes, labels, masks, rng)
         orig_size = (decoded.image.height, decoded.image.width)
-        return image, Target(boxes, labels, self.image_ids[j], orig_size, tuple(size))
+        return image, Target(boxes, labels, self.image_ids[j], orig_size, tuple(size), masks=masks)
 
     def _to_decoded_frame(self, j: int, decoded: DecodedImage, boxes: Tensor) -> Tensor:
         """Bring ``[N, 4]`` abs xyxy boxes from the JSON frame into the upright decoded image (module doc)."""

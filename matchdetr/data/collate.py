@@ -16,7 +16,8 @@ class Batch:
 
     images: ``[B, 3, H, W]`` float32, normalised; padding is 0 (the mean colour after normalisation, as DETR).
     pixel_mask: ``[B, H, W]`` bool, True on padding (the key-padding-mask convention of attention layers).
-    targets: one :class:`Target` per image; boxes are normalised by each image's own unpadded size.
+    targets: one :class:`Target` per image; boxes are normalised by each image's own unpadded size, and masks
+        (instance segmentation) stay ``[N, h_i, w_i]`` at it, unpadded: the mask loss pads or samples them.
     """
 
     images: Tensor

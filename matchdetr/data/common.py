@@ -74,8 +74,20 @@ def upright_to_stored(xyxy: list[list[float]], orientation: int, stored: tuple[i
     return exif_transform_boxes(torch.tensor(xyxy, dtype=torch.float64), inverse, upright).tolist()
 
 
-def coco_dict(images: list[dict], boxes: list[tuple[int, int, list[float], int]], categories: list[dict]) -> dict:
-    """Assemble a COCO dict. boxes: ``(image_id, category_id, [x, y, w, h], iscrowd)``."""
+def coco_dict(images: list[dict], boxes: list[tuple[int, int, list[float], int]], categories: list[dict],
+              segmentations: list[list[list[float]] | None] | None = None) -> dict:
+    """Assemble a COCO dict. boxes: ``(image_id, category_id, [x, y, w, h], iscrowd)``; segmentations: beside
+    them, COCO polygons (pixels) or None. ``area`` is the polygons' where there are some (COCO's is the mask
+    area, which the small / medium / large ranges of evaluation use), else the box's."""
     annotations = [{"id": i + 1, "image_id": img, "category_id": cat, "bbox": bbox, "area": bbox[2] * bbox[3],
                     "iscrowd": crowd} for i, (img, cat, bbox, crowd) in enumerate(boxes)]
+    for ann, polygons in zip(annotations, segmentations or []):
+        if polygons is not None:
+            ann["segmentation"], ann["area"] = polygons, sum(polygon_area(p) for p in polygons)
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def polygon_area(xy: list[float]) -> float:
+    """Area of the polygon ``[x1, y1, x2, y2, ...]`` (shoelace formula; either winding)."""
+    xs, ys = xy[0::2], xy[1::2]
+    return abs(sum(xs[i] * ys[i - 1] - xs[i - 1] * ys[i] for i in range(len(xs)))) / 2

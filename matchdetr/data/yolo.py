@@ -3,7 +3,8 @@
 Layout: ``DIR/data.yaml`` (``path``, ``train``, ``val``, ``names``) with image folders such as
 ``images/train``; each image ``.../images/.../x.jpg`` has its labels in ``.../labels/.../x.txt`` (the last
 ``images`` path component becomes ``labels``), one object per line: ``class cx cy w h``, normalised to
-[0, 1] of the upright image; a polygon line ``class x1 y1 x2 y2 ...`` counts as its bounding box. Without a
+[0, 1] of the upright image, or Ultralytics' segment line ``class x1 y1 x2 y2 ...`` (3 points or more): a COCO
+polygon ``segmentation`` with its extent as the box and its (shoelace) area as ``area``. Without a
 YAML file, ``DIR/images/SPLIT`` + ``DIR/labels/SPLIT`` (or ``DIR/SPLIT/images``) and class names from
 ``classes.txt`` (one per line) work too. A missing or empty label file makes the image a negative.
 
@@ -189,13 +190,21 @@ def parse_label_line(line: str) -> tuple[int, list[float]] | str:
     return int(cls), values
 
 
+def polygon_of_line(line: str) -> list[float] | None:
+    """The normalised ``[x1, y1, x2, y2, ...]`` of a label line that :func:`parse_label_line` accepted, when it is
+    a polygon (more than 4 coordinates; that function refused odd counts, so it has 3 points or more), else
+    None."""
+    values = [float(v) for v in line.split()[1:]]
+    return values if len(values) > 4 else None
+
+
 def read_yolo(paths: SplitPaths, problems: Any) -> dict:
     """COCO dict of a YOLO split (see the module docstring); problems are reported per kind."""
     images_dir = Path(paths.images)
     names = _class_names(paths)
     files = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     labels_root = labels_dir(images_dir)
-    parsed: list[tuple[Path, list[tuple[int, list[float]]]]] = []
+    parsed: list[tuple[Path, list[tuple[int, list[float], list[float] | None]]]] = []  # (class, box, polygon)
     for image in files:
         label = (labels_root / image.relative_to(images_dir)).with_suffix(".txt")
         rows, seen = [], set()
@@ -211,11 +220,14 @@ def read_yolo(paths: SplitPaths, problems: Any) -> dict:
                 row = parse_label_line(line)
                 if isinstance(row, str):
                     problems.add(f"label lines dropped: {row}", f"{label}:{n}")
-                elif (row[0], tuple(row[1])) in seen:
+                    continue
+                polygon = polygon_of_line(line)
+                key = (row[0], tuple(polygon or row[1]))  # two polygons with one extent are two objects
+                if key in seen:
                     problems.add("duplicate label lines dropped", f"{label}:{n}")
                 else:
-                    seen.add((row[0], tuple(row[1])))
-                    rows.append(row)
+                    seen.add(key)
+                    rows.append((row[0], row[1], polygon))
         parsed.append((image, rows))
     if names is None:  # no names anywhere: classes 0..max seen in every split's labels, so that splits agree
         found = [cls for f in labels_root.parent.rglob("*.txt") for cls in _classes_in(f)]
@@ -232,7 +244,7 @@ def _check_names_cover(parsed: list, names: list[str], source: Path) -> None:
     """A stray class index (a typo line) is dropped with a warning in ``_to_coco``; but labels using several
     indices past ``names``, or many lines of one, mean the names list is short (a data.yaml naming 2 of 10
     classes would drop 85 % of the boxes): refused in one line."""
-    classes = [cls for _, rows in parsed for cls, _ in rows]
+    classes = [row[0] for _, rows in parsed for row in rows]
     unknown = [c for c in classes if c >= len(names)]
     if len(set(unknown)) >= 2 or (unknown and len(unknown) >= 0.25 * len(classes)):
         raise DatasetError(f"{source}: names {len(names)} classes (0..{len(names) - 1}) but the labels use class "
@@ -246,7 +258,7 @@ def _classes_in(label: Path) -> list[int]:
 
 
 def _to_coco(parsed: list, names: list[str], images_dir: Path, problems: Any) -> dict:
-    images, boxes = [], []
+    images, boxes, segmentations = [], [], []
     for image_id, (image, rows) in enumerate(parsed, 1):
         try:
             w, h, orientation = image_header(image)
@@ -254,15 +266,25 @@ def _to_coco(parsed: list, names: list[str], images_dir: Path, problems: Any) ->
             problems.add("unreadable images skipped", err)
             continue
         upright = (w, h) if orientation < 5 else (h, w)
-        xyxy, labels = [], []
-        for cls, (cx, cy, bw, bh) in rows:
+        xyxy, labels, polygons = [], [], []
+        for cls, (cx, cy, bw, bh), polygon in rows:
             if cls >= len(names):
                 problems.add(f"label lines dropped: class index outside 0..{len(names) - 1}", f"{image.name}: {cls}")
                 continue
             xyxy.append([(cx - bw / 2) * upright[0], (cy - bh / 2) * upright[1],
                          (cx + bw / 2) * upright[0], (cy + bh / 2) * upright[1]])
             labels.append(cls)
-        for cls, (x0, y0, x1, y1) in zip(labels, upright_to_stored(xyxy, orientation, (w, h))):
+            polygons.append(None if polygon is None else _polygon_to_stored(polygon, upright, orientation, (w, h)))
+        for cls, (x0, y0, x1, y1), polygon in zip(labels, upright_to_stored(xyxy, orientation, (w, h)), polygons):
             boxes.append((image_id, cls, [x0, y0, x1 - x0, y1 - y0], 0))
+            segmentations.append(None if polygon is None else [polygon])
         images.append({"id": image_id, "file_name": image.relative_to(images_dir).as_posix(), "width": w, "height": h})
-    return coco_dict(images, boxes, [{"id": i, "name": n} for i, n in enumerate(names)])
+    return coco_dict(images, boxes, [{"id": i, "name": n} for i, n in enumerate(names)], segmentations)
+
+
+def _polygon_to_stored(xy: list[float], upright: tuple[int, int], orientation: int,
+                       stored: tuple[int, int]) -> list[float]:
+    """Normalised ``[x1, y1, ...]`` of the upright image -> pixels of the stored one (the COCO frame), each
+    point moved as a zero-size box by the boxes' own EXIF map."""
+    points = [[x * upright[0], y * upright[1]] * 2 for x, y in zip(xy[0::2], xy[1::2])]
+    return [v for p in upright_to_stored(points, orientation, stored) for v in p[:2]]

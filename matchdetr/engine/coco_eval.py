@@ -1,4 +1,4 @@
-"""COCO bbox scoring on top of faster-coco-eval (the pycocotools API with a C++ core).
+"""COCO bbox and segm scoring on top of faster-coco-eval (the pycocotools API with a C++ core).
 
 Metrics are reported in percent (0..100) as the papers do. A metric that COCO leaves undefined (it
 returns -1, e.g. APs when the GT holds no small boxes) is NaN here, "-" in `table()` and null in JSON,
@@ -16,19 +16,20 @@ import json
 import math
 import numbers
 import os
-
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
 from ..fileio import atomic_write, atomic_write_json
+from .coco_masks import check_gt_segmentations, results_rle
+from .eval_result import IOU_PREFIXES, METRIC_NAMES, SEGM_PREFIX, EvalResult
 
 __all__ = [
     "METRIC_NAMES",
+    "SEGM_PREFIX",
     "EvalInputError",
     "EvalResult",
     "load_coco",
@@ -37,56 +38,8 @@ __all__ = [
     "write_results",
 ]
 
-# Order of COCOeval.stats[:12] for bbox evaluation.
-METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-
 class EvalInputError(ValueError):
     """A GT or results input is unusable; the message is one line naming the source (and entry)."""
-
-@dataclass
-class EvalResult:
-    """Outcome of a COCO bbox evaluation.
-
-    metrics:   METRIC_NAMES -> value in percent; NaN where COCO leaves the metric undefined.
-    per_class: one dict per GT category, sorted by id: category_id, name, AP, AP50 (percent, NaN when the
-               category has no GT boxes), num_gt (non-crowd GT boxes), num_dets.
-    """
-
-    metrics: dict[str, float]
-    per_class: list[dict] = field(default_factory=list)
-    # Precision-recall curves for plots (matchdetr/reports.py): "precision" [T, R, K] at area "all", maxDets
-    # 100 (-1 where a category has no GT), "iou_thrs" [T], "rec_thrs" [R], "cat_ids" [K]; None when not scored.
-    curves: dict[str, Any] | None = field(default=None, repr=False, compare=False)
-
-    def table(self) -> str:
-        """Terminal summary: the 12 COCO metrics in two rows, then a per-class AP table."""
-        lines = []
-        for names in (METRIC_NAMES[:6], METRIC_NAMES[6:]):
-            lines.append("  ".join(f"{n:>6}" for n in names))
-            lines.append("  ".join(f"{_fmt(self.metrics.get(n)):>6}" for n in names))
-        if self.per_class:
-            width = max(8, *(len(str(c["name"])) for c in self.per_class))
-            header = f"{'category':<{width}}  {'id':>5}  {'AP':>6}  {'AP50':>6}  {'#gt':>6}  {'#dets':>7}"
-            lines += ["", header, "-" * len(header)]
-            for c in self.per_class:
-                lines.append(
-                    f"{str(c['name']):<{width}}  {c['category_id']:>5}  {_fmt(c['AP']):>6}  "
-                    f"{_fmt(c['AP50']):>6}  {c['num_gt']:>6}  {c['num_dets']:>7}"
-                )
-        return "\n".join(lines)
-
-    def to_json(self) -> dict:
-        """JSON-safe dict {"metrics", "per_class"}; NaN becomes None (JSON has no NaN)."""
-        return {
-            "metrics": {k: _nan_to_none(v) for k, v in self.metrics.items()},
-            "per_class": [{k: _nan_to_none(v) for k, v in c.items()} for c in self.per_class],
-        }
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.1f}"
-
-def _nan_to_none(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 def _silent(*args: Any, **kwargs: Any) -> None:
     """print_function for faster-coco-eval: the caller prints `EvalResult.table()` instead."""
@@ -155,31 +108,43 @@ def load_coco(source: str | os.PathLike | dict) -> COCO:
         ann.setdefault("iscrowd", 0)
     return COCO(copied, print_function=_silent)
 
-def load_results(source: str | os.PathLike | list[dict], gt: COCO) -> list[dict]:
+def load_results(source: str | os.PathLike | list[dict], gt: COCO, iou_type: str = "bbox") -> list[dict]:
     """Validate a COCO results list (path or list) against `gt`; return clean copies.
 
     Each entry needs image_id (in the GT), category_id (a GT category), bbox [x, y, w, h] and score, all
     finite numbers; otherwise `EvalInputError` names the source and entry index. Boxes with w <= 0 or
     h <= 0 are dropped with one warning: they cannot overlap anything, and some exporters emit them for
     collapsed predictions.
+
+    iou_type "segm": a ``segmentation`` in place of the bbox (compressed RLE at the image's size; bytes or
+    uncompressed counts and polygons are converted: ``coco_masks.results_rle``). A bbox the entry carries is
+    left out, so that COCO takes a detection's area (small / medium / large) from its mask, as detectron2 does.
     """
-    name = "<results list>" if isinstance(source, list) else str(source)
+    return _clean(*_results_data(source), gt, iou_type)
+
+def _results_data(source: str | os.PathLike | list[dict]) -> tuple[str, list]:
+    name = _source_name(source)
     data = source if isinstance(source, list) else _read_json(source, "results")
     if not isinstance(data, list):
         raise EvalInputError(f"{name}: expected a JSON list of detections, got {type(data).__name__}")
+    return name, data
+
+def _clean(name: str, data: list, gt: COCO, iou_type: str) -> list[dict]:
     img_ids, cat_ids = set(gt.getImgIds()), set(gt.getCatIds())
+    geometry = "bbox" if iou_type == "bbox" else "segmentation"
     clean, degenerate = [], 0
     for i, det in enumerate(data):
         where = f"{name}: entry {i}"
         if not isinstance(det, dict):
             raise EvalInputError(f"{where}: expected an object, got {_short(det)}")
-        missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in det]
+        missing = [k for k in ("image_id", "category_id", geometry, "score") if k not in det]
         if missing:
             raise EvalInputError(f"{where}: missing key(s) {missing}")
         # In-memory results often hold numpy / torch values straight from the model.
         det = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in det.items()}
-        bbox, score = det["bbox"], det["score"]
-        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        bbox, score = det["bbox"] if geometry == "bbox" else [], det["score"]
+        if geometry == "bbox" and (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+                                   or not all(_is_number(v) for v in bbox)):
             raise EvalInputError(f"{where}: bbox must be 4 numbers [x, y, w, h], got {_short(bbox)}")
         if not _is_number(score):
             raise EvalInputError(f"{where}: score must be a number, got {_short(score)}")
@@ -190,13 +155,19 @@ def load_results(source: str | os.PathLike | list[dict], gt: COCO) -> list[dict]
         if not _is_int(det["category_id"]) or det["category_id"] not in cat_ids:
             raise EvalInputError(f"{where}: category_id {_short(det['category_id'])} is not a GT category "
                                  f"(GT ids: {sorted(cat_ids)[:20]})")
-        if bbox[2] <= 0 or bbox[3] <= 0:
+        entry = {"image_id": int(det["image_id"]), "category_id": int(det["category_id"]), "score": float(score)}
+        if geometry == "segmentation":
+            img = gt.imgs[entry["image_id"]]
+            rle = results_rle(det["segmentation"], (int(img.get("height", 0)), int(img.get("width", 0))))
+            if isinstance(rle, str):
+                raise EvalInputError(f"{where}: {rle}")
+            clean.append({**entry, "segmentation": rle})
+        elif bbox[2] <= 0 or bbox[3] <= 0:
             degenerate += 1
-            continue
-        clean.append({"image_id": int(det["image_id"]), "category_id": int(det["category_id"]),
-                      "bbox": [float(v) for v in bbox], "score": float(score)})
+        else:
+            clean.append({**entry, "bbox": [float(v) for v in bbox]})
     if degenerate:
-        warnings.warn(f"{name}: dropped {degenerate} detection(s) with width or height <= 0", stacklevel=2)
+        warnings.warn(f"{name}: dropped {degenerate} detection(s) with width or height <= 0", stacklevel=3)
     return clean
 
 def evaluate_detections(
@@ -204,35 +175,36 @@ def evaluate_detections(
     results: str | os.PathLike | list[dict],
     out_dir: str | os.PathLike | None = None,
     image_ids: list[int] | None = None,
+    iou_type: str | Sequence[str] = "bbox",
 ) -> EvalResult:
-    """COCO bbox evaluation of `results` against `gt`; writes out_dir/metrics.json when out_dir is given.
+    """COCO evaluation of `results` against `gt`; writes out_dir/metrics.json when out_dir is given.
 
     image_ids: evaluate on these images only (a dataset that skipped unreadable images); default all.
+    iou_type: "bbox" (boxes), "segm" (masks: every entry needs a ``segmentation``, every GT annotation one
+    too), or ("bbox", "segm") for both in one EvalResult: box metrics under COCO's names (AP, AP50, ...), mask
+    metrics under the same after ``segm_`` (segm_AP, segm_AP50, ...), per-class rows with both.
 
     Empty results give zero metrics (NaN where undefined) and a warning. The results file is only read.
     """
+    types = [iou_type] if isinstance(iou_type, str) else list(iou_type)
+    if not types or len(set(types)) != len(types) or not set(types) <= set(IOU_PREFIXES):
+        raise ValueError(f"iou_type must be 'bbox', 'segm' or both, got {iou_type!r}")
     gt_coco = gt if isinstance(gt, COCO) else load_coco(gt)
-    dets = load_results(results, gt_coco)
-    if not dets:
-        warnings.warn(f"no detections to evaluate in {_source_name(results)}; all metrics are zero",
-                      stacklevel=2)
-    # The library prints through print_function, but guard stdout too: a stray print() in a
-    # dependency would otherwise interleave with the caller's progress output.
-    with contextlib.redirect_stdout(io.StringIO()):
-        dt_coco = gt_coco.loadRes(dets)  # loadRes adds id/area/segmentation keys to our own copies
-        coco_eval = COCOeval_faster(gt_coco, dt_coco, iouType="bbox", print_function=_silent)
-        if image_ids is not None:
-            coco_eval.params.imgIds = sorted(int(i) for i in image_ids)
-        coco_eval.evaluate()
-        coco_eval.accumulate()
-        coco_eval.summarize()
-    stats = np.asarray(coco_eval.stats[: len(METRIC_NAMES)], dtype=np.float64)
-    metrics = {n: (float("nan") if s < 0 else float(s) * 100.0) for n, s in zip(METRIC_NAMES, stats)}
-    result = EvalResult(metrics=metrics, per_class=_per_class(coco_eval, gt_coco, dets))
-    result.curves = {"precision": np.asarray(coco_eval.eval["precision"])[:, :, :, 0, -1].astype(np.float32),
-                     "iou_thrs": np.asarray(coco_eval.params.iouThrs, dtype=np.float32),
-                     "rec_thrs": np.asarray(coco_eval.params.recThrs, dtype=np.float32),
-                     "cat_ids": np.asarray(coco_eval.params.catIds, dtype=np.int64)}
+    problem = check_gt_segmentations(gt_coco, "<GT>" if isinstance(gt, (dict, COCO)) else str(gt)) \
+        if "segm" in types else None
+    if problem:
+        raise EvalInputError(problem)
+    name, data = _results_data(results)
+    result = EvalResult(metrics={})
+    for kind in types:
+        dets = _clean(name, data, gt_coco, kind)
+        if not dets:
+            what = "detections" if kind == "bbox" else "mask detections"
+            warnings.warn(f"no {what} to evaluate in {name}; all metrics are zero", stacklevel=2)
+        metrics, per_class, curves = _score(gt_coco, dets, kind, image_ids)
+        result.metrics.update(metrics)
+        result.per_class = [dict(a, **b) for a, b in zip(result.per_class, per_class)] or per_class
+        result.curves = result.curves or curves
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -241,6 +213,28 @@ def evaluate_detections(
         atomic_write(out / "pr_curves.npz", lambda tmp: _save_npz(tmp, result.curves))
     return result
 
+def _score(gt: COCO, dets: list[dict], iou_type: str,
+           image_ids: list[int] | None) -> tuple[dict[str, float], list[dict], dict[str, Any]]:
+    """One COCOeval run: (metrics, per-class rows, PR curves), names prefixed as ``IOU_PREFIXES`` says."""
+    # The library prints through print_function, but guard stdout too: a stray print() in a
+    # dependency would otherwise interleave with the caller's progress output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt_coco = gt.loadRes(dets)  # loadRes adds id/area (and bbox or segmentation) keys to our own copies
+        coco_eval = COCOeval_faster(gt, dt_coco, iouType=iou_type, print_function=_silent)
+        if image_ids is not None:
+            coco_eval.params.imgIds = sorted(int(i) for i in image_ids)
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    prefix = IOU_PREFIXES[iou_type]
+    stats = np.asarray(coco_eval.stats[: len(METRIC_NAMES)], dtype=np.float64)
+    metrics = {prefix + n: (float("nan") if s < 0 else float(s) * 100.0) for n, s in zip(METRIC_NAMES, stats)}
+    curves = {"precision": np.asarray(coco_eval.eval["precision"])[:, :, :, 0, -1].astype(np.float32),
+              "iou_thrs": np.asarray(coco_eval.params.iouThrs, dtype=np.float32),
+              "rec_thrs": np.asarray(coco_eval.params.recThrs, dtype=np.float32),
+              "cat_ids": np.asarray(coco_eval.params.catIds, dtype=np.int64)}
+    return metrics, _per_class(coco_eval, gt, dets, prefix), curves
+
 def _save_npz(path: str, arrays: dict[str, Any]) -> None:
     with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to the temporary name
         np.savez_compressed(f, **arrays)
@@ -248,8 +242,8 @@ def _save_npz(path: str, arrays: dict[str, Any]) -> None:
 def _source_name(source: Any) -> str:
     return "<results list>" if isinstance(source, list) else str(source)
 
-def _per_class(coco_eval: COCOeval_faster, gt: COCO, dets: list[dict]) -> list[dict]:
-    """Per-category AP from eval["precision"] [T, R, K, A, M] at area "all", maxDets 100.
+def _per_class(coco_eval: COCOeval_faster, gt: COCO, dets: list[dict], prefix: str = "") -> list[dict]:
+    """Per-category AP (``prefix`` + AP, AP50) from eval["precision"] [T, R, K, A, M] at area "all", maxDets 100.
 
     -1 marks (IoU, recall) cells without GT; they are excluded, as COCOeval.summarize() does.
     """
@@ -265,8 +259,8 @@ def _per_class(coco_eval: COCOeval_faster, gt: COCO, dets: list[dict]) -> list[d
         rows.append({
             "category_id": cat_id,
             "name": gt.cats[cat_id].get("name", str(cat_id)),
-            "AP": _mean_valid(p),
-            "AP50": _mean_valid(p[iou50]),
+            f"{prefix}AP": _mean_valid(p),
+            f"{prefix}AP50": _mean_valid(p[iou50]),
             "num_gt": sum(1 for a in anns if not a.get("iscrowd", 0)),
             "num_dets": num_dets.get(cat_id, 0),
         })
@@ -277,12 +271,21 @@ def _mean_valid(p: np.ndarray) -> float:
     return float(valid.mean()) * 100.0 if valid.size else float("nan")
 
 def _to_plain(det: dict) -> dict:
-    # Detections often carry numpy/torch scalars, which json cannot serialise.
-    return {"image_id": int(det["image_id"]), "category_id": int(det["category_id"]),
-            "bbox": [float(v) for v in det["bbox"]], "score": float(det["score"])}
+    # Detections often carry numpy/torch scalars, which json cannot serialise (nor bytes RLE counts).
+    out: dict[str, Any] = {"image_id": int(det["image_id"]), "category_id": int(det["category_id"])}
+    if "bbox" in det:
+        out["bbox"] = [float(v) for v in det["bbox"]]
+    if "segmentation" in det:
+        seg = det["segmentation"]
+        counts = seg["counts"] if isinstance(seg, dict) else None
+        out["segmentation"] = ({"size": [int(v) for v in seg["size"]],
+                                "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+                               if isinstance(seg, dict) else seg)
+    out["score"] = float(det["score"])
+    return out
 
 def write_results(results: list[dict], path: str | os.PathLike) -> None:
-    """Write a COCO results JSON (image_id, category_id, bbox [x, y, w, h], score).
+    """Write a COCO results JSON (image_id, category_id, bbox [x, y, w, h] and/or segmentation, score).
 
     Atomic (temporary file + os.replace): a run killed mid-write leaves the old file, never half a file.
     """

@@ -80,7 +80,8 @@ class Trainer:
         self.own_run_ids.add(self.run_id)
         self.cfg = cfg
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
-        self.train_set = CocoDetection(train_paths, build_transforms(cfg.data, train=True), label_map, seed=cfg.train.seed)
+        self.train_set = CocoDetection(train_paths, build_transforms(cfg.data, train=True), label_map, seed=cfg.train.seed,
+                                       masks=cfg.data.masks)  # instance masks in the targets (segmentation)
         if label_map is not None and self.train_set.label_map != label_map:
             raise ValueError(f"{train_paths.annotations}: categories differ from the checkpoint's label map")
         if int(self.train_set.box_counts().sum()) == 0:
