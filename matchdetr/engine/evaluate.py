@@ -17,6 +17,7 @@ from ..models.detector import Detector
 from ..progress import Progress
 from . import distributed as dist
 from .coco_eval import EvalResult, evaluate_detections, write_results
+from .coco_masks import masks_to_rle
 
 
 def make_eval_loader(dataset: CocoDetection, batch_size: int, num_workers: int) -> DataLoader:
@@ -31,7 +32,8 @@ def predict_dataset(
     model: Detector, loader: DataLoader, device: torch.device, *, threshold: float = 0.0, autocast: Any = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """COCO results (``image_id``, ``category_id``, ``bbox`` xywh pixels, ``score``) for this process's share.
+    """COCO results (``image_id``, ``category_id``, ``bbox`` xywh pixels, ``score``; an instance-segmentation
+    model adds ``segmentation``, compressed RLE at the original size) for this process's share.
 
     Images whose file could not be decoded (``Target.readable`` False) contribute no detections: they are scored
     as images the model found nothing in, under their own id, never another image's."""
@@ -50,16 +52,21 @@ def predict_dataset(
             with autocast() if autocast else _null():
                 out = model(batch.images, batch.pixel_mask)
             sizes = torch.tensor([t.orig_size for t in batch.targets], device=device)
-            for tgt, det in zip(batch.targets, model.postprocessor(out.final, sizes)):
+            inputs = torch.tensor([t.size for t in batch.targets], device=device)
+            for tgt, det in zip(batch.targets, model.postprocessor(out.final, sizes, inputs)):
                 if not tgt.readable:
                     continue
-                keep = det.scores > threshold
-                boxes = xyxy_to_xywh(det.boxes[keep]).cpu().tolist()
-                for box, score, label in zip(boxes, det.scores[keep].cpu().tolist(), det.labels[keep].cpu().tolist()):
+                det = det.select(det.scores > threshold)
+                boxes = xyxy_to_xywh(det.boxes).cpu().tolist()
+                rles = masks_to_rle(det.masks.cpu()) if det.masks is not None else [None] * len(boxes)
+                for box, score, label, rle in zip(boxes, det.scores.cpu().tolist(), det.labels.cpu().tolist(), rles):
                     if label in unscored:
                         continue
-                    results.append({"image_id": int(tgt.image_id), "category_id": label_map.to_category(int(label)),
-                                    "bbox": [round(v, 2) for v in box], "score": round(float(score), 5)})
+                    entry = {"image_id": int(tgt.image_id), "category_id": label_map.to_category(int(label)),
+                             "bbox": [round(v, 2) for v in box], "score": round(float(score), 5)}
+                    if rle is not None:
+                        entry["segmentation"] = rle
+                    results.append(entry)
     finally:
         bar.close()
         model.train(was_training)
@@ -92,4 +99,7 @@ def evaluate(
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         write_results(results, Path(out_dir) / "results.json")
-    return evaluate_detections(dataset.coco_gt, results, out_dir=out_dir, image_ids=dataset.image_ids)
+    # an instance-segmentation model is scored on its masks too (segm_* metrics beside the box ones)
+    iou_type = ("bbox", "segm") if any("segmentation" in r for r in results) else "bbox"
+    return evaluate_detections(dataset.coco_gt, results, out_dir=out_dir, image_ids=dataset.image_ids,
+                               iou_type=iou_type)

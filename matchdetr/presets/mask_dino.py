@@ -29,6 +29,7 @@ def _mask_dino() -> Config:
     m.matcher.cost_class, m.matcher.cost_bbox, m.matcher.cost_giou = 4.0, 5.0, 2.0
     m.matcher.cost_mask, m.matcher.cost_dice, m.matcher.mask_points = 5.0, 5.0, 12544
     m.postprocess.topk = 100
+    cfg.data.masks = True  # the training set reads the instance masks (data/segmentation.py)
     tr.lr, tr.lr_backbone, tr.weight_decay, tr.epochs, tr.lr_drop = 1e-4, 1e-5, 0.05, 12, 11
     tr.lr_proj_names, tr.lr_proj_mult = ["sampling_offsets", "reference_points"], 0.1
     return cfg
