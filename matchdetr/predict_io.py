@@ -200,13 +200,18 @@ def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequ
             used.add(frame.name.casefold())
         if draw:
             png = out_dir / f"{frame.name}.png"
-            draw_detections(frame.image, det["boxes"], det["scores"], list(det["names"])).save(png)
+            draw_detections(frame.image, det["boxes"], det["scores"], list(det["names"]), masks=det.get("masks")).save(png)
             record["annotated"] = str(png)
         record["detections"] = [
             {"bbox_xyxy": [round(float(v), 2) for v in b], "score": round(float(s), 4), "category_id": int(c),
              "name": n}
             for b, s, c, n in zip(_as_list(det["boxes"]), _as_list(det["scores"]), _as_list(det["labels"]),
                                   det["names"])]
+        if det.get("masks") is not None:  # instance masks as COCO compressed RLE of the original image
+            from .engine.coco_masks import masks_to_rle
+
+            for entry, rle in zip(record["detections"], masks_to_rle(det["masks"])):
+                entry["segmentation"] = rle
         records.append(record)
         frames.append(Frame(frame.source, frame.name, Image.new("RGB", (1, 1)), frame.frame))  # drop pixels
         dets.append(det)

@@ -77,21 +77,34 @@ def _sizes(image: Image.Image) -> tuple[int, int]:
     short = min(image.size)
     return max(1, round(short / 250)), int(np.clip(round(short * 0.03), 8, 24))
 
+MASK_ALPHA = 0.45  # opacity of an instance mask's fill over the image
+
+
 def draw_detections(image: Image.Image, boxes: Any, scores: Any, names: Sequence[str], *,
-                    max_dets: int = 100) -> Image.Image:
+                    max_dets: int = 100, masks: Any = None) -> Image.Image:
     """Draw the `max_dets` highest-scoring detections on a copy of `image`.
 
     boxes:  [K, 4] absolute xyxy pixels (tensor, array or list); boxes are clipped to the image.
     scores: [K]; names: K class names (colour and label text).
+    masks:  optional [K, H, W] bool instance masks of the image, filled in each class's colour under the boxes.
     Returns a new RGB image; the input is left untouched.
     """
     out = image.convert("RGB") if image.mode != "RGB" else image.copy()
     boxes, scores = _as_array(boxes, 4), _as_array(scores)
     if not len(boxes) == len(scores) == len(names):
         raise ValueError(f"draw_detections: {len(boxes)} boxes, {len(scores)} scores, {len(names)} names")
+    keep = np.argsort(-scores, kind="stable")[:max_dets]
+    if masks is not None:
+        masks = np.asarray(masks.cpu() if hasattr(masks, "cpu") else masks, dtype=bool)
+        if masks.shape != (len(boxes), out.height, out.width):
+            raise ValueError(f"draw_detections: masks {masks.shape} for {len(boxes)} detections on a "
+                             f"{out.height}x{out.width} image")
+        pixels = np.asarray(out, dtype=np.float32)
+        for i in keep[::-1]:  # the most confident mask painted last, on top
+            pixels[masks[i]] = (1 - MASK_ALPHA) * pixels[masks[i]] + MASK_ALPHA * np.array(class_color(names[i]))
+        out = Image.fromarray(pixels.round().astype(np.uint8))
     width, font_size = _sizes(out)
     draw = ImageDraw.Draw(out)
-    keep = np.argsort(-scores, kind="stable")[:max_dets]
     for i in keep[::-1]:  # lowest score first, so the most confident labels end up on top
         box = _clip_box(boxes[i], *out.size)
         if box is None:
