@@ -95,8 +95,9 @@ def eval_split(detector: Detector, paths: Any) -> Any:
 
     assert detector.config is not None
     # substitute=False: an unreadable image is scored as one without detections, never replaced by another
+    # masks for a mask model: its matcher (unstable score, error analysis) compares masks too
     return CocoDetection(paths, build_transforms(detector.config.data, train=False), detector.label_map,
-                         substitute=False)
+                         substitute=False, masks=detector.config.data.masks)
 
 
 def _diff_keys(expected: dict[str, Any], got: dict[str, Any]) -> tuple[list[str], list[str]]:

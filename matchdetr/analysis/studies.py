@@ -60,6 +60,8 @@ STUDIES: dict[str, Study] = {
                                ("deformable-detr-tiny", "deformable-detr-refine-tiny", "deformable-detr-two-stage-tiny",
                                 "dab-deformable-detr-tiny"),
                                "issue 3: every Deformable-DETR configuration at CPU size", default=False),
+    "mask-dino": Study("Mask-DINO vs Stable-MaskDINO (instance segmentation)", ("maskdino-tiny", "stable-maskdino-tiny"),
+                       "Stable-DINO paper table 4: stable matching on Mask-DINO, box and mask AP", default=False),
     "iou-aware": Study("The IoU-aware classification losses on DINO-tiny",
                        ("dino-tiny", "dino-tiny+psl", "dino-tiny+vfl", "dino-tiny+qfl", "dino-tiny+ia-bce",
                         "dino-tiny+mal", "dino-tiny+psl+pmc"),
@@ -106,14 +108,17 @@ def convergence_markdown(runs: list[ModelRun], study: Study) -> str:
     chosen = [by_preset[m] for m in study.models]
     iters = sorted({it for r in chosen for it, _ in r.curve})
     layers = sorted({layer for r in chosen for layer in r.unstable.get("layers", [])})
+    masks = [k for k in ("segm_AP", "segm_AP50", "segm_AP75") if any(k in r.final for r in chosen)]  # mask models
     head = (["preset"] + [f"AP @{it}" for it in iters] + [f"{k} @{iters[-1]}" if k == "AP50" else k for k in METRICS[1:]]
+            + [k.replace("segm_", "mask ") for k in masks]
             + [f"unstable l{layer}" for layer in layers] + ["found %", "named %", "minutes"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in chosen:
         curve = dict(r.curve)
         unstable = dict(zip(r.unstable.get("layers", []), r.unstable.get("scores", [])))
         cells = [f"`{r.preset}`"] + [_num(curve.get(it, {}).get("AP")) for it in iters]
-        cells += [_num(r.final.get(k)) for k in METRICS[1:]] + [_num(unstable.get(layer), 1) for layer in layers]
+        cells += [_num(r.final.get(k)) for k in (*METRICS[1:], *masks)]
+        cells += [_num(unstable.get(layer), 1) for layer in layers]
         cells += found_named(r)
         lines.append("| " + " | ".join(cells + [f"{r.minutes:.1f}"]) + " |")
     return "\n".join(lines)

@@ -88,7 +88,8 @@ class Trainer:
             raise DatasetError(f"{train_paths.annotations}: the training split has no usable boxes in its "
                                f"{len(self.train_set)} images; nothing to learn from")
         self.label_map = self.train_set.label_map
-        self.val_set = (CocoDetection(val_paths, build_transforms(cfg.data, train=False), self.label_map, substitute=False)
+        self.val_set = (CocoDetection(val_paths, build_transforms(cfg.data, train=False), self.label_map, substitute=False,
+                                      masks=cfg.data.masks)
                         if val_paths is not None else None)
         cfg.model.num_classes = len(self.label_map)
         self.model = from_config(cfg, self.label_map).to(self.device)
