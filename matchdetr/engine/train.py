@@ -36,6 +36,7 @@ from ..fileio import atomic_write_text
 from ..progress import TrainProgress
 from . import checkpoint as ck
 from . import distributed as dist
+from .compile import compile_model
 from .run_dir import new_run_id, prepare_run_dir
 from .guard import (NonFiniteGuard, StopSignals, TrainingStopped, first_nonfinite_grad, gradient_norm,
                     nonfinite_terms)
@@ -70,6 +71,7 @@ def _resume_config(cfg: Config, meta: dict[str, Any]) -> Config:
     if saved.model != cfg.model or saved.data != cfg.data:
         warnings.warn("resuming: the model/data config of the checkpoint is used; differing options were ignored")
     saved.train.iters, saved.train.epochs = cfg.train.iters, cfg.train.epochs
+    saved.train.compile = cfg.train.compile  # how to run, not what: the command's choice
     return saved
 
 
@@ -160,6 +162,8 @@ class Trainer:
         self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                             find_unused_parameters=unused)
                     if dist.is_dist() else self.model)
+        if t.compile:  # in place: the state dict and evaluation see the same module (engine/compile.py)
+            compile_model(self.net, self.device)
 
     # ------------------------------------------------------------------------------------ checkpoints
     def _load(self, found: tuple[int, Path, Path]) -> None:
