@@ -36,6 +36,22 @@ def backend_problem(device: torch.device) -> str | None:
     return None
 
 
+def cpu_inductor(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+    """Inductor without its decomposition of bilinear ``grid_sampler_2d``, which on the CPU is slower than
+    ATen's kernel (inductor's own comment measures about 0.8x; with it, stable-dino-tiny's compiled inference
+    ran at 0.64x of eager, without it at 1.27x, docs/benchmarks.md). The deformable attention and the Semantics
+    Aligner sample with it; everything else is as inductor does it."""
+    from torch._inductor.compile_fx import compile_fx
+    from torch._inductor.decomposition import select_decomp_table
+
+    grid_sampler = torch.ops.aten.grid_sampler_2d
+    table = {op: fn for op, fn in select_decomp_table().items() if getattr(op, "overloadpacket", op) is not grid_sampler}
+    # AOT autograd's cache is keyed on the graph before decomposition, not on the table: it would hand back a
+    # build made with the default table. Inductor's own cache (keyed on the decomposed graph) stays on.
+    with torch._functorch.config.patch(enable_autograd_cache=False):
+        return compile_fx(gm, example_inputs, decompositions=table)
+
+
 class _CompiledOrEager:
     """The compiled call, which becomes the eager one for good if compiling fails (a warning says why).
 
@@ -76,6 +92,8 @@ def compile_model(model: nn.Module, device: torch.device | None = None, mode: st
     if problem is not None:
         warnings.warn(f"torch.compile unavailable: {problem}; running {name} eagerly")
         return False
+    if backend == "inductor" and device.type == "cpu" and mode is None:
+        backend = cpu_inductor
     compiled = torch.compile(model._call_impl, backend=backend, mode=mode)
     # What nn.Module.compile does, with the eager fallback around it; __call__ uses it when it is set.
     model._compiled_call_impl = _CompiledOrEager(compiled, model._call_impl, name)
