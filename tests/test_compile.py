@@ -140,6 +140,21 @@ def test_predict_compile_refuses_an_onnx_model(tmp_path, capsys):
     assert "--compile is for --checkpoint models" in capsys.readouterr().err
 
 
+def test_predict_compile_without_a_compiler_warns_and_predicts(monkeypatch, synth_dir, tmp_path):
+    from torch._inductor import config
+
+    from matchdetr.cli import main
+
+    checkpoint = tmp_path / "model.safetensors"
+    _build("detr-tiny").save(str(checkpoint))
+    monkeypatch.setattr(config.cpp, "cxx", ("/nonexistent/g++",))
+    image = sorted((synth_dir / "val").iterdir())[0]
+    with pytest.warns(UserWarning, match="torch.compile unavailable: no working C\\+\\+ compiler"):
+        assert main(["predict", str(image), "--checkpoint", str(checkpoint), "--compile", "--device", "cpu",
+                     "--threshold", "0", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / f"{image.stem}.png").exists()
+
+
 # ------------------------------------------------------------------------------------------- inductor (slow)
 def _need_inductor() -> None:
     problem = backend_problem(torch.device("cpu"))
