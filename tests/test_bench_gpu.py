@@ -87,3 +87,27 @@ def test_a_failing_job_is_recorded_with_the_rows_it_finished(function, status, e
     assert job["status"] == status and job["error"] == error
     assert job["rows"] == [{"status": "ok", "ms": 1.0}]
     assert job["seconds"] < 30
+
+
+def test_the_full_plan_fits_in_8_minutes():
+    plan = GpuBenchPlan.full("cuda")
+    assert sum(plan.budgets.values()) <= 460  # the parent's start-up and CUDA initialisation get the rest
+    assert set(plan.budgets) == set(PARTS)
+
+
+def test_the_table_says_which_part_failed_or_ran_out_of_time():
+    from matchdetr.analysis.gpu_bench import TITLES
+    from matchdetr.analysis.gpu_bench_report import markdown
+
+    ok = {"preset": "p", "mode": "eager", "size": [8, 8], "batch": 2, "amp": "bf16", "status": "ok", "ms": 12.5,
+          "peak_mem_mib": 100.0}
+    parts = {"train_step": {"title": TITLES["train_step"], "status": "partial", "rows": [ok],
+                            "jobs": [{"preset": "p", "status": "timeout", "error": "stopped at its time budget of 130 s",
+                                      "rows": [ok]}]},
+             "parity": {"title": TITLES["parity"], "status": "failed", "rows": [],
+                        "jobs": [{"status": "error", "error": "RuntimeError: CUDA error", "rows": []}]}}
+    table = markdown({"smoke": False, "device_name": "GPU", "device": "cuda", "torch": "2", "cuda": "12",
+                      "started": "now", "seconds": 1.0, "parts": parts})
+    assert "| (a) training step | p eager, 8x8, batch 2, bf16 | 12.5 ms, peak 100 MiB |" in table
+    assert "| (a) training step | p | timeout: stopped at its time budget of 130 s |" in table
+    assert "| (d) device vs float64 CPU |  | error: RuntimeError: CUDA error |" in table

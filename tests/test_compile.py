@@ -207,3 +207,31 @@ def test_train_compile_runs_and_matches_eager_losses(square_data, tmp_path):
         losses[compiled] = [l["loss"] for l in lines if l["type"] == "train"]
     assert len(losses[True]) == 3 and all(map(torch.isfinite, torch.tensor(losses[True])))
     torch.testing.assert_close(torch.tensor(losses[True]), torch.tensor(losses[False]), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_compiled_match_eager_losses(square_data, tmp_path, cli_env):
+    """DDP around the compiled module (dynamo's DDP graph splitting) on gloo: the same losses as eager DDP."""
+    _need_inductor()
+    import subprocess
+    import sys
+
+    from test_distributed_faults import _port
+
+    square = [f"data.train_scales=[{SIZE}]", f"data.train_max_size={SIZE}", f"data.crop_resize_scales=[{SIZE}]",
+              f"data.crop_min={SIZE}", f"data.crop_max={SIZE}", "data.num_workers=0", "train.log_every=1",
+              "model.transformer.dropout=0.0"]
+    losses = {}
+    for compiled in ("false", "true"):
+        out = tmp_path / compiled
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_port()),
+               "-m", "matchdetr", "train", "--model", "deformable-detr-tiny", "--data", str(square_data), "--out",
+               str(out), "--iters", "3", "--batch-size", "2", "--device", "cpu", "--no-val", "--no-progress"]
+        cmd += sum((["--set", s] for s in MICRO + RESNET + square + [f"train.compile={compiled}"]), [])
+        proc = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "running eagerly" not in proc.stderr
+        lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+        losses[compiled] = torch.tensor([l["loss"] for l in lines if l["type"] == "train"])
+    assert len(losses["true"]) == 3
+    torch.testing.assert_close(losses["true"], losses["false"], rtol=1e-3, atol=1e-4)

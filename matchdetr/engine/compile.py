@@ -39,7 +39,7 @@ def backend_problem(device: torch.device) -> str | None:
 def cpu_inductor(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
     """Inductor without its decomposition of bilinear ``grid_sampler_2d``, which on the CPU is slower than
     ATen's kernel (inductor's own comment measures about 0.8x; with it, stable-dino-tiny's compiled inference
-    ran at 0.64x of eager, without it at 1.27x, docs/benchmarks.md). The deformable attention and the Semantics
+    ran at 0.64x of eager, without it at 1.24x, docs/benchmarks.md). The deformable attention and the Semantics
     Aligner sample with it; everything else is as inductor does it."""
     from torch._inductor.compile_fx import compile_fx
     from torch._inductor.decomposition import select_decomp_table
