@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import matchdetr.models.deformable_attention as deform_module
 from matchdetr.models.deformable_attention import MSDeformAttn
 from matchdetr.ops import ms_deform_attn, ms_deform_attn_naive
+from matchdetr.ops.ms_deform_attn_stacked import ms_deform_attn_stacked
 
 
 def _inputs(shapes, batch=2, queries=4, heads=2, head_dim=3, points=2, dtype=torch.float64, seed=0,
@@ -59,6 +60,13 @@ CASES = [  # (level shapes, heads, points, head_dim)
 def test_matches_naive(shapes, heads, points, head_dim):
     args = _inputs(shapes, heads=heads, points=points, head_dim=head_dim, seed=len(shapes))
     torch.testing.assert_close(ms_deform_attn(*args), ms_deform_attn_naive(*args), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("shapes,heads,points,head_dim", CASES)
+def test_stacked_baseline_matches_naive(shapes, heads, points, head_dim):
+    """The textbook formulation ``bench gpu`` times ours against computes the same thing."""
+    args = _inputs(shapes, heads=heads, points=points, head_dim=head_dim, seed=len(shapes))
+    torch.testing.assert_close(ms_deform_attn_stacked(*args), ms_deform_attn_naive(*args), atol=1e-10, rtol=0)
 
 
 def test_matches_naive_under_autograd_and_partial_grads():
@@ -213,21 +221,6 @@ def test_onnx_export_matches_onnxruntime():
 # Benchmark (not a test): python tests/test_ms_deform_attn.py [threads]
 
 
-def _hf_style(value, spatial_shapes, level_start, loc, weights):
-    """Reference for timing: one grid_sample per level, stack, multiply, sum (as HF transformers does)."""
-    b, _, heads, d = value.shape
-    _, q, _, levels, points, _ = loc.shape
-    hw = spatial_shapes.tolist()
-    maps = value.split([h * w for h, w in hw], dim=1)
-    samples = [F.grid_sample(m.flatten(2).transpose(1, 2).reshape(b * heads, d, h, w),
-                             (2 * loc[:, :, :, i] - 1).transpose(1, 2).flatten(0, 1),
-                             mode="bilinear", padding_mode="zeros", align_corners=False)
-               for i, (m, (h, w)) in enumerate(zip(maps, hw))]
-    a = weights.transpose(1, 2).reshape(b * heads, 1, q, levels * points)
-    out = (torch.stack(samples, -2).flatten(-2) * a).sum(-1).view(b, heads * d, q)
-    return out.transpose(1, 2).contiguous()
-
-
 def _benchmark(repeats: int = 5) -> None:
     import statistics
     import time
@@ -237,9 +230,9 @@ def _benchmark(repeats: int = 5) -> None:
     for queries in (300, 8500):
         args = _inputs(shapes, batch=2, queries=queries, heads=8, head_dim=32, points=4, dtype=torch.float32)
         for backward in (False, True):
-            times = {"hf_style": [], "ms_deform_attn": []}
+            times = {"stacked": [], "ms_deform_attn": []}
             for r in range(repeats + 1):  # interleaved, first round is warm-up
-                for name, fn in (("hf_style", _hf_style), ("ms_deform_attn", ms_deform_attn)):
+                for name, fn in (("stacked", ms_deform_attn_stacked), ("ms_deform_attn", ms_deform_attn)):
                     leaves = [t.clone().requires_grad_(backward and t.is_floating_point()) for t in args]
                     start = time.perf_counter()
                     with torch.set_grad_enabled(backward):
@@ -249,8 +242,8 @@ def _benchmark(repeats: int = 5) -> None:
                     if r:
                         times[name].append(1e3 * (time.perf_counter() - start))
             med = {k: statistics.median(v) for k, v in times.items()}
-            print(f"Q={queries:5d} {'fwd+bwd' if backward else 'fwd    '}  hf_style {med['hf_style']:8.1f}  "
-                  f"ms_deform_attn {med['ms_deform_attn']:8.1f}  speed-up {med['hf_style'] / med['ms_deform_attn']:.2f}x")
+            print(f"Q={queries:5d} {'fwd+bwd' if backward else 'fwd    '}  stacked {med['stacked']:8.1f}  "
+                  f"ms_deform_attn {med['ms_deform_attn']:8.1f}  speed-up {med['stacked'] / med['ms_deform_attn']:.2f}x")
 
 
 if __name__ == "__main__":

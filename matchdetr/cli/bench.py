@@ -1,4 +1,4 @@
-"""``matchdetr bench speed | convergence | docs``: the benchmarks behind docs/benchmarks.md."""
+"""``matchdetr bench speed | convergence | docs | gpu``: the benchmarks behind docs/benchmarks.md (gpu: ``bench_gpu.py``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from .errors import nonneg_int, positive_int
 # ----------------------------------------------------------------------------------------------- bench
 def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks: speed and convergence")
-    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence,docs}")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence,docs,gpu}")
     from ..analysis.studies import STUDIES
+    from .bench_gpu import add_bench_gpu
 
     c = bsub.add_parser("convergence", help="train presets at equal budget: AP curves, COCO table, unstable score",
                         description="Train each preset in turn on the same data, budget, seed and batch; evaluate every "
@@ -41,6 +42,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--warmup", type=nonneg_int, default=2, help="untimed runs first")
     s.add_argument("--repeats", type=positive_int, default=5, help="timed runs (the median is reported)")
     s.set_defaults(func=cmd_bench_speed)
+    add_bench_gpu(bsub)
 
 
 def _add_convergence_args(c: argparse.ArgumentParser) -> None:

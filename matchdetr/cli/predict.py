@@ -24,10 +24,14 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--coco-gt", help="COCO annotation JSON whose file_name -> id mapping gives the image ids of --coco-json")
     p.add_argument("--every", type=positive_int, default=1, help="videos: run on every N-th frame")
     p.add_argument("--device", default="auto", help=DEVICE_HELP + " (ignored with --model)")
+    p.add_argument("--compile", action="store_true", help="run the model through torch.compile (inductor; each new "
+                   "image size compiles first, minutes on a CPU; eager with a warning where it cannot)")
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
+    if a.model and a.compile:
+        raise ValueError("predict: --compile is for --checkpoint models; an ONNX --model runs on onnxruntime")
     if a.model:  # onnxruntime only: nothing on this path imports torch
         from ..onnx_predict import predict_command
 
@@ -40,6 +44,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     plan = check_outputs(a.images, a.out, a.coco_json)  # before loading the model
     model = api.load(a.checkpoint, map_location=init_from_env(a.device))
+    if a.compile:
+        from ..engine.compile import compile_model
+
+        compile_model(model)
     summary = run_predict(lambda imgs: model.predict(imgs, threshold=a.threshold), a.images, a.out, load_rgb,
                           threshold=a.threshold, coco_json=a.coco_json, coco_gt=a.coco_gt, every=a.every, plan=plan)
     print(summary_line(summary, a.threshold))

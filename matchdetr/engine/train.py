@@ -31,6 +31,7 @@ from ..progress import TrainProgress
 from . import checkpoint as ck
 from . import distributed as dist
 from .backbone_pretrain import pretrain_if_asked
+from .compile import compile_model
 from .device import autocast_for
 from .run_dir import new_run_id, prepare_run_dir
 from .guard import (NonFiniteGuard, StopSignals, TrainingStopped, first_nonfinite_grad, gradient_norm,
@@ -129,6 +130,8 @@ class Trainer:
         self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                             find_unused_parameters=unused)
                     if dist.is_dist() else self.model)
+        if t.compile:  # in place: the state dict and evaluation see the same module (engine/compile.py)
+            compile_model(self.net, self.device)
 
     # ------------------------------------------------------------------------------------ checkpoints
     def _load(self, found: tuple[int, Path, Path]) -> None:

@@ -13,7 +13,9 @@ per-row weights of the bin's y-samples (``Wx [Q, W]`` likewise). We build ``Wy``
 elementwise ops (no per-box Python loop, no data-dependent control flow) and contract with two batched matmuls,
 which export to ONNX (opset >= 16) with dynamic batch, box and map sizes. With a fixed
 ``sampling_ratio`` every shape is static in the number of samples; the adaptive mode sizes the sample axis by
-the largest box (``max(g)``, a device-to-host read), so export a model with a fixed ratio.
+the largest box (``max(g)``, a device-to-host read), so export a model with a fixed ratio. Under
+``torch.compile`` the adaptive axis is sized by the map instead (no host read, no graph break), which gives the
+same result for every box that fits in the map (``_axis_weights``).
 
 ``roi_align_naive`` is the per-box, per-bin, per-sample loop used as the reference in the tests.
 """
@@ -44,7 +46,15 @@ def _axis_weights(start: Tensor, length: Tensor, pooled: int, size: int, samplin
     else:
         # adaptive: ceil(extent / bins) samples per bin, at least 0 (degenerate boxes read nothing)
         count = torch.ceil(length / pooled).clamp(min=0)
-        samples = torch.arange(count.max().clamp(min=1).to(torch.long), device=length.device).to(length.dtype)
+        if torch.compiler.is_compiling():
+            # The largest box's count is data (a host read that breaks the graph): size the axis by the map
+            # instead. Extra samples are masked out by `samples < count`, so a box no longer than the map plus
+            # a pixel gives the same result; a longer one is capped at this many samples per bin.
+            bound = (size + pooled - 1) // pooled + 1
+            count = count.clamp(max=bound)
+            samples = torch.arange(bound, device=length.device, dtype=length.dtype)
+        else:
+            samples = torch.arange(count.max().clamp(min=1).to(torch.long), device=length.device).to(length.dtype)
     p = torch.arange(pooled, device=length.device, dtype=length.dtype)
     # [K, pooled, G]: sample t of bin p sits at start + p * bin + (t + 0.5) * bin / count
     coords = (start[:, None, None] + p[None, :, None] * bin_size[:, None, None]

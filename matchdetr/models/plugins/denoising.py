@@ -141,7 +141,9 @@ def build_denoising(targets: list[Target], num_queries: int, label_embed: nn.Emb
             boxes = _noise_boxes_dn_detr(boxes, spec.box_noise, gen)
         content[b, slots] = label_embed(labels).to(content.dtype)
         reference[b, slots] = boxes
-        indices.append((slots[~negative], gt_idx[~negative]))
+        # the positives are copy 0 of every group: a view, not a boolean mask, whose data-dependent size
+        # would break a torch.compile graph (same order: group, then GT)
+        indices.append((slots.view(groups, copies, n)[:, 0].reshape(-1), gt_idx.view(groups, copies, n)[:, 0].reshape(-1)))
     mask = denoising_mask(groups, pad, num_queries, device)
     return DenoisingGroups(content, reference, mask, Assignment(indices), groups, pad)
 
