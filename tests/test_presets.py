@@ -87,8 +87,12 @@ STRUCTURAL |= {"sam-detr-dc5-r50", "sam-detr-dn-r50", "sam-detr-smca-dn-r50", "s
 STRUCTURAL |= {n for n in FULL if n.startswith("stable-")}
 
 
+# counted exactly against the release's modules in their own test file
+ELSEWHERE = {"maskdino-r50": "tests/test_mask_dino.py::test_full_size_parameter_count_against_the_release"}
+
+
 def test_every_full_size_preset_has_a_count_check():
-    assert set(FULL) <= set(PAPER_PARAMS) | set(DINO_PARAMS) | set(SAM_PARAMS) | STRUCTURAL
+    assert set(FULL) <= set(PAPER_PARAMS) | set(DINO_PARAMS) | set(SAM_PARAMS) | STRUCTURAL | set(ELSEWHERE)
 
 
 # DINO with 80 classes, as its paper counts: "47M" (the DINO issue asks 47.6M within 1% for 4-scale)
