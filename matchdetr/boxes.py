@@ -41,6 +41,21 @@ def xyxy_to_xywh(boxes: Tensor) -> Tensor:
     return torch.stack((x0, y0, x1 - x0, y1 - y0), dim=-1)
 
 
+def mask_extents(masks: Tensor) -> Tensor:
+    """Bounding boxes of boolean masks ``[..., h, w]`` as abs xyxy pixels ``[..., 4]`` float, spanning whole
+    pixels (a mask of column 3 alone spans ``x 3..4``, as detectron2's BitMasks); the zero box for an empty
+    mask. The map size is read as a tensor under ONNX tracing, so an exported graph follows the input."""
+    cols, rows = masks.any(-2), masks.any(-1)  # [..., w], [..., h]
+    if torch.jit.is_tracing():
+        h, w = torch._shape_as_tensor(masks)[-2:].to(masks.device).unbind(0)
+    else:
+        h, w = masks.shape[-2:]
+    first = lambda m: m.float().argmax(-1)  # noqa: E731  (argmax of 0/1: the first 1)
+    x0, y0 = first(cols), first(rows)
+    x1, y1 = w - first(cols.flip(-1)), h - first(rows.flip(-1))
+    return torch.stack((x0, y0, x1, y1), -1).float() * cols.any(-1, keepdim=True)
+
+
 def box_area(boxes: Tensor) -> Tensor:
     """``[..., 4]`` xyxy -> ``[...]`` area; a box with inverted corners has area 0."""
     wh = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0)

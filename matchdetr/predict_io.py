@@ -183,6 +183,7 @@ def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequ
     are reported and skipped; when nothing could be read at all, ValueError (one line) and nothing is written.
     plan: what :func:`check_outputs` returned, when the caller checked before loading its model.
     """
+    from .engine.coco_masks import masks_to_rle
     from .visualize import draw_detections
 
     _, names = plan if plan is not None else check_outputs(inputs, out, coco_json)
@@ -208,8 +209,6 @@ def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequ
             for b, s, c, n in zip(_as_list(det["boxes"]), _as_list(det["scores"]), _as_list(det["labels"]),
                                   det["names"])]
         if det.get("masks") is not None:  # instance masks as COCO compressed RLE of the original image
-            from .engine.coco_masks import masks_to_rle
-
             for entry, rle in zip(record["detections"], masks_to_rle(det["masks"])):
                 entry["segmentation"] = rle
         records.append(record)

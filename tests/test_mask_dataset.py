@@ -17,7 +17,8 @@ from matchdetr.boxes import cxcywh_to_xyxy
 from matchdetr.config import DataConfig
 from matchdetr.data import segmentation
 from matchdetr.data.coco import CocoDetection, DatasetWarning, SplitPaths, resolve_split
-from matchdetr.data.mask_ops import box_masks, mask_boxes
+from matchdetr.boxes import mask_extents as mask_boxes
+from matchdetr.data.mask_ops import box_masks
 from matchdetr.data.synthetic import mask_to_rle
 from matchdetr.data.transforms import Compose, Pipeline, RandomHorizontalFlip, RandomResize, build_transforms
 

@@ -13,7 +13,8 @@ from matchdetr.boxes import cxcywh_to_xyxy
 from matchdetr.config import DataConfig
 from matchdetr.data.collate import collate
 from matchdetr.data.images import _TRANSPOSE, exif_transform_boxes
-from matchdetr.data.mask_ops import box_masks, crop_masks, mask_boxes, orient_masks, resize_masks
+from matchdetr.boxes import mask_extents as mask_boxes
+from matchdetr.data.mask_ops import box_masks, crop_masks, orient_masks, resize_masks
 from matchdetr.data.transforms import (
     RandomHorizontalFlip,
     RandomResize,

@@ -13,7 +13,7 @@ from PIL import Image
 from matchdetr.boxes import cxcywh_to_xyxy
 from matchdetr.config import DataConfig
 from matchdetr.data.coco import CocoDetection, DatasetWarning, resolve_split
-from matchdetr.data.mask_ops import mask_boxes
+from matchdetr.boxes import mask_extents as mask_boxes
 from matchdetr.data.transforms import Compose, Pipeline
 from matchdetr.data.yolo import polygon_of_line
 

@@ -2,7 +2,7 @@
 
 Each function is the mask twin of a box operation: ``orient_masks`` of ``images.exif_transform_boxes``,
 ``align_masks`` of ``images.align_boxes``, ``hflip_masks`` / ``resize_masks`` / ``crop_masks`` of
-``transforms.hflip`` / ``resize`` / ``crop``; ``box_masks`` fills boxes and ``mask_boxes`` is the reverse.
+``transforms.hflip`` / ``resize`` / ``crop``; ``box_masks`` fills boxes (``boxes.mask_extents`` is the reverse).
 Pixel ``(col i, row j)`` covers ``[i, i + 1) x [j, j + 1)`` in the box coordinates, so a filled box stays that
 box (to within a pixel) through every step. Nothing here draws random numbers: the transforms' random stream
 is the same with masks or without.
@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .images import DecodedImage
 
-__all__ = ["orient_masks", "align_masks", "hflip_masks", "resize_masks", "crop_masks", "box_masks", "mask_boxes"]
+__all__ = ["orient_masks", "align_masks", "hflip_masks", "resize_masks", "crop_masks", "box_masks"]
 
 
 def orient_masks(masks: Tensor, orientation: int) -> Tensor:
@@ -101,15 +101,3 @@ def box_masks(boxes: Tensor, size_hw: tuple[int, int]) -> Tensor:
     in_x = (cols >= lo[:, :1]) & (cols < hi[:, :1])  # [N, w]
     in_y = (rows >= lo[:, 1:]) & (rows < hi[:, 1:])  # [N, h]
     return in_y[:, :, None] & in_x[:, None, :]
-
-
-def mask_boxes(masks: Tensor) -> Tensor:
-    """``[N, 4]`` float abs xyxy extent of ``[N, h, w]`` masks (pixel edges: a mask of column 3 alone spans
-    ``x 3..4``); zeros for an empty mask."""
-    if masks.numel() == 0:
-        return torch.zeros((masks.shape[0], 4))
-    cols, rows = masks.any(-2), masks.any(-1)  # [N, w], [N, h]
-    first = lambda m: m.int().argmax(-1)  # noqa: E731  (argmax of bool: the first True)
-    last = lambda m: m.shape[-1] - m.flip(-1).int().argmax(-1)  # noqa: E731
-    boxes = torch.stack([first(cols), first(rows), last(cols), last(rows)], -1).float()
-    return boxes * masks.flatten(1).any(1, keepdim=True)

@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ..boxes import xyxy_to_cxcywh
+from ..boxes import mask_extents, xyxy_to_cxcywh
 from ..config import DataConfig
-from .mask_ops import crop_masks, hflip_masks, mask_boxes, resize_masks
+from .mask_ops import crop_masks, hflip_masks, resize_masks
 
 Sample = tuple[Image.Image, Tensor, Tensor, Tensor | None]  # image, boxes [N, 4] abs xyxy, labels [N], masks
 Output = tuple[Tensor, Tensor, Tensor, tuple[int, int]]  # image [3, H, W], boxes [N, 4] cxcywh, labels, (h, w)
@@ -91,7 +91,7 @@ def crop(
     clipped = torch.minimum(shifted.clamp(min=0), boxes.new_tensor([w, h, w, h]))
     if masks is not None:
         masks = crop_masks(masks, region)
-        extent = mask_boxes(masks).to(clipped)
+        extent = mask_extents(masks).to(clipped)
         clipped = torch.cat([clipped[:, :2].maximum(extent[:, :2]), clipped[:, 2:].minimum(extent[:, 2:])], 1)
     keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])  # an empty mask's extent is all 0
     masks = None if masks is None else masks[keep]

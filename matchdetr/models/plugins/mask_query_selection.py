@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ...boxes import mask_extents, xyxy_to_cxcywh
 from ...structures import DetectorOutput, Prediction, Supervised, Target
 from ..memory import Memory
 from ..queries import Queries
@@ -23,27 +24,11 @@ from .query_selection import _encode_proposals, _gather
 BOX_INIT = ("bitmask", "no")
 
 
-def _size(masks: Tensor) -> Tensor:
-    """``(h, w)`` of the last two axes as a tensor: traced under ONNX export, so the graph follows the input."""
-    if torch.jit.is_tracing():
-        return torch._shape_as_tensor(masks)[-2:].to(masks.device)
-    return torch.tensor(masks.shape[-2:], device=masks.device)
-
-
 def mask_boxes(masks: Tensor, valid_wh: Tensor) -> Tensor:
-    """Bounding boxes of boolean masks ``[B, K, h, w]`` as normalised cxcywh ``[B, K, 4]`` of the valid extent
-    ``valid_wh [B, 2]`` (in mask pixels); a box spans whole pixels (x1 = last column + 1, as detectron2's
-    BitMasks); an empty mask gives the zero box, as the release."""
-    cols, rows = masks.any(-2), masks.any(-1)  # [B, K, w], [B, K, h]
-    h, w = _size(masks).to(valid_wh.dtype).unbind(0)
-    x0 = cols.float().argmax(-1)
-    x1 = w - cols.flip(-1).float().argmax(-1)
-    y0 = rows.float().argmax(-1)
-    y1 = h - rows.flip(-1).float().argmax(-1)
-    xyxy = torch.stack((x0, y0, x1, y1), -1).to(valid_wh.dtype) * cols.any(-1, keepdim=True)
-    xyxy = xyxy / torch.cat((valid_wh, valid_wh), -1)[:, None]
-    cxcy, wh = (xyxy[..., :2] + xyxy[..., 2:]) / 2, xyxy[..., 2:] - xyxy[..., :2]
-    return torch.cat((cxcy, wh), -1).clamp(0.0, 1.0)
+    """Bounding boxes of boolean masks ``[B, K, h, w]`` (``boxes.mask_extents``) as normalised cxcywh ``[B, K, 4]``
+    of the valid extent ``valid_wh [B, 2]`` (in mask pixels); an empty mask gives the zero box, as the release."""
+    xyxy = mask_extents(masks).to(valid_wh.dtype) / torch.cat((valid_wh, valid_wh), -1)[:, None]
+    return xyxy_to_cxcywh(xyxy).clamp(0.0, 1.0)
 
 
 class MaskQuerySelection(nn.Module):
@@ -72,7 +57,9 @@ class MaskQuerySelection(nn.Module):
                          masks=head.masks(selected, memory))
         if self.box_init == "bitmask":
             assert enc.masks is not None
-            valid = memory.valid_ratios[:, 0] * _size(enc.masks).flip(0).to(memory.valid_ratios.dtype)
+            # the map's (w, h) as a tensor op, so an exported graph follows the input size
+            wh = torch._shape_as_tensor(enc.masks)[-2:].flip(0).to(memory.valid_ratios)
+            valid = memory.valid_ratios[:, 0] * wh
             reference = mask_boxes(enc.masks.detach() > 0, valid)
         else:
             reference = coords.detach().sigmoid()
