@@ -208,6 +208,9 @@ class TrainConfig:
     lr_proj_mult: float = 0.1
     amp: str = "none"  # none | bf16 | fp16 (CUDA only; CPU runs fp32)
     compile: bool = False  # the model's forward through torch.compile (engine/compile.py); eager if unavailable
+    # Recompute each encoder/decoder layer in the backward pass instead of storing its activations: less peak
+    # memory for more time (models/layers.py: run_layer); the gradients are the same.
+    checkpoint_activations: bool = False
     ema_decay: float = 0.0  # > 0 keeps an exponential moving average of the weights
     eval_every: int = 0  # iterations between evaluations; 0 = only at the end
     checkpoint_every: int = 500  # iterations between checkpoints; the last iteration always saves

@@ -81,8 +81,9 @@ def test_flops_and_speed_tables() -> None:
                        [ModelCost("detr-r50", 41_575_711, 41_353_311, 90.0)]).splitlines()
     assert wide[0].endswith("| gap | GFLOPs @800x1200 (gap) | paper source |")
     assert wide[2] == "| `detr-r50` | 41.58M / 41.35M | 41M | 80.7 | 86 | -6 % | 90.0 (+5 %) | DETR table 1 / SAM-DETR++ table 1 |"
-    speed = speed_table([SpeedResult("matchdetr", 100.0, 800.0, 500.0), SpeedResult("HF transformers", 200.0, 1000.0, 400.0)])
-    assert speed.splitlines()[-1] == "| **ratio ours / HF** | **0.50** | **0.80** | 1.25 |"
+    speed = speed_table([SpeedResult("matchdetr", [100.0], [800.0], 500.0),
+                         SpeedResult("HF transformers", [200.0], [1000.0], 400.0)])
+    assert speed.splitlines()[-1] == "| **ratio ours / HF** (per pair: median, min-max) | **0.50** | **0.80** | 1.25 |"
 
 
 def test_bench_docs_fills_the_document_and_resumes(synth_dir, tmp_path, monkeypatch, capsys) -> None:

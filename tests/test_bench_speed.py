@@ -1,6 +1,6 @@
 import pytest
 
-from matchdetr.analysis.speed import bench_speed, format_table
+from matchdetr.analysis.speed import SpeedResult, bench_speed, format_table, markdown_table, pair_ratios
 
 
 def test_bench_speed_vs_hf_runs_on_identical_weights():
@@ -8,12 +8,33 @@ def test_bench_speed_vs_hf_runs_on_identical_weights():
     # HF's Deformable-DETR has ResNet backbones only: the tiny preset with the quarter-width ResNet-18
     resnet = ["model.backbone.name=resnet18", "model.backbone.width=16", "model.backbone.norm=bn",
               "model.backbone.weights=", "model.backbone.frozen_stages=0"]
-    rows = bench_speed("deformable-detr-tiny", vs_hf=True, device="cpu", size=(64, 64), warmup=0, repeats=1,
+    rows = bench_speed("deformable-detr-tiny", vs_hf=True, device="cpu", size=(64, 64), warmup=0, repeats=2,
                        overrides=resnet)
     assert [r.impl for r in rows] == ["matchdetr", "HF transformers"]
+    assert all(len(r.infer_runs) == 2 and len(r.train_runs) == 2 for r in rows)
     assert all(r.infer_ms > 0 and r.train_ms > 0 and r.peak_mem_mb > 0 for r in rows)
     table = format_table("deformable-detr-tiny", rows, "cpu", (64, 64))
-    assert "ratio ours/HF" in table
+    assert "ratio ours/HF" in table and "per-pair" in table
+    # both in this process: same rows, no peak memory
+    one = bench_speed("deformable-detr-tiny", vs_hf=True, device="cpu", size=(64, 64), warmup=0, repeats=1,
+                      overrides=resnet, one_process=True)
+    assert [r.peak_mem_mb for r in one] == [None, None]
+    assert "| - |" in markdown_table(one)
+
+
+def test_pair_ratios_and_their_spread() -> None:
+    rows = [SpeedResult("matchdetr", [100.0, 120.0, 90.0], [800.0, 700.0, 900.0], 500.0),
+            SpeedResult("HF transformers", [200.0, 200.0, 100.0], [1000.0, 1000.0, 1000.0], 400.0)]
+    s = pair_ratios(rows)
+    assert s["infer"].ratios == [0.5, 0.6, 0.9] and s["infer"].text() == "0.60 (0.50-0.90)"
+    assert s["train"].median == 0.8
+    assert markdown_table(rows).splitlines()[-1] == (
+        "| **ratio ours / HF** (per pair: median, min-max) | **0.60 (0.50-0.90)** | **0.80 (0.70-0.90)** | 1.25 |")
+
+
+def test_a_failing_worker_names_the_implementation() -> None:
+    with pytest.raises(RuntimeError, match=r"speed measurement \(matchdetr\) failed: .*no-such-preset"):
+        bench_speed("no-such-preset", device="cpu", size=(32, 32), warmup=0, repeats=1)
 
 
 def test_no_hf_twin_for_other_archs():

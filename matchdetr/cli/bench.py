@@ -40,7 +40,13 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     s.add_argument("--size", default="640x640", help="HxW of the input image")
     s.add_argument("--warmup", type=nonneg_int, default=2, help="untimed runs first")
-    s.add_argument("--repeats", type=positive_int, default=5, help="timed runs (the median is reported)")
+    s.add_argument("--repeats", type=positive_int, default=5,
+                   help="timed runs of each (with --vs-hf: interleaved pairs; the median ratio and its spread are reported)")
+    s.add_argument("--one-process", action="store_true",
+                   help="run both models in this process (the check of the two-process figures; no peak memory)")
+    s.add_argument("--threads", type=positive_int, help="intra-op threads of each model (default: torch's)")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of the preset (HF's twin is built from the same config)")
     s.set_defaults(func=cmd_bench_speed)
     add_bench_gpu(bsub)
 
@@ -112,7 +118,8 @@ def cmd_bench_speed(a: argparse.Namespace) -> int:
         h, w = (int(v) for v in a.size.lower().split("x"))
     except ValueError:
         raise ValueError(f"--size must look like 640x640, got {a.size!r}") from None
-    rows = bench_speed(a.model, vs_hf=a.vs_hf, device=a.device, size=(h, w), warmup=a.warmup, repeats=a.repeats)
+    rows = bench_speed(a.model, vs_hf=a.vs_hf, device=a.device, size=(h, w), warmup=a.warmup, repeats=a.repeats,
+                       overrides=a.overrides, one_process=a.one_process, threads=a.threads)
     device = a.device if a.device != "auto" else ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     print(format_table(a.model, rows, device, (h, w)))
     return 0

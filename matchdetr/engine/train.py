@@ -27,6 +27,7 @@ from ..data.coco import CocoDetection, DatasetError, LabelMap, SplitPaths
 from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..data.transforms import build_transforms
+from ..models.layers import set_activation_checkpointing
 from ..progress import TrainProgress
 from . import checkpoint as ck
 from . import distributed as dist
@@ -130,6 +131,7 @@ class Trainer:
         self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                             find_unused_parameters=unused)
                     if dist.is_dist() else self.model)
+        set_activation_checkpointing(self.model, t.checkpoint_activations)
         if t.compile:  # in place: the state dict and evaluation see the same module (engine/compile.py)
             compile_model(self.net, self.device)
 

@@ -23,6 +23,7 @@ def resume_config(cfg: Config, meta: dict[str, Any]) -> Config:
         warnings.warn("resuming: the model/data config of the checkpoint is used; differing options were ignored")
     saved.train.iters, saved.train.epochs = cfg.train.iters, cfg.train.epochs
     saved.train.compile = cfg.train.compile  # how to run, not what: the command's choice
+    saved.train.checkpoint_activations = cfg.train.checkpoint_activations
     return saved
 
 

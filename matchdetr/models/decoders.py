@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..boxes import apply_box_delta
 from .attention import MultiheadAttention
-from .layers import FeedForward, clones, with_pos
+from .layers import FeedForward, clones, run_layer, with_pos
 from .memory import Memory
 from .queries import Queries
 
@@ -104,6 +104,8 @@ class Decoder(nn.Module):
     look_forward_twice: DINO sec 3.5: the reference a layer's prediction refines keeps the gradient into the
         previous layer's refinement, while the reference the next layer samples around is detached.
     memory_view: the memory each layer reads (:data:`MemoryView`); None: every layer reads all of it.
+    checkpoint_layers: recompute each layer in the backward pass instead of storing its activations
+        (``set_activation_checkpointing``; off by default).
     """
 
     def __init__(self, layer: nn.Module, num_layers: int, dim: int, final_norm: bool = True,
@@ -116,6 +118,7 @@ class Decoder(nn.Module):
         self.query_pos = query_pos
         self.look_forward_twice = look_forward_twice
         self.memory_view = memory_view
+        self.checkpoint_layers = False
 
     def forward(self, queries: Queries, memory: Memory) -> DecoderOutput:
         x, ref, pos = queries.content, queries.reference, queries.pos
@@ -125,7 +128,7 @@ class Decoder(nn.Module):
         for i, (layer, view) in enumerate(zip(self.layers, views)):
             if self.query_pos is not None:
                 pos = self.query_pos(ref, x, i, view)
-            x = layer(x, pos, view, queries.self_attn_mask, ref)
+            x = run_layer(layer, self.checkpoint_layers, x, pos, view, queries.self_attn_mask, ref)
             hidden.append(self.norm(x))
             refs.append(pred_ref)
             if self.box_refine is not None and ref is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .attention import MultiheadAttention
-from .layers import FeedForward, clones, with_pos
+from .layers import FeedForward, clones, run_layer, with_pos
 from .memory import Memory
 
 
@@ -42,18 +42,21 @@ class Encoder(nn.Module):
 
     keep_layers: store ``[x0, x1, ..., xL]`` in ``Memory.layers`` (x0 = the encoder input without positional
     embedding), which memory fusion and the unstable score read.
+    checkpoint_layers: recompute each layer in the backward pass instead of storing its activations
+        (``set_activation_checkpointing``; off by default).
     """
 
     def __init__(self, layer: nn.Module, num_layers: int, keep_layers: bool = False) -> None:
         super().__init__()
         self.layers = clones(layer, num_layers)
         self.keep_layers = keep_layers
+        self.checkpoint_layers = False
 
     def forward(self, memory: Memory) -> Memory:
         x = memory.tokens
         kept = [x] if self.keep_layers else []
         for layer in self.layers:
-            x = layer(x, memory)
+            x = run_layer(layer, self.checkpoint_layers, x, memory)
             if self.keep_layers:
                 kept.append(x)
         out = memory.with_tokens(x)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
+import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 
@@ -51,3 +54,23 @@ def clones(module: nn.Module, n: int) -> nn.ModuleList:
 
 def with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
     return x if pos is None else x + pos
+
+
+def run_layer(layer: nn.Module, checkpoint: bool, *args: Any) -> Any:
+    """``layer(*args)``, recomputed in the backward pass instead of keeping its activations when ``checkpoint``
+    is set and autograd is recording (activation checkpointing, Chen et al. 2016: memory for time).
+
+    Non-reentrant checkpointing with the RNG state preserved, so dropout draws the same masks again and the
+    gradients equal those of the plain call."""
+    if checkpoint and torch.is_grad_enabled() and layer.training:
+        return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False)
+    return layer(*args)
+
+
+def set_activation_checkpointing(model: nn.Module, on: bool = True) -> int:
+    """Switch activation checkpointing of every encoder and decoder layer stack in ``model`` (each module with
+    a ``checkpoint_layers`` attribute); returns how many stacks were switched (``train.checkpoint_activations``)."""
+    stacks = [m for m in model.modules() if hasattr(m, "checkpoint_layers")]
+    for m in stacks:
+        m.checkpoint_layers = on
+    return len(stacks)

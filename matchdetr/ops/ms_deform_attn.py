@@ -25,6 +25,7 @@ ints, so the exported graph computes the level slices from the input's size: one
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -83,63 +84,187 @@ def _traced_layout(spatial_shapes: Tensor | Sequence[tuple[Tensor, Tensor]],
     return hw, starts
 
 
-def _sample_and_weight(v: Tensor, grids: Tensor, weights: Tensor, hw: list[tuple[int, int]], starts: list[int],
-                       keep_samples: bool = False) -> tuple[Tensor, list[Tensor]]:
-    """Core of the fast path on head-major tensors.
+# Each level's value map is padded with zeros, one column / row before and two after, so that every corner a
+# location can touch exists and the zero padding of ``grid_sample`` needs no bounds test per corner.
+_PAD_LO, _PAD_HI = 1, 2
 
-    v: ``[N, D, S]`` (N = batch * heads); grids: ``[L, N, P, Q, 2]`` in grid_sample's [-1, 1] convention;
-    weights: ``[L, N, 1, P, Q]``. Returns ``[N, D, Q]`` and, if asked, the per-level samples ``[N, D, P, Q]``.
+
+def padded_layout(hw: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[int], int]:
+    """The padded maps' sizes, start offsets and total row count (``padded_rows``)."""
+    sizes = [(h + _PAD_LO + _PAD_HI, w + _PAD_LO + _PAD_HI) for h, w in hw]
+    starts = [sum(h * w for h, w in sizes[:i]) for i in range(len(sizes))]
+    return sizes, starts, sum(h * w for h, w in sizes)
+
+
+def padded_rows(value: Tensor, hw: list[tuple[int, int]], starts: list[int]) -> Tensor:
+    """``[B, S, heads, D]`` -> ``[B * heads * S_pad, D]``: every (image, head)'s levels, each zero-padded by
+    ``_PAD_LO`` / ``_PAD_HI`` rows and columns, flattened row-major: the rows ``bilinear_taps`` indexes."""
+    b, _, heads, d = value.shape
+    v = value.permute(0, 2, 1, 3)  # [B, heads, S, D]
+    levels = [F.pad(v[:, :, st:st + h * w].reshape(b, heads, h, w, d), (0, 0, _PAD_LO, _PAD_HI, _PAD_LO, _PAD_HI))
+              for (h, w), st in zip(hw, starts)]
+    return torch.cat([lv.flatten(2, 3) for lv in levels], 2).reshape(-1, d)
+
+
+def bilinear_taps(sampling_locations: Tensor, hw: list[tuple[int, int]], attention: Tensor | None = None,
+                  keep_bilinear: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The four bilinear corners of every sampling location, as rows of ``padded_rows``.
+
+    sampling_locations: ``[B, Q, heads, L, P, 2]`` normalised (x, y); attention (optional):
+    ``[B, Q, heads, L, P]``, folded into the weights. Returns ``index`` (int32 when every row number fits, else
+    int64) and ``weight``, both ``[B * heads * Q, L * P * 4]``: row ``(b, m, q)`` lists, level by level and
+    point by point, the corners (x0,y0), (x1,y0), (x0,y1), (x1,y1) with their bilinear weights; third, with
+    ``keep_bilinear``, the bilinear weights without the attention weight (else None).
+
+    Pixel coordinates are ``loc * size - 0.5`` (``grid_sample``, ``align_corners=False``), clamped to
+    [-1, size]: a location beyond the map then lands on the zero border with weight 1 on it and 0 on its
+    neighbour, so outside the map the result is zero, as with zero padding; inside and within one pixel of the
+    border nothing is clamped. Work on the full tap count is two tensor ops (the corner offsets and the weight
+    products); everything else is per location.
     """
-    n, d, _ = v.shape
-    out, samples = None, []
-    for level, ((h, w), start) in enumerate(zip(hw, starts)):
-        level_map = v[:, :, start:start + h * w].reshape(n, d, h, w)
-        s = F.grid_sample(level_map, grids[level], mode="bilinear", padding_mode="zeros", align_corners=False)
-        if keep_samples:
-            samples.append(s)
-        for p in range(s.shape[2]):  # accumulate point by point: no [N, D, P, Q] product tensor
-            term_s, term_w = s[:, :, p], weights[level, :, :, p]
-            out = term_s * term_w if out is None else torch.addcmul(out, term_s, term_w)
-    return out, samples
+    b, q, heads, levels, points, _ = sampling_locations.shape
+    dev, dtype = sampling_locations.device, sampling_locations.dtype
+    psizes, pstarts, ptotal = padded_layout(hw)
+    itype = torch.int32 if b * heads * ptotal < 2**31 else torch.int64
+    rows = b * heads * q
+    # eager: each level's taps are written into their columns of the result (``out=``); dynamo cannot trace a
+    # non-contiguous ``out=``, so a compiled graph collects the levels and concatenates (inductor fuses both)
+    direct = not torch.compiler.is_compiling()
+    keep = keep_bilinear and attention is not None
+    index = torch.empty(rows, levels, points, 4, dtype=itype, device=dev) if direct else []
+    weight = torch.empty(rows, levels, points, 4, dtype=dtype, device=dev) if direct else []
+    bilinear = (torch.empty_like(weight) if direct else []) if keep else None
+    # level-major views: each level's arithmetic then has Python-number sizes, the fastest elementwise form
+    # (copied once, so that every result below is laid out in its logical order)
+    loc = sampling_locations.permute(3, 0, 2, 1, 4, 5).contiguous()  # [L, B, heads, Q, P, 2]
+    att = None if attention is None else attention.permute(3, 0, 2, 1, 4).contiguous()  # [L, B, heads, Q, P]
+    block = torch.arange(b * heads, device=dev, dtype=itype).view(b, heads, 1, 1) * ptotal
+    for level, ((h, w), (_, pw), pstart) in enumerate(zip(hw, psizes, pstarts)):
+        # NaN stays NaN through the clamps; its junk integer is clamped to a valid row (its weight is NaN)
+        x = (loc[level, ..., 0] * w - 0.5).clamp_(-1.0, float(w))  # [B, heads, Q, P]
+        y = (loc[level, ..., 1] * h - 0.5).clamp_(-1.0, float(h))
+        x0, y0 = x.floor(), y.floor()
+        fx, fy = x.sub_(x0), y.sub_(y0)
+        ix = x0.to(itype).clamp_(-1, w).add_(_PAD_LO)
+        iy = y0.to(itype).clamp_(-1, h).add_(_PAD_LO)
+        base = iy.mul_(pw).add_(ix).add_(block).add_(pstart).view(rows, points)
+        # the corners one by one, then one interleaving copy each: broadcasting over a size-4 axis is slow
+        _put(index, level, (base, base + 1, base + pw, base + (pw + 1)), rows)
+        wx0 = 1 - fx
+        if bilinear is not None:
+            wy0 = 1 - fy
+            _put(bilinear, level, (wy0 * wx0, wy0 * fx, fy * wx0, fy * fx), rows)
+        wy1 = fy if att is None else fy * att[level]
+        wy0 = 1 - fy if att is None else att[level] - wy1  # the attention weight rides on the y weights
+        _put(weight, level, (wy0 * wx0, wy0 * fx, wy1 * wx0, wy1 * fx), rows)
+    if not direct:
+        index, weight = torch.stack(index, 1), torch.stack(weight, 1)
+        bilinear = None if bilinear is None else torch.stack(bilinear, 1)
+    if keep_bilinear and bilinear is None:
+        bilinear = weight
+    return index.view(rows, -1), weight.view(rows, -1), None if bilinear is None else bilinear.view(rows, -1)
 
 
-class _SampleAndWeight(torch.autograd.Function):
-    """``_sample_and_weight`` with a backward that avoids the large temporaries autograd would create."""
+def _put(result: Tensor | list[Tensor], level: int, corners: tuple[Tensor, ...], rows: int) -> None:
+    """Level ``level``'s four corner tensors (each ``[B, heads, Q, P]`` or ``[rows, P]``) interleaved into the
+    result's columns ``[:, level]`` (``[rows, L, P, 4]``), or appended (a list: the compiled path)."""
+    flat = [c.reshape(rows, -1) for c in corners]
+    if isinstance(result, list):
+        result.append(torch.stack(flat, -1))
+    else:
+        torch.stack(flat, -1, out=result[:, level])
+
+
+def _tap_dots(index: Tensor, grad: Tensor, rows: Tensor, sparse: bool | None = None) -> Tensor:
+    """``<grad[r], rows[index[r, k]]>`` for every tap: ``[R, K]``. A sampled dense-dense product (SDDMM) on
+    the taps' sparsity pattern where sparse CSR runs (CPU, CUDA, eager); else gathered in chunks of one
+    quarter of the taps, which never holds more than ``R x K/4 x D`` numbers. ``sparse``: force either."""
+    r, k = index.shape
+    if sparse is None:
+        sparse = grad.device.type in ("cpu", "cuda") and not torch.compiler.is_compiling()
+    if sparse:
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": this use is covered by the tests
+            warnings.simplefilter("ignore", UserWarning)
+            pattern = torch.sparse_csr_tensor(torch.arange(0, r * k + 1, k, device=index.device), index.reshape(-1),
+                                              torch.zeros(r * k, dtype=grad.dtype, device=grad.device),
+                                              size=(r, rows.shape[0]), check_invariants=False)
+        return torch.sparse.sampled_addmm(pattern, grad, rows.t(), beta=0.0).values().view(r, k)
+    chunk = max(1, k // 4)
+    return torch.cat([torch.einsum("rkd,rd->rk", rows[index[:, i:i + chunk]], grad) for i in range(0, k, chunk)], 1)
+
+
+class _TapsAndWeight(torch.autograd.Function):
+    """The fast path's forward with its backward: ``sum_taps attention * bilinear weight * value row``.
+
+    Forward: one ``embedding_bag`` (sum mode, per-tap weights) over all levels, points and corners: it reads
+    each tap's ``head_dim`` values once and keeps no per-sample tensor. Backward (from the saved inputs only):
+    the gradients of the value map and of the locations from ATen's ``grid_sampler_2d_backward`` level by
+    level (the bilinear formulas ``grid_sample`` also uses), and that of the attention weights as the taps'
+    dot products with the output gradient (``_tap_dots``), weighted by the bilinear weights.
+    """
 
     @staticmethod
-    def forward(ctx, v: Tensor, grids: Tensor, weights: Tensor, hw: list[tuple[int, int]],
+    def forward(ctx, value: Tensor, locations: Tensor, attention: Tensor, hw: list[tuple[int, int]],
                 starts: list[int]) -> Tensor:
-        need_weights_grad = ctx.needs_input_grad[2]
-        out, samples = _sample_and_weight(v, grids, weights, hw, starts, keep_samples=need_weights_grad)
+        """value ``[B, S, heads, D]``, locations ``[B, Q, heads, L, P, 2]``, attention ``[B, Q, heads, L, P]``
+        -> ``[B * heads * Q, D]`` (rows in (b, m, q) order)."""
+        need_a = ctx.needs_input_grad[2]
+        index, taps, bil = bilinear_taps(locations, hw, attention, keep_bilinear=need_a)
         ctx.hw, ctx.starts = hw, starts
-        ctx.save_for_backward(v, grids, weights, *samples)
-        return out
+        # the taps (int32 + float: 8 bytes a tap) instead of recomputing them: the attention gradient needs them
+        ctx.save_for_backward(value, locations, attention, *((index, bil) if need_a else ()))
+        return F.embedding_bag(index, padded_rows(value, hw, starts), per_sample_weights=taps, mode="sum")
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):
-        v, grids, weights, *samples = ctx.saved_tensors
-        need_v, need_grid, need_w = ctx.needs_input_grad[:3]
-        n, d, _ = v.shape
-        grad_v = torch.zeros_like(v) if need_v else None
-        grad_grid = torch.empty_like(grids) if need_grid else None
-        grad_w = torch.empty_like(weights) if need_w else None
-        g = grad_out.unsqueeze(2)  # [N, D, 1, Q]
-        for level, ((h, w), start) in enumerate(zip(ctx.hw, ctx.starts)):
-            if need_w:  # dL/dA = <sample, dL/dout> over channels, accumulated channel by channel
-                s, acc = samples[level], None
-                for c in range(d):
-                    acc = s[:, c] * g[:, c] if acc is None else acc.addcmul_(s[:, c], g[:, c])
-                grad_w[level, :, 0] = acc
-            if need_v or need_grid:
-                level_map = v[:, :, start:start + h * w].reshape(n, d, h, w)
+        value, loc, attn, *taps = ctx.saved_tensors
+        need_v, need_loc, need_a = ctx.needs_input_grad[:3]
+        b, s, heads, d = value.shape
+        _, q, _, levels, points, _ = loc.shape
+        n = b * heads
+        grad_v = grad_loc = grad_a = None
+        if need_a:
+            index, bil = taps
+            dots = _tap_dots(index, grad_out, padded_rows(value, ctx.hw, ctx.starts))
+            grad_a = (dots * bil).view(b, heads, q, levels, points, 4).sum(-1).permute(0, 2, 1, 3, 4)
+        if need_v or need_loc:
+            v = value.permute(0, 2, 3, 1).reshape(n, d, s)  # head-major maps, as grid_sample reads them
+            # [N, D, 1, Q], contiguous: the products below and grid_sampler's input then need no copy
+            g = grad_out.view(n, q, d).transpose(1, 2).contiguous().unsqueeze(2)
+            a = attn.permute(3, 0, 2, 4, 1).reshape(levels, n, 1, points, q)
+            grids = (2 * loc - 1).permute(3, 0, 2, 4, 1, 5).reshape(levels, n, points, q, 2)
+            gv = torch.zeros_like(v) if need_v else None
+            gg = torch.empty_like(grids) if need_loc else None
+            for level, ((h, w), start) in enumerate(zip(ctx.hw, ctx.starts)):
                 d_map, d_grid = torch.ops.aten.grid_sampler_2d_backward(
-                    g * weights[level], level_map, grids[level], 0, 0, False, [need_v, need_grid])
+                    g * a[level], v[:, :, start:start + h * w].reshape(n, d, h, w), grids[level], 0, 0, False,
+                    [need_v, need_loc])
                 if need_v:
-                    grad_v[:, :, start:start + h * w] += d_map.flatten(2)
-                if need_grid:
-                    grad_grid[level] = d_grid
-        return grad_v, grad_grid, grad_w, None, None
+                    gv[:, :, start:start + h * w] += d_map.flatten(2)
+                if need_loc:
+                    gg[level] = d_grid
+            if need_v:
+                grad_v = gv.view(b, heads, d, s).permute(0, 3, 1, 2)
+            if need_loc:  # d grid / d location = 2
+                grad_loc = 2 * gg.view(levels, b, heads, points, q, 2).permute(1, 4, 2, 0, 3, 5)
+        return grad_v, grad_loc, grad_a, None, None
+
+
+def _sample_and_weight(v: Tensor, grids: Tensor, weights: Tensor, hw: list[tuple[int, int]],
+                       starts: list[int]) -> Tensor:
+    """The export path (traced for ONNX, where ``GridSample`` exists and ``embedding_bag`` does not), on
+    head-major tensors: v ``[N, D, S]`` (N = batch * heads); grids ``[L, N, P, Q, 2]`` in grid_sample's
+    [-1, 1] convention; weights ``[L, N, 1, P, Q]``. Returns ``[N, D, Q]``."""
+    n, d, _ = v.shape
+    out = None
+    for level, ((h, w), start) in enumerate(zip(hw, starts)):
+        level_map = v[:, :, start:start + h * w].reshape(n, d, h, w)
+        s = F.grid_sample(level_map, grids[level], mode="bilinear", padding_mode="zeros", align_corners=False)
+        for p in range(s.shape[2]):  # accumulate point by point: no [N, D, P, Q] product tensor
+            term_s, term_w = s[:, :, p], weights[level, :, :, p]
+            out = term_s * term_w if out is None else torch.addcmul(out, term_s, term_w)
+    return out
 
 
 def _needs_autograd(*tensors: Tensor) -> bool:
@@ -164,15 +289,20 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, level_start: Tensor, s
     dtype = torch.promote_types(torch.promote_types(value.dtype, sampling_locations.dtype), attention_weights.dtype)
     if dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32
-    # Head-major layouts: grid_sample wants channels-first maps, one batch entry per (image, head).
-    v = value.to(dtype).permute(0, 2, 3, 1).reshape(b * heads, head_dim, value.shape[1])
-    grids = (2 * sampling_locations.to(dtype) - 1).permute(3, 0, 2, 4, 1, 5).reshape(levels, b * heads, points, q, 2)
-    weights = attention_weights.to(dtype).permute(3, 0, 2, 4, 1).reshape(levels, b * heads, 1, points, q)
-    if _needs_autograd(v, grids, weights):
-        out = _SampleAndWeight.apply(v, grids, weights, hw, starts)
+    v, loc, attn = value.to(dtype), sampling_locations.to(dtype), attention_weights.to(dtype)
+    if _tracing():  # ONNX export: the grid_sample formulation, in head-major layouts
+        grids = (2 * loc - 1).permute(3, 0, 2, 4, 1, 5).reshape(levels, b * heads, points, q, 2)
+        weights = attn.permute(3, 0, 2, 4, 1).reshape(levels, b * heads, 1, points, q)
+        out = _sample_and_weight(v.permute(0, 2, 3, 1).reshape(b * heads, head_dim, value.shape[1]), grids, weights,
+                                 hw, starts)
+        return out.view(b, heads * head_dim, q).transpose(1, 2).contiguous().to(value.dtype)
+    if _needs_autograd(v, loc, attn):
+        out = _TapsAndWeight.apply(v, loc, attn, hw, starts)
     else:
-        out = _sample_and_weight(v, grids, weights, hw, starts)[0]
-    return out.view(b, heads * head_dim, q).transpose(1, 2).contiguous().to(value.dtype)
+        index, taps, _ = bilinear_taps(loc, hw, attn)
+        out = F.embedding_bag(index, padded_rows(v, hw, starts), per_sample_weights=taps, mode="sum")
+    # rows (b, m, q) -> [B, Q, heads * D]
+    return out.view(b, heads, q, head_dim).permute(0, 2, 1, 3).reshape(b, q, heads * head_dim).to(value.dtype)
 
 
 def ms_deform_attn_naive(value: Tensor, spatial_shapes: Tensor, level_start: Tensor, sampling_locations: Tensor,
