@@ -92,6 +92,59 @@ def test_gradcheck(shapes, heads, points):
     assert torch.autograd.gradcheck(lambda v, l, a: ms_deform_attn(v, s, st, l, a), leaves)
 
 
+def test_far_outside_locations_give_zero_and_nan_stays_nan():
+    """Locations far beyond a map (clamped onto the zero border) contribute nothing, as grid_sample's zero
+    padding; a NaN location gives NaN for its query and never an out-of-range read."""
+    shapes = [(3, 5), (2, 2)]
+    value, s, st, loc, w = _inputs(shapes, heads=2, points=2, head_dim=3, dtype=torch.float32)
+    loc[0, 0] = 40.0
+    loc[0, 1] = -1e30
+    loc[1, 2, 0, 0, 0, 0] = float("nan")
+    out = ms_deform_attn(value, s, st, loc, w)
+    want = ms_deform_attn_stacked(value, s, st, loc.nan_to_num(nan=0.5), w)
+    assert torch.equal(out[0, :2], torch.zeros_like(out[0, :2]))
+    assert torch.isnan(out[1, 2, :3]).all() and torch.isfinite(out[1, 2, 3:]).all()  # head 0 only
+    keep = torch.ones(2, 4, dtype=torch.bool)
+    keep[1, 2] = False
+    torch.testing.assert_close(out[keep], want[keep], atol=1e-5, rtol=1e-5)
+
+
+def test_tap_dots_sparse_and_gathered_agree():
+    """The attention gradient's two formulations: SDDMM on the taps' pattern and chunked gathers."""
+    from matchdetr.ops.ms_deform_attn import _tap_dots
+
+    g = torch.Generator().manual_seed(3)
+    rows = torch.randn(50, 6, generator=g, dtype=torch.float64)
+    index = torch.randint(0, 50, (7, 16), generator=g, dtype=torch.int32)  # repeats within a row included
+    index[0, :4] = 9
+    grad = torch.randn(7, 6, generator=g, dtype=torch.float64)
+    want = torch.einsum("rkd,rd->rk", rows[index.long()], grad)
+    for sparse in (True, False):
+        torch.testing.assert_close(_tap_dots(index, grad, rows, sparse=sparse), want, atol=1e-12, rtol=0)
+
+
+def test_backward_keeps_taps_not_samples():
+    """What autograd keeps for the backward: the inputs and the taps (int32 index + float weight), not the
+    ``[N, D, P, Q]`` per-level samples (which at the R50 encoder size were 278 MiB a layer at batch 2)."""
+    shapes = [(16, 16), (8, 8), (4, 4), (2, 2)]
+    heads, head_dim, points, queries = 8, 32, 4, 340
+    value, s, st, loc, w = _inputs(shapes, batch=2, queries=queries, heads=heads, head_dim=head_dim, points=points,
+                                   dtype=torch.float32)
+    leaves = [t.clone().requires_grad_() for t in (value, loc, w)]
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        ms_deform_attn(leaves[0], s, st, leaves[1], leaves[2])
+    inputs = sum(t.numel() * 4 for t in leaves)
+    taps = 2 * queries * heads * len(shapes) * points * 4 * (4 + 4)
+    samples = 2 * heads * head_dim * points * queries * len(shapes) * 4
+    assert sum(saved.values()) <= inputs + taps < samples + inputs
+
+
 def test_matches_hf_function():
     pytest.importorskip("transformers")
     from transformers.models.deformable_detr.modeling_deformable_detr import MultiScaleDeformableAttention
