@@ -93,8 +93,12 @@ def _build(preset: str, impl: str, vs_hf: bool, overrides: list[str] | None) -> 
     from .. import api
     from ..config import apply_overrides
 
+    from ..models.layers import set_activation_checkpointing
+
     torch.manual_seed(0)
-    ours = api.from_config(apply_overrides(api.build_config(preset, 91), overrides))
+    cfg = apply_overrides(api.build_config(preset, 91), overrides)
+    ours = api.from_config(cfg)
+    set_activation_checkpointing(ours, cfg.train.checkpoint_activations)  # as the trainer does
     if not vs_hf:
         return ours
     from .hf_twin import hf_twin
