@@ -125,8 +125,9 @@ def bilinear_taps(sampling_locations: Tensor, hw: list[tuple[int, int]], attenti
     Pixel coordinates are ``loc * size - 0.5`` (``grid_sample``, ``align_corners=False``), clamped to
     [-1, size]: a location beyond the map then lands on the zero border with weight 1 on it and 0 on its
     neighbour, so outside the map the result is zero, as with zero padding; inside and within one pixel of the
-    border nothing is clamped. Work on the full tap count is two tensor ops (the corner offsets and the weight
-    products); everything else is per location.
+    border nothing is clamped. Per level, everything is computed per location with Python-number sizes; only
+    the two ``torch.stack`` calls that interleave the four corners touch the full tap count (broadcasting over
+    a size-4 axis instead ran 5-7x slower).
     """
     b, q, heads, levels, points, _ = sampling_locations.shape
     dev, dtype = sampling_locations.device, sampling_locations.dtype
@@ -191,7 +192,9 @@ def _tap_dots(index: Tensor, grad: Tensor, rows: Tensor, sparse: bool | None = N
     if sparse:
         with warnings.catch_warnings():  # "sparse CSR support is in beta": this use is covered by the tests
             warnings.simplefilter("ignore", UserWarning)
-            pattern = torch.sparse_csr_tensor(torch.arange(0, r * k + 1, k, device=index.device), index.reshape(-1),
+            # row pointers in the index's own dtype: mixed int32 / int64 indices would be converted (copied)
+            crow = torch.arange(0, r * k + 1, k, device=index.device, dtype=index.dtype)
+            pattern = torch.sparse_csr_tensor(crow, index.reshape(-1),
                                               torch.zeros(r * k, dtype=grad.dtype, device=grad.device),
                                               size=(r, rows.shape[0]), check_invariants=False)
         return torch.sparse.sampled_addmm(pattern, grad, rows.t(), beta=0.0).values().view(r, k)
@@ -203,8 +206,8 @@ class _TapsAndWeight(torch.autograd.Function):
     """The fast path's forward with its backward: ``sum_taps attention * bilinear weight * value row``.
 
     Forward: one ``embedding_bag`` (sum mode, per-tap weights) over all levels, points and corners: it reads
-    each tap's ``head_dim`` values once and keeps no per-sample tensor. Backward (from the saved inputs only):
-    the gradients of the value map and of the locations from ATen's ``grid_sampler_2d_backward`` level by
+    each tap's ``head_dim`` values once and keeps no per-sample tensor. Backward (from the inputs, and the taps
+    when the attention weights need a gradient): the gradients of the value map and of the locations from ATen's ``grid_sampler_2d_backward`` level by
     level (the bilinear formulas ``grid_sample`` also uses), and that of the attention weights as the taps'
     dot products with the output gradient (``_tap_dots``), weighted by the bilinear weights.
     """
@@ -242,10 +245,13 @@ class _TapsAndWeight(torch.autograd.Function):
             grids = (2 * loc - 1).permute(3, 0, 2, 4, 1, 5).reshape(levels, n, points, q, 2)
             gv = torch.zeros_like(v) if need_v else None
             gg = torch.empty_like(grids) if need_loc else None
+            # one [N, D, P, Q] buffer for every level's per-sample gradient: on a CPU each fresh buffer of this
+            # size is fresh pages from the OS, whose faults cost more than the multiplication
+            per_sample = g.new_empty(n, d, points, q)
             for level, ((h, w), start) in enumerate(zip(ctx.hw, ctx.starts)):
                 d_map, d_grid = torch.ops.aten.grid_sampler_2d_backward(
-                    g * a[level], v[:, :, start:start + h * w].reshape(n, d, h, w), grids[level], 0, 0, False,
-                    [need_v, need_loc])
+                    torch.mul(g, a[level], out=per_sample), v[:, :, start:start + h * w].reshape(n, d, h, w),
+                    grids[level], 0, 0, False, [need_v, need_loc])
                 if need_v:
                     gv[:, :, start:start + h * w] += d_map.flatten(2)
                 if need_loc:
