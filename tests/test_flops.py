@@ -51,8 +51,24 @@ class Sampler(nn.Module):
 def test_deformable_sampling_counts_per_point_and_channel():
     b, m, d, q, p, shapes = 2, 4, 8, 5, 3, [(6, 7), (3, 4)]
     samples = b * q * m * len(shapes) * p * d  # (sampled point, channel) pairs
-    weighted = samples - b * q * m * d  # every sample but each query's first is accumulated with addcmul
-    assert count_gflops(Sampler(b, m, d, shapes, q, p), 8, 8) * 1e9 == pytest.approx(4 * samples + weighted)
+    # one MAC per bilinear corner and channel: the attention weight rides on the corner weights
+    assert count_gflops(Sampler(b, m, d, shapes, q, p), 8, 8) * 1e9 == pytest.approx(4 * samples)
+    # the grid_sample formulation (export path) as it computes: 4 for the interpolation, 1 for the weighted
+    # sum of every sample but each query's first (a plain product)
+    from matchdetr.ops.ms_deform_attn import _sample_and_weight
+
+    n, levels = b * m, len(shapes)
+    starts = [0, shapes[0][0] * shapes[0][1]]
+    grids = torch.rand(levels, n, p, q, 2) * 2 - 1
+    weights = torch.rand(levels, n, 1, p, q)
+    v = torch.randn(n, d, sum(h * w for h, w in shapes))
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from matchdetr.analysis.flops import SAMPLING_FLOPS
+
+    with FlopCounterMode(display=False, custom_mapping=SAMPLING_FLOPS) as counter:
+        _sample_and_weight(v, grids, weights, shapes, starts)
+    assert counter.get_total_flops() / 2 == 4 * samples + (samples - b * q * m * d)
 
 
 def test_parse_size():

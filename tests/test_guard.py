@@ -166,13 +166,13 @@ def test_bf16_autocast_keeps_deformable_attention_and_losses_in_fp32(monkeypatch
     from matchdetr.structures import Target
 
     seen = []
-    grid_sample = torch.nn.functional.grid_sample
+    embedding_bag = torch.nn.functional.embedding_bag
 
-    def spy(x, grid, *args, **kwargs):
-        seen.append((x.dtype, grid.dtype))
-        return grid_sample(x, grid, *args, **kwargs)
+    def spy(indices, rows, *args, per_sample_weights=None, **kwargs):  # the deformable sampling's sum
+        seen.append((rows.dtype, per_sample_weights.dtype))
+        return embedding_bag(indices, rows, *args, per_sample_weights=per_sample_weights, **kwargs)
 
-    monkeypatch.setattr(torch.nn.functional, "grid_sample", spy)
+    monkeypatch.setattr(torch.nn.functional, "embedding_bag", spy)
     det = matchdetr.build("deformable-detr-tiny", num_classes=3, backbone__width=8, transformer__hidden_dim=32,
                           transformer__num_heads=4, transformer__dim_feedforward=64, transformer__enc_layers=1,
                           transformer__dec_layers=1, transformer__num_queries=6)

@@ -4,9 +4,12 @@ DETR, Deformable-DETR, DINO and SAM-DETR report fvcore-style figures: multiply-a
 matrix products (one MAC = one "flop"), for one image at inference. We count the same with PyTorch's
 ``FlopCounterMode`` (which counts 2 per MAC for exactly those ops: convolution, mm/addmm/bmm/baddbmm and
 scaled-dot-product attention) and halve it. Multi-scale deformable attention is counted too, as the MACs it does
-per sampled point and channel: 4 for the bilinear interpolation (``grid_sampler_2d``: four corner weights times
-four values) and 1 for the attention-weighted sum (``addcmul``; the first of a query's L x P terms is a plain
-product and is not counted). Other element-wise work (norms, activations, softmax) is not counted.
+per sampled point and channel: 4, one per bilinear corner, whose weight already carries the attention weight
+(``embedding_bag`` over the taps, ``ops/ms_deform_attn.py``). The ``grid_sample`` formulation of the export
+path is counted as it computes: 4 per point and channel for the interpolation (``grid_sampler_2d``) and 1 for
+the attention-weighted sum (``addcmul``; the first of a query's L x P terms is a plain product and is not
+counted). Other element-wise work (norms, activations, softmax, the taps' arithmetic, which is per point, not
+per channel) is not counted.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ def _addcmul_flops(*args, out_shape=None, **kwargs) -> int:  # type: ignore[no-u
     return 2 * math.prod(out_shape)
 
 
-SAMPLING_FLOPS = {aten.grid_sampler_2d: _bilinear_flops, aten.addcmul: _addcmul_flops}
+def _embedding_bag_flops(weight_shape, indices_shape, *args, out_shape=None, **kwargs) -> int:  # type: ignore[no-untyped-def]
+    """``embedding_bag`` (sum mode, per-tap weights) of ``[R, K]`` taps into ``[rows, D]`` values: one MAC
+    (2 flops) per tap and channel."""
+    return 2 * math.prod(indices_shape) * weight_shape[1]
+
+
+SAMPLING_FLOPS = {aten.grid_sampler_2d: _bilinear_flops, aten.addcmul: _addcmul_flops,
+                  aten._embedding_bag_forward_only: _embedding_bag_flops, aten._embedding_bag: _embedding_bag_flops}
 
 # The papers' figures for R50 at COCO inference size (parameters in millions, GFLOPs); None where not given.
 PAPER: dict[str, tuple[float | None, float | None, str]] = {
