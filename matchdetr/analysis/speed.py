@@ -207,7 +207,8 @@ class _Remote:
             status, value = self.conn.recv()
         except EOFError:
             self.proc.join()
-            raise RuntimeError(f"speed measurement ({IMPLS[self.impl]}) died with exit code {self.proc.exitcode}") from None
+            raise RuntimeError(f"speed measurement ({IMPLS[self.impl]}) died with exit code "
+                               f"{self.proc.exitcode}") from None
         if status == "error":
             raise RuntimeError(f"speed measurement ({IMPLS[self.impl]}) failed: {value}")
         return value
@@ -321,7 +322,8 @@ def docs_block(device: str = "auto", runner: Callable[..., list[SpeedResult]] = 
                         f"--vs-hf` and the same with `--one-process` ({machine()}; 640x640, inference batch 1, "
                         f"training step batch 2; 5 interleaved pairs after 2 warm-up runs each).\n\n"
                         f"Each model in its own process:\n\n{markdown_table(two)}\n\n"
-                        f"Both models in one process (peak memory cannot be told apart there):\n\n{markdown_table(one)}"}
+                        f"Both models in one process (peak memory cannot be told apart there):\n\n"
+                        f"{markdown_table(one)}"}
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience

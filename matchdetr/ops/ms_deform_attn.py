@@ -23,8 +23,9 @@ Dtypes: float16/bfloat16 inputs are upcast to float32 for the computation (a bf1
 good to ~1/256 of the map, and CPU kernels are faster in float32) and the result is cast back to
 ``value.dtype``; float32/float64 are computed as they are. Works on any device and under autograd (first
 order). When traced (ONNX export, which has no ``EmbeddingBag``) and on devices other than CPU and CUDA, the
-``grid_sample`` formulation runs through plain autograd instead; it exports with opset >= 16 (``GridSample``). Under tracing the level sizes stay traced 0-dim tensors (``_level_layout``) instead of Python
-ints, so the exported graph computes the level slices from the input's size: one export serves any image size
+``grid_sample`` formulation runs through plain autograd instead; it exports with opset >= 16 (``GridSample``).
+Under tracing the level sizes stay traced 0-dim tensors (``_level_layout``) instead of Python ints, so the
+exported graph computes the level slices from the input's size: one export serves any image size
 (``matchdetr.export``). Eager calls never take that branch.
 """
 
@@ -157,12 +158,12 @@ def bilinear_taps(sampling_locations: Tensor, hw: list[tuple[int, int]], attenti
         base = iy.mul_(pw).add_(ix).add_(block).add_(pstart).view(rows, points)
         # the corners one by one, then one interleaving copy each: broadcasting over a size-4 axis is slow
         _put(index, level, (base, base + 1, base + pw, base + (pw + 1)), rows)
-        wx0 = 1 - fx
+        wx0, wy0, wy1 = 1 - fx, 1 - fy, fy
         if bilinear is not None:
-            wy0 = 1 - fy
-            _put(bilinear, level, (wy0 * wx0, wy0 * fx, fy * wx0, fy * fx), rows)
-        wy1 = fy if att is None else fy * att[level]
-        wy0 = 1 - fy if att is None else att[level] - wy1  # the attention weight rides on the y weights
+            _put(bilinear, level, (wy0 * wx0, wy0 * fx, wy1 * wx0, wy1 * fx), rows)
+        if att is not None:  # the attention weight rides on the y weights: (a (1 - fy), a fy)
+            wy1 = fy * att[level]
+            wy0 = att[level] - wy1
         _put(weight, level, (wy0 * wx0, wy0 * fx, wy1 * wx0, wy1 * fx), rows)
     if not direct:
         index, weight = torch.stack(index, 1), torch.stack(weight, 1)
@@ -202,14 +203,31 @@ def _tap_dots(index: Tensor, grad: Tensor, rows: Tensor, sparse: bool | None = N
     return torch.cat([torch.einsum("rkd,rd->rk", rows[index[:, i:i + chunk]], grad) for i in range(0, k, chunk)], 1)
 
 
+def _taps_sum(value: Tensor, locations: Tensor, attention: Tensor, hw: list[tuple[int, int]], starts: list[int],
+              keep_bilinear: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The fast path's forward: ``[B * heads * Q, D]`` (rows in (b, m, q) order), and the taps' index and
+    bilinear weights (``bilinear_taps``) for the backward."""
+    index, taps, bil = bilinear_taps(locations, hw, attention, keep_bilinear)
+    return F.embedding_bag(index, padded_rows(value, hw, starts), per_sample_weights=taps, mode="sum"), index, bil
+
+
+def _grids_and_weights(locations: Tensor, attention: Tensor) -> tuple[Tensor, Tensor]:
+    """grid_sample's layouts, one batch entry per (image, head): grids ``[L, B * heads, P, Q, 2]`` in its
+    [-1, 1] convention and attention weights ``[L, B * heads, 1, P, Q]``."""
+    b, q, heads, levels, points, _ = locations.shape
+    grids = (2 * locations - 1).permute(3, 0, 2, 4, 1, 5).reshape(levels, b * heads, points, q, 2)
+    return grids, attention.permute(3, 0, 2, 4, 1).reshape(levels, b * heads, 1, points, q)
+
+
 class _TapsAndWeight(torch.autograd.Function):
     """The fast path's forward with its backward: ``sum_taps attention * bilinear weight * value row``.
 
     Forward: one ``embedding_bag`` (sum mode, per-tap weights) over all levels, points and corners: it reads
     each tap's ``head_dim`` values once and keeps no per-sample tensor. Backward (from the inputs, and the taps
-    when the attention weights need a gradient): the gradients of the value map and of the locations from ATen's ``grid_sampler_2d_backward`` level by
-    level (the bilinear formulas ``grid_sample`` also uses), and that of the attention weights as the taps'
-    dot products with the output gradient (``_tap_dots``), weighted by the bilinear weights.
+    when the attention weights need a gradient): the gradients of the value map and of the locations from
+    ATen's ``grid_sampler_2d_backward`` level by level (the bilinear formulas ``grid_sample`` also uses), and
+    that of the attention weights as the taps' dot products with the output gradient (``_tap_dots``), weighted
+    by the bilinear weights.
     """
 
     @staticmethod
@@ -218,11 +236,11 @@ class _TapsAndWeight(torch.autograd.Function):
         """value ``[B, S, heads, D]``, locations ``[B, Q, heads, L, P, 2]``, attention ``[B, Q, heads, L, P]``
         -> ``[B * heads * Q, D]`` (rows in (b, m, q) order)."""
         need_a = ctx.needs_input_grad[2]
-        index, taps, bil = bilinear_taps(locations, hw, attention, keep_bilinear=need_a)
+        out, index, bil = _taps_sum(value, locations, attention, hw, starts, keep_bilinear=need_a)
         ctx.hw, ctx.starts = hw, starts
         # the taps (int32 + float: 8 bytes a tap) instead of recomputing them: the attention gradient needs them
         ctx.save_for_backward(value, locations, attention, *((index, bil) if need_a else ()))
-        return F.embedding_bag(index, padded_rows(value, hw, starts), per_sample_weights=taps, mode="sum")
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -241,8 +259,7 @@ class _TapsAndWeight(torch.autograd.Function):
             v = value.permute(0, 2, 3, 1).reshape(n, d, s)  # head-major maps, as grid_sample reads them
             # [N, D, 1, Q], contiguous: the products below and grid_sampler's input then need no copy
             g = grad_out.view(n, q, d).transpose(1, 2).contiguous().unsqueeze(2)
-            a = attn.permute(3, 0, 2, 4, 1).reshape(levels, n, 1, points, q)
-            grids = (2 * loc - 1).permute(3, 0, 2, 4, 1, 5).reshape(levels, n, points, q, 2)
+            grids, a = _grids_and_weights(loc, attn)
             gv = torch.zeros_like(v) if need_v else None
             gg = torch.empty_like(grids) if need_loc else None
             # one [N, D, P, Q] buffer for every level's per-sample gradient: on a CPU each fresh buffer of this
@@ -297,7 +314,7 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, level_start: Tensor, s
     """
     hw, starts = _level_layout(value, spatial_shapes, level_start, sampling_locations)
     b, _, heads, head_dim = value.shape
-    _, q, _, levels, points, _ = sampling_locations.shape
+    q = sampling_locations.shape[1]
     dtype = torch.promote_types(torch.promote_types(value.dtype, sampling_locations.dtype), attention_weights.dtype)
     if dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32
@@ -305,16 +322,14 @@ def ms_deform_attn(value: Tensor, spatial_shapes: Tensor, level_start: Tensor, s
     # ONNX export (no EmbeddingBag op) and devices other than CPU / CUDA (whose embedding_bag and sparse
     # kernels this path relies on): the grid_sample formulation, in head-major layouts, through plain autograd
     if _tracing() or value.device.type not in ("cpu", "cuda"):
-        grids = (2 * loc - 1).permute(3, 0, 2, 4, 1, 5).reshape(levels, b * heads, points, q, 2)
-        weights = attn.permute(3, 0, 2, 4, 1).reshape(levels, b * heads, 1, points, q)
+        grids, weights = _grids_and_weights(loc, attn)
         out = _sample_and_weight(v.permute(0, 2, 3, 1).reshape(b * heads, head_dim, value.shape[1]), grids, weights,
                                  hw, starts)
         return out.view(b, heads * head_dim, q).transpose(1, 2).contiguous().to(value.dtype)
     if _needs_autograd(v, loc, attn):
         out = _TapsAndWeight.apply(v, loc, attn, hw, starts)
     else:
-        index, taps, _ = bilinear_taps(loc, hw, attn)
-        out = F.embedding_bag(index, padded_rows(v, hw, starts), per_sample_weights=taps, mode="sum")
+        out = _taps_sum(v, loc, attn, hw, starts)[0]
     # rows (b, m, q) -> [B, Q, heads * D]
     return out.view(b, heads, q, head_dim).permute(0, 2, 1, 3).reshape(b, q, heads * head_dim).to(value.dtype)
 
