@@ -45,3 +45,35 @@ def test_no_hf_twin_for_other_archs():
         hf_config(build("detr-tiny", num_classes=3).config)
     with pytest.raises(ValueError, match="backbone 'efficientnet-lite0'"):
         hf_config(build("deformable-detr-tiny", num_classes=3).config)
+
+
+def test_hf_twin_trains_what_ours_trains_and_drops_out_alike():
+    pytest.importorskip("transformers")
+    import torch
+
+    from matchdetr import build
+    from matchdetr.analysis.hf_twin import hf_twin
+    from matchdetr.config import apply_overrides
+    from matchdetr.interop.hf_deformable_detr import rename_key
+
+    base = build("deformable-detr-tiny", num_classes=3).config
+    cfg = apply_overrides(base, ["model.backbone.name=resnet18", "model.backbone.width=16",
+                                 "model.backbone.weights=", "model.backbone.frozen_stages=1"])
+    from matchdetr import api
+
+    ours = api.from_config(cfg)
+    hf = hf_twin(ours)
+    levels = len(cfg.model.backbone.return_levels)
+    mine = {n for n, p in ours.named_parameters() if p.requires_grad}
+    theirs = {rename_key(n, levels) for n, p in hf.named_parameters() if p.requires_grad}
+    frozen = {rename_key(n, levels) for n, p in hf.named_parameters() if not p.requires_grad}
+    assert theirs == mine and frozen.isdisjoint(mine)
+    # HF's own name test ("stage.1") would have frozen every backbone parameter
+    assert any(n.startswith("backbone.") for n in theirs) and any(n.startswith("backbone.") for n in frozen)
+    assert hf.config.activation_dropout == hf.config.attention_dropout == cfg.model.transformer.dropout
+    hf.train()
+    x = torch.randn(1, 3, 64, 64)
+    labels = [{"class_labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.3]])}]
+    hf(pixel_values=x, pixel_mask=torch.ones(1, 64, 64, dtype=torch.long), labels=labels).loss.backward()
+    stages = [p for n, p in hf.named_parameters() if ".encoder.stages.3." in n]
+    assert stages and all(p.grad is not None and p.grad.abs().sum() > 0 for p in stages)

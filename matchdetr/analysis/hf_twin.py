@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..interop.hf_deformable_detr import convert_state_dict
+from ..interop.hf_deformable_detr import convert_state_dict, rename_key
 
 _NAMES = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet34": ("basic", [3, 4, 6, 3]),
           "resnet50": ("bottleneck", [3, 4, 6, 3]), "resnet101": ("bottleneck", [3, 4, 23, 3])}
@@ -35,14 +35,30 @@ def hf_config(cfg: Any) -> Any:
         decoder_ffn_dim=t.dim_feedforward, num_queries=t.num_queries, two_stage_num_proposals=t.num_queries,
         num_feature_levels=t.num_levels, encoder_n_points=t.enc_points, decoder_n_points=t.dec_points,
         with_box_refine=t.box_refine, two_stage=t.two_stage, dropout=t.dropout,
+        # HF defaults both to 0.0; the original (and ours) apply `dropout` after the FFN's activation and to the
+        # decoder self-attention's weights (nn.MultiheadAttention(dropout=0.1)), so a training step of the twin
+        # draws the same dropouts as ours.
+        activation_dropout=t.dropout, attention_dropout=t.dropout,
     )
 
 
 def hf_twin(ours: Any) -> Any:
-    """An HF model whose weights are copied into ``ours`` as well, so both compute the same function."""
+    """An HF model whose weights are copied into ``ours`` as well, so both compute the same function, and whose
+    trainable parameters are ours', so both training steps do the same work.
+
+    The second part matters: HF's ``DeformableDetrConvEncoder`` means to train ResNet stages 2-4 but tests the
+    names for ``"stage.1"`` where its backbone's are ``encoder.stages.1...``, so every backbone parameter of an
+    HF-ResNet model (``use_timm_backbone=False``) is left frozen, and its backward skips the whole backbone.
+    """
     from transformers import DeformableDetrForObjectDetection
 
     hf = DeformableDetrForObjectDetection(hf_config(ours.config))
-    state = convert_state_dict(hf.state_dict(), ours.state_dict(), len(ours.config.model.backbone.return_levels))
+    levels = len(ours.config.model.backbone.return_levels)
+    state = convert_state_dict(hf.state_dict(), ours.state_dict(), levels)
     ours.load_state_dict({**ours.state_dict(), **state})
+    trainable = {name: p.requires_grad for name, p in ours.named_parameters()}
+    for name, p in hf.named_parameters():
+        mine = rename_key(name, levels)
+        if mine in trainable:
+            p.requires_grad_(trainable[mine])
     return hf
