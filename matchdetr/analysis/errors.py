@@ -106,8 +106,14 @@ def error_breakdown(results: list[dict[str, Any]], coco_gt: dict[str, Any], iou:
     return ErrorBreakdown(rows, iou, per_image, len(coco_gt.get("categories", [])), len(images))
 
 
+# Images per batch when predicting for a breakdown. Batching pads images to the batch's largest, which moves
+# the detections a little, so detections made at another batch size give a (slightly) different breakdown.
+PREDICT_BATCH = 8
+
+
 def model_error_breakdown(model: Detector, dataset: CocoDetection, device: torch.device, iou: float = 0.5,
-                          batch_size: int = 8, num_workers: int = 2, progress: bool = True) -> ErrorBreakdown:
+                          batch_size: int = PREDICT_BATCH, num_workers: int = 2,
+                          progress: bool = True) -> ErrorBreakdown:
     """Predict ``dataset`` (as :func:`matchdetr.api.eval_split` makes it) with ``model`` and break its errors
     down over the model's top-k detections per image."""
     from ..engine.evaluate import make_eval_loader, predict_dataset
