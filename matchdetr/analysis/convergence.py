@@ -1,22 +1,16 @@
 """``matchdetr bench convergence``: several presets trained on the same data at the same budget, seed and batch,
 evaluated at fixed intervals; AP curves, a final COCO table and the per-layer unstable score of each model.
 
-Models run one after another, each in ``OUT/<preset>/`` (a normal run directory), or ``jobs`` at a time in
-worker processes that split the intra-op threads between them (``--jobs 2``: two one-thread trainings on two
-cores do 1.4x the work of one two-thread training, because a tiny model's ops are too small to keep two threads
-busy). Re-running the same command resumes: finished models are read back from their ``bench.json``, a partly
-trained one continues from its newest complete checkpoint.
+Models run one after another, each in ``OUT/<preset>/`` (a normal run directory). Re-running the same command
+resumes: finished models are read back from their ``bench.json``, a partly trained one continues from its
+newest complete checkpoint.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import multiprocessing as mp
-import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +27,7 @@ METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 class ModelRun:
     """What one preset produced: its eval curve ``[(iteration, metrics)]``, final metrics, wall minutes of
     the training session that finished it, the unstable score of the final weights, and their error breakdown
-    (``analysis/errors.py``: percent of the val GTs found, and of those named right, by area range).
-    ``span``: wall-clock start and end (seconds since the epoch) of that session, so that runs made side by side
-    (``jobs`` > 1) add up to the time they took together (:func:`busy_minutes`); ``jobs``: how many runs shared
-    the machine while this one trained (its ``minutes`` are then longer than alone)."""
+    (``analysis/errors.py``: percent of the val GTs found, and of those named right, by area range)."""
 
     preset: str
     curve: list[tuple[int, dict[str, float]]] = field(default_factory=list)
@@ -44,18 +35,6 @@ class ModelRun:
     minutes: float = 0.0
     unstable: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, Any] = field(default_factory=dict)
-    span: tuple[float, float] | None = None
-    jobs: int = 1
-
-
-def busy_minutes(runs: list[ModelRun]) -> float:
-    """Wall minutes the runs took together: the union of their spans (runs side by side count once), plus the
-    ``minutes`` of runs recorded before spans existed."""
-    total, end = 0.0, float("-inf")
-    for a, b in sorted(tuple(r.span) for r in runs if r.span):
-        total += max(0.0, b - max(a, end))
-        end = max(end, b)
-    return total / 60 + sum(r.minutes for r in runs if not r.span)
 
 
 def read_curve(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
@@ -66,7 +45,7 @@ def read_curve(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
 
 
 def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, batch_size: int, seed: int,
-            overrides: list[str], device: str, unstable_images: int, jobs: int = 1) -> ModelRun:
+            overrides: list[str], device: str, unstable_images: int) -> ModelRun:
     """Train (or resume, or read back) one preset; score its unstable matching and break its errors down.
 
     A finished run read back without an error breakdown (written before it existed) gets one, from its saved
@@ -110,7 +89,7 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     score.write(run_dir / "unstable")
     errors = _errors(_final_errors(model, val, dev, run_dir), run_dir)
     run = ModelRun(preset, read_curve(run_dir), dict(result.evaluation.metrics) if result.evaluation else {},
-                   round(minutes, 2), asdict(score), errors, (start, time.time()), jobs)
+                   round(minutes, 2), asdict(score), errors)
     atomic_write_text(done, json.dumps(asdict(run), indent=2))  # its presence marks the model finished
     return run
 
@@ -190,79 +169,22 @@ def _plot(runs: list[ModelRun], out: Path, title: str) -> None:
 
 
 def run_benchmark(models: list[str], data: str, out: str, iters: int, eval_every: int, batch_size: int, seed: int,
-                  overrides: list[str] | None = None, device: str = "auto", unstable_images: int = 20,
-                  jobs: int = 1) -> list[ModelRun]:
-    """Run every preset (resuming), in turn or ``jobs`` at a time, then write the combined outputs; returns the
-    runs in the order of ``models``."""
+                  overrides: list[str] | None = None, device: str = "auto", unstable_images: int = 20) -> list[ModelRun]:
+    """Run every preset in turn (resuming), then write the combined outputs; returns the runs."""
     from ..data.synthetic import generate
 
     for name in models:
         model_config(name)  # unknown names fail before any training
-    if iters < 1 or eval_every < 1 or jobs < 1:
-        raise ValueError(f"--iters, --eval-every and --jobs must be >= 1, got {iters}, {eval_every} and {jobs}")
+    if iters < 1 or eval_every < 1:
+        raise ValueError(f"--iters and --eval-every must be >= 1, got {iters} and {eval_every}")
     data_dir, out_dir = Path(data), Path(out)
     if not (data_dir / "annotations" / "instances_val.json").exists():
         print(f"generating the synthetic dataset in {data_dir} ...")
         generate(data_dir, workers=2)
-    args = (data_dir, out_dir, iters, eval_every, batch_size, seed, overrides or [], device, unstable_images)
-    if jobs > 1:
-        return _run_side_by_side(models, args, jobs)
     runs = []
     for i, name in enumerate(models, 1):
         print(f"[{i}/{len(models)}] {name}: {iters} iterations, batch {batch_size}, seed {seed}")
-        runs.append(run_one(name, *args))
+        runs.append(run_one(name, data_dir, out_dir, iters, eval_every, batch_size, seed, overrides or [], device,
+                            unstable_images))
         write_outputs(runs, out_dir)  # partial results stay readable while later models train
     return runs
-
-
-def _run_logged(threads: int, jobs: int, name: str, args: tuple) -> ModelRun:
-    """A worker's job: one preset with ``threads`` intra-op threads, its output appended to ``RUN/bench.log``."""
-    import torch
-
-    torch.set_num_threads(threads)
-    run_dir = args[1] / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "bench.log", "a", buffering=1) as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log):
-        return run_one(name, *args, jobs=jobs)
-
-
-def _run_side_by_side(models: list[str], args: tuple, jobs: int) -> list[ModelRun]:
-    """``run_one`` for every preset, ``jobs`` at a time in spawned worker processes, the intra-op threads split
-    between them; progress as one line per start and finish (each run's own output goes to its
-    ``bench.log``)."""
-    import torch
-
-    out_dir, iters, batch_size, seed = args[1], args[2], args[4], args[5]
-    threads = max(1, torch.get_num_threads() // jobs)
-    done: dict[str, ModelRun] = {}
-    started = time.time()
-    print(f"{len(models)} presets, {jobs} at a time with {threads} thread(s) each: {iters} iterations, batch "
-          f"{batch_size}, seed {seed}; each run's output in {out_dir}/PRESET/bench.log")
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        pending: dict[Future, str] = {}
-        queue = list(models)
-        try:
-            while queue or pending:
-                while queue and len(pending) < jobs:
-                    name = queue.pop(0)
-                    pending[pool.submit(_run_logged, threads, jobs, name, args)] = name
-                    print(f"  started {name}", flush=True)
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    name = pending.pop(fut)
-                    try:
-                        done[name] = fut.result()
-                    except Exception as err:
-                        raise RuntimeError(f"bench convergence: {name} failed: {err} (its output: "
-                                           f"{out_dir / name / 'bench.log'})") from err
-                    r = done[name]
-                    print(f"[{len(done)}/{len(models)}] {name}: AP {r.final.get('AP', float('nan')):.2f}, "
-                          f"{r.minutes:.1f} min; {(time.time() - started) / 60:.1f} min so far", flush=True)
-                    write_outputs([done[m] for m in models if m in done], out_dir)
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
-    sys.stdout.flush()
-    return [done[m] for m in models]

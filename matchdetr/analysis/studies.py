@@ -164,8 +164,6 @@ def update_document(doc: Path, blocks: dict[str, str]) -> None:
 
 def convergence_blocks(runs: list[ModelRun], out: Path, figures: Path, command: str, budget: str) -> dict[str, str]:
     """One block per study: the command, the table and the two figures (copied next to the document)."""
-    from .convergence import busy_minutes
-
     blocks = {}
     figures.mkdir(parents=True, exist_ok=True)
     for folder in write_study_outputs(runs, out):
@@ -173,30 +171,18 @@ def convergence_blocks(runs: list[ModelRun], out: Path, figures: Path, command: 
         for kind in ("curves", "unstable"):
             shutil.copyfile(folder / f"{kind}.png", figures / f"{name}_{kind}.png")
         rel = figures.name
-        mine = [r for r in runs if r.preset in STUDIES[name].models]
         blocks[f"convergence-{name}"] = (
             f"`{command}` (study `{name}`: {STUDIES[name].note}). AP in percent; unstable score in percent of GTs "
-            f"(lower is more stable).{_side_by_side(mine)}\n\n{convergence_markdown(runs, STUDIES[name])}\n\n"
+            f"(lower is more stable).\n\n{convergence_markdown(runs, STUDIES[name])}\n\n"
             f"![{STUDIES[name].title}]({rel}/{name}_curves.png) ![unstable score]({rel}/{name}_unstable.png)")
     default = [r for r in runs if r.preset in set(study_models())]
     if len(default) < len(study_models()):  # a run of other studies only: the default study's line stays
         return blocks
+    total = sum(r.minutes for r in default)
     blocks["convergence-time"] = (f"The default study ({', '.join(default_studies())}): {len(default)} presets, {budget} "
-                                  f"each, {busy_minutes(default):.1f} min of training, evaluation and scoring in all "
-                                  f"on {machine()} (`{command}`; per preset in the tables below).{_side_by_side(default)}")
+                                  f"each, {total:.1f} min of training, evaluation and scoring in all on {machine()} "
+                                  f"(`{command}`; per preset in the tables below).")
     return blocks
-
-
-def _side_by_side(runs: list[ModelRun]) -> str:
-    """A sentence for a table whose runs trained several at a time (their minutes overlap), else nothing."""
-    jobs = max((r.jobs for r in runs), default=1)
-    if jobs == 1:
-        return ""
-    from .convergence import busy_minutes
-
-    return (f" {sum(r.jobs > 1 for r in runs)} of these {len(runs)} runs trained {jobs} at a time (`--jobs {jobs}`, "
-            f"the threads split between them): their minutes are wall time while sharing the machine; "
-            f"{busy_minutes(runs):.1f} min for the {len(runs)} together.")
 
 
 def run_docs(parts: list[str], doc: Path, make: dict[str, Callable[[], dict[str, str]]]) -> list[str]:

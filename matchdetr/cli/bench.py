@@ -64,9 +64,6 @@ def _add_convergence_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to every model")
-    c.add_argument("--jobs", type=positive_int, default=1,
-                   help="presets trained at a time, each in its own process with its share of the threads (2 on a "
-                        "2-core CPU: 1.4x the throughput of one run with two threads; outputs in OUT/PRESET/bench.log)")
 
 
 def _convergence(a: argparse.Namespace, studies: list[str] | None) -> list:
@@ -76,18 +73,18 @@ def _convergence(a: argparse.Namespace, studies: list[str] | None) -> list:
     models = ([m.strip() for m in a.models.split(",") if m.strip()] if getattr(a, "models", None)
               else study_models(studies))
     return run_benchmark(models, a.data, a.out, a.iters, a.eval_every, a.batch_size, a.seed, a.overrides, a.device,
-                         a.unstable_images, a.jobs)
+                         a.unstable_images)
 
 
 def cmd_bench_convergence(a: argparse.Namespace) -> int:
-    from ..analysis.convergence import busy_minutes, write_outputs
+    from ..analysis.convergence import write_outputs
     from ..analysis.studies import write_study_outputs
 
     studies = [s.strip() for s in a.study.split(",") if s.strip()] if a.study else None
     runs = _convergence(a, studies)
     paths = write_outputs(runs, Path(a.out)) + write_study_outputs(runs, Path(a.out), studies)
     print(Path(a.out, "table.md").read_text())
-    print(f"{len(runs)} presets, {busy_minutes(runs):.1f} min in all")
+    print(f"{len(runs)} presets, {sum(r.minutes for r in runs):.1f} min in all")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
