@@ -91,3 +91,24 @@ def test_report_help(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["report", "--help"])
     assert "results.csv" in capsys.readouterr().out
+
+
+def test_per_class_reports_of_mask_only_and_box_and_mask_evaluations(tmp_path) -> None:
+    from matchdetr.engine.eval_result import EvalResult
+    from matchdetr.reports import write_eval_report
+
+    masks = [{"category_id": 1, "name": "cat", "segm_AP": 40.0, "segm_AP50": 80.0, "num_gt": 3, "num_dets": 4},
+             {"category_id": 5, "name": "dog", "segm_AP": float("nan"), "segm_AP50": float("nan"), "num_gt": 0,
+              "num_dets": 1}]
+    written = write_eval_report(EvalResult({"segm_AP": 40.0}, masks), tmp_path / "segm")
+    assert sorted(p.name for p in written) == ["per_class_ap.csv", "per_class_segm_ap.png"]
+    rows = list(csv.DictReader((tmp_path / "segm" / "per_class_ap.csv").open()))
+    assert list(rows[0]) == ["category_id", "name", "segm_AP", "segm_AP50", "num_gt", "num_dets"]
+    assert rows[0]["name"] == "cat"
+    both = [dict(c, AP=a, AP50=a + 10) for c, a in zip(masks, (10.0, 20.0))]
+    written = write_eval_report(EvalResult({"AP": 15.0, "segm_AP": 40.0}, both), tmp_path / "both")
+    assert sorted(p.name for p in written) == ["per_class_ap.csv", "per_class_ap.png", "per_class_segm_ap.png"]
+    rows = list(csv.DictReader((tmp_path / "both" / "per_class_ap.csv").open()))
+    assert list(rows[0])[2:6] == ["AP", "AP50", "segm_AP", "segm_AP50"] and rows[0]["name"] == "dog"  # by box AP
+    for name in ("per_class_ap.png", "per_class_segm_ap.png"):
+        assert Image.open(tmp_path / "both" / name).size[0] > 0
