@@ -185,3 +185,14 @@ def test_bf16_autocast_keeps_deformable_attention_and_losses_in_fp32(monkeypatch
     assert loss.total.dtype == torch.float32 and torch.isfinite(loss.total)
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in loss.losses.values())
     loss.total.backward()
+
+
+@pytest.mark.parametrize("err", [TrainingStopped("stopped by SIGTERM at iteration 4/20", exit_code=130),
+                                 NonFiniteError("12 non-finite steps in a row")])
+def test_stops_survive_pickling(err):
+    # A stop raised in a worker process (multiprocessing, ProcessPoolExecutor) reaches the parent by pickle.
+    import pickle
+
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is type(err) and str(back) == str(err) and back.exit_code == err.exit_code
+    assert back.args == (str(err),)

@@ -10,7 +10,6 @@ import io
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import matchdetr.models.deformable_attention as deform_module
 from matchdetr.models.deformable_attention import MSDeformAttn

@@ -29,6 +29,18 @@ class TrainingStopped(RuntimeError):
         super().__init__(message)
         self.exit_code = exit_code
 
+    def __reduce__(self) -> tuple:
+        # BaseException pickles as ``cls(*self.args)``, which lacks exit_code here (and NonFiniteError takes
+        # no exit_code at all), so a stop raised in a worker process could not be sent back to its parent.
+        return _rebuild_stopped, (type(self), str(self), self.__dict__)
+
+
+def _rebuild_stopped(cls: type, message: str, state: dict) -> TrainingStopped:
+    err = RuntimeError.__new__(cls, message)
+    err.args = (message,)
+    err.__dict__.update(state)
+    return err
+
 
 class NonFiniteError(TrainingStopped):
     """Too many consecutive non-finite steps: the run saved its last good weights and stopped."""

@@ -30,7 +30,8 @@ from ..out_paths import output_dir
 # Files and folders a run (training, its evaluations, `report`, `demo`, `analyze` defaults) writes into its
 # directory. Folders are removed whole: nothing else writes into them.
 RUN_FILES = ("config.json", "metrics.jsonl", "results.csv", "model.safetensors", "training_curves.png",
-             "predictions.png", "per_class_ap.csv", "per_class_ap.png", "per_class_segm_ap.png", "pr_curves.png", "pr_curves.npz")
+             "predictions.png", "per_class_ap.csv", "per_class_ap.png", "per_class_segm_ap.png", "pr_curves.png",
+             "pr_curves.npz")
 RUN_FOLDERS = ("eval", "tensorboard", "unstable", "errors")
 _CHECKPOINT_FILE = re.compile(r"^(iter_\d+\.(safetensors|state\.pt)|\.iter_\d+\.(safetensors|state\.pt)\..*\.tmp)$")
 
