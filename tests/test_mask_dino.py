@@ -80,6 +80,26 @@ def test_branches_are_shared_and_train_step_runs():
     assert head.mask_embed.layers[0].weight.grad is not None
 
 
+def test_eval_computes_only_the_last_layers_masks():
+    # In eval only the final masks are read (post-processing); the earlier layers' classes and boxes stay for
+    # the unstable score. The final masks are the same either way.
+    det = _model().eval()
+    images = torch.randn(1, 3, 128, 160)
+    with torch.no_grad():
+        out = det(images)
+        head = det.head
+        memory = det.fusion(det.encoder(det.neck(det.backbone(images, torch.zeros(1, 128, 160, dtype=torch.bool)),
+                                                   torch.zeros(1, 128, 160, dtype=torch.bool))))
+        decoded = det.decoder(det.queries(memory, None), memory)
+        head.train()
+        every = head(decoded.hidden, decoded.references, memory)
+        head.eval()
+    assert out.masks is not None and out.masks.shape == (1, 12, 32, 40)
+    assert out.aux and all(p.masks is None and p.boxes.shape == (1, 12, 4) for p in out.aux)
+    assert all(p.masks is not None for p in every)
+    torch.testing.assert_close(out.masks, every[-1].masks)
+
+
 def test_seg_denoising_groups_follow_the_batch():
     label_enc = torch.nn.Embedding(6, 8)
     t = [Target(torch.rand(30, 4) * 0.5 + 0.25, torch.zeros(30, dtype=torch.long), 0, (10, 10), (10, 10))]

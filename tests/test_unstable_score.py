@@ -61,6 +61,37 @@ def test_unstable_score_per_layer(synth_dir, name, first):
     assert score.scores == pytest.approx([100 * c / score.num_gt for c in changed])
 
 
+def test_unstable_score_of_mask_dino_matches_every_layers_masks(synth_dir):
+    # Mask-DINO's matcher has mask costs, so every layer's masks are needed, though in eval the head computes
+    # only the last layer's (tests/test_mask_dino.py); the score's matches equal those of train-mode outputs.
+    cfg = _micro("maskdino-tiny")
+    ds = CocoDetection(resolve_split(synth_dir, "val"), build_transforms(cfg.data, train=False), masks=True)
+    cfg.model.num_classes = len(ds.label_map)
+    torch.manual_seed(0)
+    model = api.from_config(cfg, ds.label_map)
+    matcher = build_matcher(cfg.model)
+    from matchdetr.matching.mask_costs import DiceCost, MaskBCECost
+
+    assert any(isinstance(c, (MaskBCECost, DiceCost)) for w, c in matcher.costs if w)
+
+    def seeded(pred, targets):  # the mask costs sample their points from the global generator
+        torch.manual_seed(1)
+        return matcher(pred, targets)
+
+    score = unstable_score(model, ds, seeded, torch.device("cpu"), num_images=4, batch_size=4)
+    assert score.layers == [1, 2, 3] and score.num_gt > 0 and model.training
+    from matchdetr.data.collate import collate
+
+    b = collate([ds[i] for i in range(4)])
+    model.eval()
+    model.head.train()  # every layer's masks; the rest of the model in eval, as in the score
+    with torch.no_grad():
+        preds, _ = layer_predictions(model(b.images, b.pixel_mask))
+    assert all(p.masks is not None for p in preds)
+    changed = count_changes([seeded(p, b.targets) for p in preds])
+    assert score.scores == pytest.approx([100 * c / score.num_gt for c in changed])
+
+
 def test_analyze_unstable_cli(synth_dir, tmp_path, capsys):
     cfg = _micro("dino-tiny")
     cfg.model.num_classes = 10

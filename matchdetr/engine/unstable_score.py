@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data.collate import collate
 from ..matching.hungarian import HungarianMatcher
+from ..models.plugins.mask_head import every_layer_masks
 from ..structures import DetectorOutput, Prediction, Target
 
 
@@ -93,7 +94,8 @@ def unstable_score(model: torch.nn.Module, dataset: Dataset, matcher: HungarianM
     try:
         for batch in loader:
             batch = batch.to(device)
-            out = model(batch.images, batch.pixel_mask)
+            with every_layer_masks(model):  # a mask-matching cost matches each layer's masks, as in training
+                out = model(batch.images, batch.pixel_mask)
             preds, first = layer_predictions(out)
             targets: list[Target] = batch.targets
             changed = count_changes([matcher(p, targets) for p in preds])

@@ -11,7 +11,8 @@ LN(x)), so the decoder's norm stays unshared: safetensors files hold no tensor t
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,7 @@ class MaskHead(nn.Module):
     def __init__(self, detection: DetectionHead, dim: int, mask_dim: int) -> None:
         super().__init__()
         self.detection = detection
+        self.every_layer_masks = False  # in eval too (see forward and every_layer_masks below)
         self.norm = nn.LayerNorm(dim)
         self.mask_embed = MLP(dim, dim, mask_dim, 3)
 
@@ -45,14 +47,38 @@ class MaskHead(nn.Module):
             raise ValueError("MaskHead needs Memory.pixel_embed: add the PixelEmbedding plug-in")
         return torch.einsum("bqc,bchw->bqhw", self.mask_embed(self.norm(hidden)), memory.pixel_embed)
 
-    def predict(self, layer: int, hidden: Tensor, reference: Tensor | None, memory: Memory) -> Prediction:
+    def predict(self, layer: int, hidden: Tensor, reference: Tensor | None, memory: Memory,
+                with_masks: bool = True) -> Prediction:
         delta = self.box_delta(layer, hidden)
         boxes = torch.sigmoid(delta) if reference is None else apply_box_delta(reference, delta)
-        return Prediction(logits=self.classify(layer, hidden), boxes=boxes, masks=self.masks(hidden, memory))
+        return Prediction(logits=self.classify(layer, hidden), boxes=boxes,
+                          masks=self.masks(hidden, memory) if with_masks else None)
 
     def forward(self, hidden: Tensor, references: Sequence[Tensor] | None = None,
                 memory: Memory | None = None) -> list[Prediction]:
-        """hidden ``[L, B, Q, d]``, references: L ``[B, Q, 4]`` -> L predictions with masks."""
+        """hidden ``[L, B, Q, d]``, references: L ``[B, Q, 4]`` -> L predictions, with masks in training and
+        for the last layer in eval.
+
+        Only the losses read the earlier layers' masks (one ``[B, Q, H/4, W/4]`` map each: 80 MB per image and
+        layer for 300 queries at 800x1333), so in eval they are not computed; their classes and boxes stay
+        (the unstable score reads them, inside :func:`every_layer_masks` when its matcher has mask costs)."""
         if memory is None:
             raise ValueError("MaskHead needs the memory (its pixel embedding)")
-        return [self.predict(i, h, None if references is None else references[i], memory) for i, h in enumerate(hidden)]
+        last = len(hidden) - 1
+        return [self.predict(i, h, None if references is None else references[i], memory,
+                             with_masks=self.training or self.every_layer_masks or i == last) for i, h in enumerate(hidden)]
+
+
+@contextmanager
+def every_layer_masks(model: nn.Module) -> Iterator[None]:
+    """Within the block, every :class:`MaskHead` in ``model`` predicts every layer's masks in eval too (for
+    diagnostics that match each layer as training does, with the mask costs)."""
+    heads = [m for m in model.modules() if isinstance(m, MaskHead)]
+    before = [h.every_layer_masks for h in heads]
+    for h in heads:
+        h.every_layer_masks = True
+    try:
+        yield
+    finally:
+        for h, b in zip(heads, before):
+            h.every_layer_masks = b
