@@ -9,11 +9,14 @@ read from the metadata ``matchdetr export`` stores in the file:
 - resize: DETR's shorter side -> ``test_size``, longer side capped at ``test_max_size`` (``int`` truncation
   kept), PIL bilinear;
 - normalise: ``(x / 255 - mean) / std`` in float32; batch zero-padded top-left, ``pixel_mask`` True on padding;
-- post-process: sigmoid, top-k over (queries x classes), boxes scaled to the original image, optional
-  class-aware NMS, score threshold (strictly above), boxes clamped to the image.
+- post-process: sigmoid, top-k over (queries x classes), boxes scaled to the original image; for an
+  instance-segmentation model each detection's mask (stride-4 logits bilinear to the padded input, the image
+  cut out, bilinear to the original size, logit > 0) and its score times the mask's mean probability
+  (``models/postprocess.py: instance_masks``); optional class-aware NMS, score threshold (strictly above),
+  boxes clamped to the image.
 
 Results are HF-style dicts with numpy values: ``scores [K]``, ``labels [K]`` (dataset category ids),
-``boxes [K, 4]`` xyxy pixels, ``names``.
+``boxes [K, 4]`` xyxy pixels, ``names``, and ``masks [K, H, W]`` bool where the model predicts masks.
 """
 
 from __future__ import annotations
@@ -58,6 +61,39 @@ def _as_pil(item: Any) -> Image.Image:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+
+
+def _resize_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of torch's bilinear resize along one axis (``align_corners=False``, no
+    antialias): source ``max((o + 0.5) * n_in / n_out - 0.5, 0)``, in float32 as torch computes it."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    src = np.maximum((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5), 0)
+    i0 = np.minimum(src.astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, np.minimum(src - i0.astype(np.float32), np.float32(1))
+
+
+def resize_bilinear(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """``x [K, h, w]`` -> ``[K, out_h, out_w]`` float32, as ``F.interpolate(mode="bilinear",
+    align_corners=False)`` (separable: rows, then columns)."""
+    x = x.astype(np.float32, copy=False)
+    i0, i1, lam = _resize_axis(x.shape[1], out_h)
+    x = x[:, i0] * (1 - lam)[None, :, None] + x[:, i1] * lam[None, :, None]
+    j0, j1, mu = _resize_axis(x.shape[2], out_w)
+    return x[:, :, j0] * (1 - mu) + x[:, :, j1] * mu
+
+
+def instance_masks(logits: np.ndarray, input_hw: tuple[int, int], orig_hw: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """numpy twin of ``models/postprocess.py: instance_masks``: logits ``[K, h, w]`` at stride 4 of the padded
+    batch -> bool masks ``[K, H, W]`` of the original image and each mask's mean probability inside it."""
+    h4, w4 = logits.shape[-2:]
+    up = resize_bilinear(logits, 4 * h4, 4 * w4)[:, : input_hw[0], : input_hw[1]]
+    up = resize_bilinear(up, *orig_hw)
+    masks = up > 0
+    inside = masks.reshape(len(masks), -1)
+    score = (_sigmoid(up).reshape(len(masks), -1) * inside).sum(1) / (inside.sum(1) + np.float32(1e-6))
+    return masks, score.astype(np.float32)
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -125,37 +161,49 @@ class OnnxDetector:
         feed = {"images": batch, "pixel_mask": mask}
         return {k: feed[k] for k in self.meta["inputs"]}
 
-    def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Raw ``logits [B, Q, C]`` and ``boxes [B, Q, 4]`` normalised cxcywh."""
-        logits, boxes = self.session.run(["logits", "boxes"], feed)
-        return logits, boxes
+    def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Raw ``logits [B, Q, C]``, ``boxes [B, Q, 4]`` normalised cxcywh and, for an instance-segmentation
+        model, ``masks [B, Q, H/4, W/4]`` logits (else None)."""
+        with_masks = "masks" in {o.name for o in self.session.get_outputs()}
+        out = self.session.run(["logits", "boxes", "masks"] if with_masks else ["logits", "boxes"], feed)
+        return out[0], out[1], out[2] if with_masks else None
 
     def postprocess(self, logits: np.ndarray, boxes: np.ndarray, sizes: Sequence[tuple[int, int]],
-                    threshold: float) -> list[dict[str, Any]]:
-        """``PostProcessor`` + the threshold of ``api.predict``; sizes: original ``(w, h)`` per image."""
+                    threshold: float, masks: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """``PostProcessor`` + the threshold of ``api.predict``; sizes: original ``(w, h)`` per image; masks:
+        the mask logits of :meth:`run` (the images' padded input sizes follow from the resize rule)."""
         num_classes = logits.shape[-1]
         k = min(int(self.meta["postprocess_topk"]), logits.shape[1] * num_classes)
         results = []
-        for lg, bx, (w, h) in zip(logits, boxes, sizes):
+        for i, (lg, bx, (w, h)) in enumerate(zip(logits, boxes, sizes)):
             scores = _sigmoid(lg).reshape(-1)
             top = np.argsort(-scores, kind="stable")[:k]
             top_scores, query, labels = scores[top], top // num_classes, top % num_classes
             cx, cy, bw, bh = bx[query].astype(np.float32).T
             xyxy = np.stack((cx - 0.5 * bw, cy - 0.5 * bh, cx + 0.5 * bw, cy + 0.5 * bh), -1)
             xyxy = xyxy * np.asarray([w, h, w, h], dtype=np.float32)
+            inst = None
+            if masks is not None:  # before NMS and the threshold, which read the mask-weighted scores
+                input_hw = resized_hw((w, h), self.meta["test_size"], self.meta["test_max_size"])
+                inst, mask_scores = instance_masks(masks[i][query], input_hw, (h, w))
+                top_scores = top_scores * mask_scores
             if self.meta.get("nms_iou", 0.0) > 0:
                 kept = class_aware_nms(xyxy, top_scores, labels, float(self.meta["nms_iou"]))
                 xyxy, top_scores, labels = xyxy[kept], top_scores[kept], labels[kept]
+                inst = None if inst is None else inst[kept]
             keep = top_scores > threshold
             xyxy, top_scores, labels = xyxy[keep], top_scores[keep], labels[keep]
             xyxy[:, 0::2] = xyxy[:, 0::2].clip(0, w)
             xyxy[:, 1::2] = xyxy[:, 1::2].clip(0, h)
-            results.append({
+            result = {
                 "scores": top_scores,
                 "labels": np.asarray([self.category_ids[int(l)] for l in labels], dtype=np.int64),
                 "boxes": xyxy,
                 "names": [self.names[int(l)] for l in labels],
-            })
+            }
+            if inst is not None:
+                result["masks"] = inst[keep]
+            results.append(result)
         return results
 
     def predict(self, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
@@ -165,8 +213,8 @@ class OnnxDetector:
         results: list[dict[str, Any]] = []
         for start in range(0, len(pils), batch_size):
             chunk = pils[start : start + batch_size]
-            logits, boxes = self.run(self.preprocess(chunk))
-            results += self.postprocess(logits, boxes, [im.size for im in chunk], threshold)
+            logits, boxes, masks = self.run(self.preprocess(chunk))
+            results += self.postprocess(logits, boxes, [im.size for im in chunk], threshold, masks)
         return results
 
 

@@ -193,3 +193,61 @@ def test_onnx_and_pytorch_paths_decode_every_file_the_same(tmp_path):
     f = np.asarray(onnx_predict._as_pil(str(tmp_path / "f.tif")))
     assert f.max() == 128  # a float image in [0, 1] keeps its scale: 0.5 -> 128, not 255
     assert np.asarray(onnx_predict._as_pil(str(tmp_path / "rot.jpg"))).shape[:2] == (24, 16)  # rotated upright
+
+
+@pytest.mark.parametrize("shape,out", [((3, 5, 7), (20, 28)), ((2, 12, 9), (5, 4)), ((1, 8, 10), (13, 37))])
+def test_numpy_bilinear_resize_equals_torch(shape, out) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from matchdetr.onnx_predict import resize_bilinear
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    ref = F.interpolate(x[None], size=out, mode="bilinear", align_corners=False)[0]
+    np.testing.assert_allclose(resize_bilinear(x.numpy(), *out), ref.numpy(), atol=1e-5)
+
+
+def test_numpy_instance_masks_equal_torch() -> None:
+    import torch
+
+    from matchdetr.models.postprocess import instance_masks as torch_masks
+    from matchdetr.onnx_predict import instance_masks
+
+    logits = 4 * torch.randn(6, 10, 12, generator=torch.Generator().manual_seed(1))  # padded 40x48 input
+    ref_masks, ref_score = torch_masks(logits, torch.tensor([37, 30]), torch.tensor([75, 61]))
+    masks, score = instance_masks(logits.numpy(), (37, 30), (75, 61))
+    assert masks.shape == (6, 75, 61) and masks.dtype == bool
+    assert (masks != ref_masks.numpy()).mean() < 1e-3  # a logit within float rounding of 0 may flip
+    np.testing.assert_allclose(score, ref_score.numpy(), atol=1e-4)
+
+
+def test_onnx_mask_model_gives_the_masks_of_the_torch_path(tmp_path) -> None:
+    # Mask-DINO exported: masks, and scores weighted by the masks, as Detector.predict gives them.
+    from matchdetr.data.coco import LabelMap
+
+    det = micro_model("maskdino-tiny", num_classes=2, seed=3)
+    det.label_map = LabelMap([1, 5], ["a", "b"])
+    path = export_onnx(det, tmp_path / "mask.onnx")
+    rng = np.random.default_rng(1)
+    files = []
+    for name, (w, h) in {"p": (150, 100), "q": (90, 130)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+        files.append(tmp_path / f"{name}.png")
+    for t, o in zip(det.predict(files, threshold=0.0), OnnxDetector(path).predict(files, threshold=0.0)):
+        assert set(o) == {"scores", "labels", "boxes", "names", "masks"}
+        _same(t, o)
+        n = min(len(t["scores"]), len(o["scores"]), 30)
+        assert o["masks"].shape[1:] == t["masks"].shape[1:] and o["masks"].dtype == bool
+        assert (o["masks"][:n] != t["masks"][:n].numpy()).mean() < 1e-2
+    # the command line without torch: masks drawn and written as COCO RLE
+    out, coco = tmp_path / "out", tmp_path / "coco.json"
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from matchdetr.cli import main\n"
+            f"sys.exit(main(['predict', '--model', {str(path)!r}, {str(files[0])!r}, '--out', {str(out)!r}, "
+            f"'--threshold', '0.0', '--coco-json', {str(coco)!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(coco.read_text())
+    assert results and all(set(r["segmentation"]) == {"size", "counts"} for r in results)
+    assert results[0]["segmentation"]["size"] == [100, 150]
