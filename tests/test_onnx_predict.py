@@ -24,6 +24,19 @@ from test_export_onnx import micro_model  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _cli_without_torch(args: list[str], also_block: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``matchdetr <args>`` in a fresh interpreter where ``import torch`` (and ``also_block``) raises
+    ImportError; it also fails if any torch module got loaded."""
+    blocked = "; ".join(f"sys.modules[{m!r}] = None" for m in ("torch", *also_block))
+    code = (f"import sys; {blocked}\n"
+            "from matchdetr.cli import main\n"
+            f"rc = main({[str(a) for a in args]!r})\n"
+            "assert not any(m == 'torch' or m.startswith('torch.') for m, v in sys.modules.items() if v is not None)\n"
+            "sys.exit(rc)\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def test_resize_rule_equals_torch_path() -> None:
     for w in range(1, 400, 7):
         for h in range(1, 400, 11):
@@ -71,14 +84,8 @@ def test_onnx_detector_matches_torch_predict(exported) -> None:
 def test_cli_predict_onnx_without_torch(exported, tmp_path) -> None:
     det, path, images = exported
     out, coco = tmp_path / "out", tmp_path / "coco.json"
-    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
-            "from matchdetr.cli import main\n"
-            f"rc = main(['predict', '--model', {str(path)!r}, {str(images)!r}, '--out', {str(out)!r}, "
-            f"'--threshold', '0.0', '--coco-json', {str(coco)!r}])\n"
-            "assert not any(m == 'torch' or m.startswith('torch.') for m, v in sys.modules.items() if v is not None)\n"
-            "sys.exit(rc)\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    proc = _cli_without_torch(["predict", "--model", path, images, "--out", out, "--threshold", "0.0",
+                               "--coco-json", coco])
     assert proc.returncode == 0, proc.stderr
     assert "3 images" in proc.stdout and "COCO results" in proc.stdout
     records = json.loads((out / "detections.json").read_text())
@@ -111,12 +118,8 @@ def test_onnx_predict_errors(tmp_path, exported) -> None:
 def test_video_without_reader_is_one_line_error(tmp_path, exported) -> None:
     _, path, _ = exported
     (tmp_path / "clip.mp4").write_bytes(b"\x00" * 64)
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['cv2'] = None\n"
-            "from matchdetr.cli import main\n"
-            f"sys.exit(main(['predict', '--model', {str(path)!r}, {str(tmp_path / 'clip.mp4')!r}, "
-            f"'--out', {str(tmp_path / 'o')!r}]))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = _cli_without_torch(["predict", "--model", path, tmp_path / "clip.mp4", "--out", tmp_path / "o"],
+                              also_block=("cv2",))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "matchdetr[video]" in proc.stderr
 
@@ -241,12 +244,8 @@ def test_onnx_mask_model_gives_the_masks_of_the_torch_path(tmp_path) -> None:
         assert (o["masks"][:n] != t["masks"][:n].numpy()).mean() < 1e-2
     # the command line without torch: masks drawn and written as COCO RLE
     out, coco = tmp_path / "out", tmp_path / "coco.json"
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "from matchdetr.cli import main\n"
-            f"sys.exit(main(['predict', '--model', {str(path)!r}, {str(files[0])!r}, '--out', {str(out)!r}, "
-            f"'--threshold', '0.0', '--coco-json', {str(coco)!r}]))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = _cli_without_torch(["predict", "--model", path, files[0], "--out", out, "--threshold", "0.0",
+                               "--coco-json", coco])
     assert proc.returncode == 0, proc.stderr
     results = json.loads(coco.read_text())
     assert results and all(set(r["segmentation"]) == {"size", "counts"} for r in results)
