@@ -91,9 +91,10 @@ def instance_masks(logits: np.ndarray, input_hw: tuple[int, int], orig_hw: tuple
     up = resize_bilinear(logits, 4 * h4, 4 * w4)[:, : input_hw[0], : input_hw[1]]
     up = resize_bilinear(up, *orig_hw)
     masks = up > 0
-    inside = masks.reshape(len(masks), -1)
-    score = (_sigmoid(up).reshape(len(masks), -1) * inside).sum(1) / (inside.sum(1) + np.float32(1e-6))
-    return masks, score.astype(np.float32)
+    # the sigmoid only where it is summed (logit > 0: no overflow in float32, no float64 copy of [K, H, W])
+    prob = np.where(masks, np.float32(1) / (np.float32(1) + np.exp(-np.maximum(up, np.float32(0)))), np.float32(0))
+    inside = masks.reshape(len(masks), -1).sum(1)
+    return masks, (prob.reshape(len(masks), -1).sum(1) / (inside + np.float32(1e-6))).astype(np.float32)
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -142,6 +143,9 @@ class OnnxDetector:
         self.names: list[str] = [str(n) for n in labels["names"]]
         self.mean = np.asarray(self.meta["mean"], dtype=np.float32).reshape(3, 1, 1)
         self.std = np.asarray(self.meta["std"], dtype=np.float32).reshape(3, 1, 1)
+        # an instance-segmentation export also outputs mask logits (matchdetr.export)
+        self.outputs = ["logits", "boxes"] + (["masks"] if "masks" in {o.name for o in self.session.get_outputs()}
+                                              else [])
 
     def preprocess(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
         """Resize, normalise and pad like the PyTorch path: ``images [B, 3, H, W]`` and ``pixel_mask``."""
@@ -164,9 +168,8 @@ class OnnxDetector:
     def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Raw ``logits [B, Q, C]``, ``boxes [B, Q, 4]`` normalised cxcywh and, for an instance-segmentation
         model, ``masks [B, Q, H/4, W/4]`` logits (else None)."""
-        with_masks = "masks" in {o.name for o in self.session.get_outputs()}
-        out = self.session.run(["logits", "boxes", "masks"] if with_masks else ["logits", "boxes"], feed)
-        return out[0], out[1], out[2] if with_masks else None
+        out = self.session.run(self.outputs, feed)
+        return out[0], out[1], out[2] if len(out) > 2 else None
 
     def postprocess(self, logits: np.ndarray, boxes: np.ndarray, sizes: Sequence[tuple[int, int]],
                     threshold: float, masks: np.ndarray | None = None) -> list[dict[str, Any]]:

@@ -64,9 +64,9 @@ class MaskHead(nn.Module):
         (the unstable score reads them, inside :func:`every_layer_masks` when its matcher has mask costs)."""
         if memory is None:
             raise ValueError("MaskHead needs the memory (its pixel embedding)")
-        last = len(hidden) - 1
-        return [self.predict(i, h, None if references is None else references[i], memory,
-                             with_masks=self.training or self.every_layer_masks or i == last) for i, h in enumerate(hidden)]
+        every, last = self.training or self.every_layer_masks, len(hidden) - 1
+        return [self.predict(i, h, None if references is None else references[i], memory, every or i == last)
+                for i, h in enumerate(hidden)]
 
 
 @contextmanager
