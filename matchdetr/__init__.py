@@ -16,7 +16,7 @@ __all__ = ["build", "load", "Detector", "list_presets", "__version__"]
 
 def __getattr__(name: str) -> Any:
     # Imported on first use (PEP 562), so that torch-free parts (`matchdetr predict --model x.onnx`, which runs
-    # on onnxruntime alone, and `matchdetr.onnx_predict`) can be imported where torch is not installed.
+    # on onnxruntime alone, and `matchdetr.inference.onnx_predict`) can be imported where torch is not installed.
     if name in ("build", "load"):
         from . import api
 

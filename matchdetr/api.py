@@ -127,7 +127,7 @@ def predict(detector: Detector, images: Any, threshold: float = 0.3, batch_size:
 
     The shape of HF transformers' ``post_process_object_detection`` for focal-loss DETRs (top-k over queries x
     classes, then ``score > threshold``, sorted by score; tested against it), plus ``names``; boxes are clipped
-    to the image. :func:`matchdetr.predict_io.to_coco_results` turns them into COCO results entries."""
+    to the image. :func:`matchdetr.inference.predict_io.to_coco_results` turns them into COCO results entries."""
     from .data.collate import collate
     from .data.transforms import build_transforms
 

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1] / "matchdetr"
 
 # Layers that models/, losses/ and matching/ must not import: what configures, trains, converts or runs them.
 ABOVE = {"config", "losses", "matching", "engine", "interop", "api", "cli", "compose", "data", "analysis",
-         "presets", "finetune", "export", "reports"}
+         "presets", "inference", "reports"}
+PACKAGE = {p.stem if p.is_file() else p.name for p in ROOT.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
 
 
 def _module(path: Path) -> str:
@@ -96,12 +97,13 @@ def test_graph_reader_sees_relative_and_lazy_imports() -> None:
 # What each lower layer may not import (the criterion holds a matcher, so losses may import matching). The
 # engine trains what the composition root builds: it may use compose, data and config, never the user-facing
 # layers (api, cli), the commands' analyses, the converters or the presets (the composition root in turn may
-# hand the criterion the engine's all-reduce); data reads only its config section; ops import nothing above.
+# hand the criterion the engine's all-reduce); data reads only its config section; ops import nothing above; io (decoding, atomic writes, safe loading, output
+# paths, progress) sits at the bottom and imports nothing of the package.
 FORBIDDEN = {"models": ABOVE, "losses": (ABOVE - {"losses", "matching"}) | {"models"},
              "matching": (ABOVE - {"matching"}) | {"models"},
-             "engine": {"api", "cli", "analysis", "interop", "presets", "finetune", "export", "reports", "demo",
-                        "predict_io", "onnx_predict"},
-             "compose": {"api", "cli", "analysis", "presets", "finetune", "export", "reports", "demo"},
+             "engine": {"api", "cli", "analysis", "interop", "presets", "inference", "reports"},
+             "compose": {"api", "cli", "analysis", "presets", "inference", "reports"},
+             "io": PACKAGE - {"io", "__init__", "__main__"},
              "data": (ABOVE - {"data", "config"}) | {"models"}, "ops": ABOVE | {"models"}}
 
 

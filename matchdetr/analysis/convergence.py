@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_text, read_jsonl
+from ..io.files import atomic_write_text, read_jsonl
 from .errors import ErrorBreakdown
 from .variants import model_config
 from ..engine.unstable_score import UnstableScore
@@ -147,7 +147,7 @@ def write_outputs(runs: list[ModelRun], out: Path, title: str = "Convergence on 
 
 
 def _plot(runs: list[ModelRun], out: Path, title: str) -> None:
-    from ..reports import figure, save_figure
+    from ..reports.report import figure, save_figure
 
     fig = figure((6.4, 4.2))
     ax = fig.add_subplot()

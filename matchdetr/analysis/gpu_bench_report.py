@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_text
-from ..out_paths import OutputPathError, output_dir
+from ..io.files import atomic_write_text
+from ..io.out_paths import OutputPathError, output_dir
 
 RESULT_FILES = ("gpu_bench.json", "gpu_bench.md")
 

@@ -117,7 +117,7 @@ def parameter_table(names: list[str], num_classes: int = 91) -> list[str]:
         cache[header_key] = HEADER
         for name in (n for n in missing if n is not None):
             cache[keys[name]] = ModelCost(name, *count_parameters(name, num_classes), None).row()
-        from ..fileio import atomic_write_json
+        from ..io.files import atomic_write_json
 
         try:
             atomic_write_json(path, cache)

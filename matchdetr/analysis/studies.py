@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ..fileio import atomic_write_text
+from ..io.files import atomic_write_text
 from .variants import VARIANTS, model_config  # noqa: F401  (re-exported: a study entry's config)
 
 if TYPE_CHECKING:

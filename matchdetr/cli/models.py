@@ -71,7 +71,7 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
 
 def cmd_convert_hf(a: argparse.Namespace) -> int:
     from ..interop.hf_deformable_detr import convert_hf_deformable_detr
-    from ..out_paths import output_file
+    from ..io.out_paths import output_file
 
     output_file(a.out, "OUT")
     out = convert_hf_deformable_detr(a.src, a.out)
@@ -81,7 +81,7 @@ def cmd_convert_hf(a: argparse.Namespace) -> int:
 
 def cmd_convert_official(a: argparse.Namespace) -> int:
     from ..interop.official import NMS_IOU, convert_official
-    from ..out_paths import output_file
+    from ..io.out_paths import output_file
 
     output_file(a.out, "OUT")
     out = convert_official(a.family, a.src, a.out, a.preset, nms=a.nms, overrides=a.overrides)

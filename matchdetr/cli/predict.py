@@ -33,14 +33,14 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.model and a.compile:
         raise ValueError("predict: --compile is for --checkpoint models; an ONNX --model runs on onnxruntime")
     if a.model:  # onnxruntime only: nothing on this path imports torch
-        from ..onnx_predict import predict_command
+        from ..inference.onnx_predict import predict_command
 
         print(predict_command(a.model, a.images, a.out, a.threshold, a.coco_json, a.coco_gt, a.every))
         return 0
     from .. import api
     from ..data.images import load_rgb
     from ..engine.distributed import init_from_env
-    from ..predict_io import check_outputs, run_predict, summary_line
+    from ..inference.predict_io import check_outputs, run_predict, summary_line
 
     plan = check_outputs(a.images, a.out, a.coco_json)  # before loading the model
     model = api.load(a.checkpoint, map_location=init_from_env(a.device))
@@ -76,8 +76,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(a: argparse.Namespace) -> int:
     from .. import api
-    from ..export import check_onnx, check_opset, export_onnx
-    from ..out_paths import output_file
+    from ..inference.export import check_onnx, check_opset, export_onnx
+    from ..io.out_paths import output_file
 
     size = None
     if a.size:
@@ -110,8 +110,8 @@ def add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    from ..out_paths import output_dir
-    from ..reports import write_run_report
+    from ..io.out_paths import output_dir
+    from ..reports.report import write_run_report
 
     if not Path(a.run_dir).is_dir():
         raise FileNotFoundError(f"{a.run_dir}: no such run directory")

@@ -29,7 +29,7 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
 
 def cmd_synth(a: argparse.Namespace) -> int:
     from ..data.synthetic import generate
-    from ..out_paths import output_dir
+    from ..io.out_paths import output_dir
 
     if a.min_side > a.max_side:
         raise ConfigError(f"--min-side {a.min_side} is larger than --max-side {a.max_side}")

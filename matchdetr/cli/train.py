@@ -107,7 +107,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..data.coco import resolve_split
 
     if a.out:
-        from ..out_paths import output_dir
+        from ..io.out_paths import output_dir
 
         output_dir(a.out)  # before the evaluation, not after it
     paths = resolve_split(a.data, a.split, a.val_images, a.val_ann)
@@ -127,7 +127,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if result is not None:
         print(result.table())
         if a.out:
-            from ..reports import write_eval_report
+            from ..reports.report import write_eval_report
 
             written = write_eval_report(result, a.out)
             print(f"wrote {Path(a.out) / 'metrics.json'}" + "".join(f", {p.name}" for p in written))
@@ -148,6 +148,6 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from ..demo import run_demo
+    from .demo import run_demo
 
     return run_demo(model=a.model, data=a.data, out=a.out, iters=a.iters, device=a.device)

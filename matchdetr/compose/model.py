@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..config import Config, ConfigError
-from ..config_checks import check_model
+from ..config.checks import check_model
 from ..data.label_map import LabelMap
 from ..models.detector import Detector
 from .detectors import build_model

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..decode import IMAGE_SUFFIXES  # noqa: F401  (the one extension set, for the YOLO / VOC readers)
+from ..io.decode import IMAGE_SUFFIXES  # noqa: F401  (the one extension set, for the YOLO / VOC readers)
 from .images import ImageLoadError, exif_transform_boxes
 
 _SHOWN_IDS = 5  # ids quoted in an aggregated warning

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from ..fileio import atomic_write_text
+from ..io.files import atomic_write_text
 
 
 def _link(src: Path, dst: Path) -> None:

@@ -1,6 +1,6 @@
 """Boxes of decoded images: the EXIF orientation and the annotation file's recorded size applied to boxes.
 
-The decoding itself is :mod:`matchdetr.decode` (torch-free, shared with the ONNX path); its names are
+The decoding itself is :mod:`matchdetr.io.decode` (torch-free, shared with the ONNX path); its names are
 re-exported here for the dataset readers.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..decode import (  # noqa: F401  (re-exported)
+from ..io.decode import (  # noqa: F401  (re-exported)
     _TRANSPOSE,
     DecodedImage,
     ImageLoadError,

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..progress import Progress
+from ..io.progress import Progress
 from .shapes import SHAPES
 from .synthetic_scene import render_scene
 

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..config import BackboneConfig, Config, DataConfig
 from ..data.coco import CocoDetection
-from ..fileio import atomic_write, atomic_write_text
+from ..io.files import atomic_write, atomic_write_text
 from ..models.backbone import ResNetBody
 
 _VERSION = 1  # bump when the recipe below changes, so old cache entries are not reused

@@ -27,8 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
-from ..fileio import atomic_write
-from ..safe_load import refusal_reason, refused_global
+from ..io.files import atomic_write
+from ..io.safe_load import refusal_reason, refused_global
 
 FORMAT_VERSION = 1
 _META_KEY = "matchdetr"

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
-from ..fileio import atomic_write, atomic_write_json
+from ..io.files import atomic_write, atomic_write_json
 from .coco_masks import check_gt_segmentations, results_rle
 from .eval_result import IOU_PREFIXES, METRIC_NAMES, SEGM_PREFIX, EvalResult
 

@@ -14,7 +14,7 @@ from ..data.coco import CocoDetection
 from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..models.detector import Detector
-from ..progress import Progress
+from ..io.progress import Progress
 from . import distributed as dist
 from .coco_eval import EvalResult, evaluate_detections, write_results
 from .coco_masks import masks_to_rle

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..fileio import atomic_write_text, read_jsonl
+from ..io.files import atomic_write_text, read_jsonl
 
 _FIRST = ("type", "iter", "epoch", "lr", "loss")
 

@@ -25,7 +25,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ..out_paths import output_dir
+from ..io.out_paths import output_dir
 
 # Files and folders a run (training, its evaluations, `report`, `demo`, `analyze` defaults) writes into its
 # directory. Folders are removed whole: nothing else writes into them.

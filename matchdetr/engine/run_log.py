@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..fileio import atomic_write_text
+from ..io.files import atomic_write_text
 from .results_csv import ResultsCsv
 
 

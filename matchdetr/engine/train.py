@@ -22,13 +22,13 @@ from torch.utils.data import DataLoader
 
 from ..compose import build_criterion, from_config
 from ..config import Config
-from ..config_checks import check_config, schedule_warnings
+from ..config.checks import check_config, schedule_warnings
 from ..data.coco import CocoDetection, DatasetError, LabelMap, SplitPaths
 from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..data.transforms import build_transforms
 from ..models.layers import set_activation_checkpointing
-from ..progress import TrainProgress
+from ..io.progress import TrainProgress
 from . import checkpoint as ck
 from . import distributed as dist
 from .backbone_pretrain import pretrain_if_asked

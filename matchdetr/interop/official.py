@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from ..data.coco import LabelMap
-from ..safe_load import refusal_reason, refused_global
+from ..io.safe_load import refusal_reason, refused_global
 from .hf_deformable_detr import ConversionError
 from .official_rules import Family, listing
 

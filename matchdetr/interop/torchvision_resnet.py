@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from ..safe_load import refusal_reason
+from ..io.safe_load import refusal_reason
 
 _MAX_LISTED = 10
 _STAGE = re.compile(r"^layer(\d+)\.")

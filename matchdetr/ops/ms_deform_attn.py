@@ -26,7 +26,7 @@ order). When traced (ONNX export, which has no ``EmbeddingBag``) and on devices 
 ``grid_sample`` formulation runs through plain autograd instead; it exports with opset >= 16 (``GridSample``).
 Under tracing the level sizes stay traced 0-dim tensors (``_level_layout``) instead of Python ints, so the
 exported graph computes the level slices from the input's size: one export serves any image size
-(``matchdetr.export``). Eager calls never take that branch.
+(``matchdetr.inference.export``). Eager calls never take that branch.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ One ``grid_sample`` per level, the samples stacked into ``[B*heads, D, Q, L*P]``
 weights and summed, under plain autograd: what the original Deformable-DETR repository's PyTorch fallback and
 HF transformers' ``MultiScaleDeformableAttention`` do. Same arguments and result as
 :func:`~matchdetr.ops.ms_deform_attn.ms_deform_attn` (held equal by the tests); ``ms_deform_attn`` avoids the
-stacked tensor and its autograd temporaries, and ``bench gpu`` / ``tests/test_ms_deform_attn.py`` time the two.
+stacked tensor and its autograd temporaries, and ``bench gpu`` / ``tests/ops/test_ms_deform_attn.py`` time the two.
 ``ms_deform_attn_naive`` (the per-sample loop) stays the exactness reference: it is far too slow to time at an
 encoder's size.
 """
