@@ -13,7 +13,7 @@ from matchdetr.engine.checkpoint import CheckpointError
 
 def small(**kw):
     return matchdetr.build("detr-tiny", num_classes=3, transformer__hidden_dim=32, transformer__num_heads=4,
-                           transformer__num_queries=7, **{"backbone.width": 8}, **kw)
+                           transformer__num_queries=7, **kw)
 
 
 def test_build_overrides_and_errors():

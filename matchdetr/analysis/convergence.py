@@ -54,7 +54,6 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
     from ..config import apply_overrides
     from ..data.coco import resolve_split
     from ..engine.distributed import init_from_env
-    from ..engine.train import train
     from ..compose import build_matcher
     from .errors import model_error_breakdown
     from ..engine.unstable_score import unstable_score
@@ -73,19 +72,18 @@ def run_one(preset: str, data: Path, out: Path, iters: int, eval_every: int, bat
         return run
     cfg = model_config(preset)
     t = cfg.train
+    # the study's budget; the drop at 80 % of it, as every tiny preset has it
     t.iters, t.batch_size, t.seed, t.eval_every = iters, batch_size, seed, eval_every
     t.lr_drop, t.checkpoint_every = int(iters * 0.8), eval_every
-    apply_overrides(cfg, overrides)
-    train_paths = resolve_split(data, "train")
+    apply_overrides(api.train_config(cfg, data), overrides)
     start = time.time()
     # The benchmark owns its run directories: continue one that has a checkpoint, else start it over.
-    result = train(cfg, train_paths, val_paths, run_dir, device=device, resume=True, exist_ok=True)
+    result = api.train(cfg, out=run_dir, device=device, resume=True, exist_ok=True)
     minutes = (time.time() - start) / 60  # of this session: a resumed run counts the time after resuming
     dev = init_from_env(device)
     model = api.load(run_dir, map_location=dev)
-    assert model.config is not None
     val = api.eval_split(model, val_paths)
-    score: UnstableScore = unstable_score(model, val, build_matcher(model.config.model), dev, unstable_images)
+    score: UnstableScore = unstable_score(model.module, val, build_matcher(model.config.model), dev, unstable_images)
     score.write(run_dir / "unstable")
     errors = _errors(_final_errors(model, val, dev, run_dir), run_dir)
     run = ModelRun(preset, read_curve(run_dir), dict(result.evaluation.metrics) if result.evaluation else {},

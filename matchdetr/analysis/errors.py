@@ -25,7 +25,7 @@ from ..boxes import box_iou, xywh_to_xyxy
 
 if TYPE_CHECKING:
     from ..data.coco import CocoDetection
-    from ..models.detector import Detector
+    from ..model import Model
 
 AREAS = {"all": (0.0, float("inf")), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2),
          "large": (96.0**2, float("inf"))}
@@ -111,15 +111,14 @@ def error_breakdown(results: list[dict[str, Any]], coco_gt: dict[str, Any], iou:
 PREDICT_BATCH = 8
 
 
-def model_error_breakdown(model: Detector, dataset: CocoDetection, device: torch.device, iou: float = 0.5,
+def model_error_breakdown(model: Model, dataset: CocoDetection, device: torch.device, iou: float = 0.5,
                           batch_size: int = PREDICT_BATCH, num_workers: int = 2,
                           progress: bool = True) -> ErrorBreakdown:
     """Predict ``dataset`` (as :func:`matchdetr.api.eval_split` makes it) with ``model`` and break its errors
     down over the model's top-k detections per image."""
     from ..engine.evaluate import make_eval_loader, predict_dataset
 
-    assert model.config is not None
-    results = predict_dataset(model, make_eval_loader(dataset, batch_size, num_workers), device, progress=progress)
+    results = predict_dataset(model.module, make_eval_loader(dataset, batch_size, num_workers), device, progress=progress)
     coco_gt = dataset.coco_gt if isinstance(dataset.coco_gt, dict) else json.loads(Path(dataset.coco_gt).read_text())
     return error_breakdown(results, coco_gt, iou, model.config.model.postprocess.topk, image_ids=dataset.image_ids)
 

@@ -31,9 +31,11 @@ PARTS = ("deform_attn", "parity", "bf16_train", "inference", "train_step")
 TITLES = {"train_step": "(a) training step", "inference": "(b) inference latency, batch 1",
           "deform_attn": "(c) deformable attention op", "parity": "(d) device vs float64 CPU",
           "bf16_train": "(e) bf16 training run"}
-# Micro sizes for --smoke (as the tests' MICRO): the same code path in seconds on a CPU.
+# Micro sizes for --smoke (as the tests' MICRO): the same code path in seconds on a CPU; a narrow ResNet-18 at the
+# smoke presets' levels (C4, C5) in place of their EfficientNet-Lite0.
 SMOKE_OVERRIDES = [
-    "model.backbone.name=resnet18", "model.backbone.width=8", "model.backbone.norm=bn", "model.backbone.weights=",
+    "model.backbone=resnet", "model.backbone.depth=18", "model.backbone.width=8", "model.backbone.norm=bn",
+    "model.backbone.return_levels=[4,5]",
     "model.backbone.frozen_stages=0", "model.transformer.hidden_dim=32", "model.transformer.num_heads=4",
     "model.transformer.dim_feedforward=64", "model.transformer.enc_layers=1", "model.transformer.dec_layers=2",
     "model.transformer.num_queries=20", "data.train_scales=[96,112]", "data.train_max_size=160",

@@ -91,11 +91,9 @@ def parity(plan: dict[str, Any], emit: Emit, deadline: float) -> None:
 def bf16_train(plan: dict[str, Any], emit: Emit, deadline: float) -> None:
     """``plan['stable_iters']`` iterations of the trainer itself (bf16 autocast on CUDA; the CPU trains float32)
     on a small synthetic set; every iteration must log a finite loss and gradient norm."""
-    from .. import presets
+    from .. import api, presets
     from ..config import apply_overrides
-    from ..data.coco import resolve_split
     from ..data.synthetic import generate
-    from ..engine.train import train
 
     device = torch.device(plan["device"])
     work = Path(plan["work_dir"])
@@ -110,7 +108,7 @@ def bf16_train(plan: dict[str, Any], emit: Emit, deadline: float) -> None:
         f"data.num_workers={plan['workers']}"])
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer's line per iteration
-        train(cfg, resolve_split(data, "train"), None, run, device=plan["device"], progress=False)
+        api.train(cfg, data, run, device=plan["device"], progress=False, val=False)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if r.get("type") == "train"]
     finite = [r for r in steps if all(math.isfinite(r[k]) for k in ("loss", "grad_norm") if r.get(k) is not None)]

@@ -7,8 +7,8 @@ from typing import Any
 
 from ..interop.hf_deformable_detr import convert_state_dict, rename_key
 
-_NAMES = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet34": ("basic", [3, 4, 6, 3]),
-          "resnet50": ("bottleneck", [3, 4, 6, 3]), "resnet101": ("bottleneck", [3, 4, 23, 3])}
+_DEPTHS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]), 50: ("bottleneck", [3, 4, 6, 3]),
+           101: ("bottleneck", [3, 4, 23, 3])}
 
 
 def hf_config(cfg: Any) -> Any:
@@ -18,12 +18,12 @@ def hf_config(cfg: Any) -> Any:
     except ImportError as err:  # pragma: no cover
         raise RuntimeError("--vs-hf needs the transformers package (pip install transformers)") from err
     m, t = cfg.model, cfg.model.transformer
-    if m.arch != "deformable_detr":
-        raise ValueError(f"no HF transformers twin for model.arch '{m.arch}' (only deformable_detr)")
-    if m.backbone.name not in _NAMES:
-        raise ValueError(f"no HF transformers twin for backbone '{m.backbone.name}' (HF's Deformable-DETR has ResNets; "
-                         f"set model.backbone.name to one of {', '.join(_NAMES)})")
-    kind, depths = _NAMES[m.backbone.name]
+    if m.arch.kind != "deformable_detr":
+        raise ValueError(f"no HF transformers twin for model.arch '{m.arch.kind}' (only deformable_detr)")
+    if m.backbone.kind != "resnet":
+        raise ValueError(f"no HF transformers twin for a {m.backbone.kind} backbone (HF's Deformable-DETR has "
+                         f"ResNets; set model.backbone=resnet)")
+    kind, depths = _DEPTHS[m.backbone.depth]
     exp = 1 if kind == "basic" else 4
     backbone = {"model_type": "resnet", "layer_type": kind, "depths": depths, "embedding_size": m.backbone.width,
                 "hidden_sizes": [m.backbone.width * 2**i * exp for i in range(4)],
@@ -34,7 +34,7 @@ def hf_config(cfg: Any) -> Any:
         encoder_attention_heads=t.num_heads, decoder_attention_heads=t.num_heads, encoder_ffn_dim=t.dim_feedforward,
         decoder_ffn_dim=t.dim_feedforward, num_queries=t.num_queries, two_stage_num_proposals=t.num_queries,
         num_feature_levels=t.num_levels, encoder_n_points=t.enc_points, decoder_n_points=t.dec_points,
-        with_box_refine=t.box_refine, two_stage=t.two_stage, dropout=t.dropout,
+        with_box_refine=m.arch.box_refine, two_stage=m.arch.two_stage, dropout=t.dropout,
         # HF defaults both to 0.0; the original (and ours) apply `dropout` after the FFN's activation and to the
         # decoder self-attention's weights (nn.MultiheadAttention(dropout=0.1)), so a training step of the twin
         # draws the same dropouts as ours.

@@ -17,6 +17,5 @@ def analyze_checkpoint(checkpoint: str, data: Any, split: str = "val", num_image
 
     dev = init_from_env(device)
     model = api.load(checkpoint, map_location=dev)
-    assert model.config is not None
     dataset = api.eval_split(model, resolve_split(data, split, None, None))
-    return unstable_score(model, dataset, build_matcher(model.config.model), dev, num_images)
+    return unstable_score(model.module, dataset, build_matcher(model.config.model), dev, num_images)

@@ -1,11 +1,13 @@
 """Study entries that are not presets: a preset plus config overrides, named ``<preset>+<what>`` (issue 18's
 loss comparison). The run directory and the table row carry that name; the saved config is the preset's with
-the overrides applied. No torch."""
+the overrides applied."""
 
 from __future__ import annotations
 
-from .. import presets
-from ..config import Config, apply_overrides
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Config
 
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dino-tiny+psl": ("dino-tiny", ("model.loss.class_loss=position_supervised",)),
@@ -21,6 +23,9 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 def model_config(name: str) -> Config:
     """The config of a study entry: a preset, or a :data:`VARIANTS` entry (its preset plus overrides). Unknown
     names are a one-line ConfigError listing the presets."""
+    from .. import presets
+    from ..config import apply_overrides
+
     if name in VARIANTS:
         base, overrides = VARIANTS[name]
         cfg = presets.get(base)

@@ -14,7 +14,6 @@ def run_demo(model: str = presets.DEFAULT_TINY, data: str = "runs/synthetic", ou
              iters: int | None = None, device: str = "auto") -> int:
     from ..data.coco import CocoDetection, resolve_split
     from ..data.synthetic import generate
-    from ..engine.train import train
     from ..reports.visualize import plot_training_curves, save_prediction_grid
 
     start = time.time()
@@ -24,14 +23,12 @@ def run_demo(model: str = presets.DEFAULT_TINY, data: str = "runs/synthetic", ou
         generate(data_dir, workers=2)
     else:
         print(f"[1/4] using the synthetic dataset in {data_dir}")
-    cfg = presets.get(model)
-    if iters is not None:
-        cfg.train.iters, cfg.train.lr_drop = iters, int(iters * 0.8)
+    cfg = api.train_config(presets.get(model), data_dir, iters=iters)
     print(f"[2/4] training {model} for {cfg.train.iters} iterations (batch {cfg.train.batch_size}) -> {out_dir}")
-    train_paths, val_paths = resolve_split(data_dir, "train"), resolve_split(data_dir, "val")
+    val_paths = resolve_split(data_dir, "val")
     # Re-running the demo continues (or just re-evaluates) an earlier run instead of starting over; a demo
     # directory without a checkpoint (stopped before its first) is the demo's own, and starts over.
-    result = train(cfg, train_paths, val_paths, out_dir, device=device, resume=True, exist_ok=True)
+    result = api.train(cfg, out=out_dir, device=device, resume=True, exist_ok=True)
 
     print("[3/4] evaluation on the validation split")
     if result.evaluation is not None:

@@ -60,7 +60,7 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     off.add_argument("--preset", help="matchdetr preset with the released architecture (default: inferred)")
     off.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="config override applied after the architecture is read from the checkpoint, e.g. "
-                          "--set model.backbone.name=resnet18 for a checkpoint trained with another backbone (repeatable)")
+                          "--set model.backbone.depth=101 for a checkpoint trained with another backbone (repeatable)")
     off.add_argument("--nms", action="store_true",
                      help="keep class-aware NMS at IoU 0.8 after the top-k at test time (Stable-DINO's paper "
                           "evaluation; default off, as the releases' own evaluation runs)")

@@ -47,7 +47,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.compile:
         from ..engine.compile import compile_model
 
-        compile_model(model)
+        compile_model(model.module)
     summary = run_predict(lambda imgs: model.predict(imgs, threshold=a.threshold), a.images, a.out, load_rgb,
                           threshold=a.threshold, coco_json=a.coco_json, coco_gt=a.coco_gt, every=a.every, plan=plan)
     print(summary_line(summary, a.threshold))
@@ -89,12 +89,13 @@ def cmd_export(a: argparse.Namespace) -> int:
     check_opset(a.opset)  # before loading anything
     output_file(a.out)
     model = api.load(a.checkpoint)
-    path = export_onnx(model, a.out, opset=a.opset, with_mask=not a.no_mask, topk=a.topk or None, sample_size=size)
+    path = export_onnx(model.module, model.config, model.label_map, a.out, opset=a.opset, with_mask=not a.no_mask,
+                       topk=a.topk or None, sample_size=size)
     print(f"wrote {path} (opset {a.opset}; inputs {'images' if a.no_mask else 'images, pixel_mask'}; dynamic batch, "
           f"height, width)")
     if a.check:
         s = model.config.data.test_size
-        diffs = check_onnx(model, path, sizes=((s, s), (max(32, s * 3 // 4), s + s // 4)))
+        diffs = check_onnx(model.module, path, sizes=((s, s), (max(32, s * 3 // 4), s + s // 4)))
         print("onnxruntime vs PyTorch, max abs difference: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
         if max(diffs.values()) > 1e-3:
             raise ValueError(f"{path}: onnxruntime output differs from PyTorch by more than 1e-3")

@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..config import ConfigError
+from ..config.tree import ConfigError
 from .errors import int_at_least, nonneg_int, positive_int
 
 

@@ -5,27 +5,35 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import ConfigError, apply_overrides
+from ..config.tree import ConfigError
 from .common import DEVICE_HELP, add_data_args
 from .errors import nonneg_int, positive_int
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a preset on a COCO-format dataset",
-                       description="Train a preset. Launch with torchrun for several processes or nodes. A new run "
-                                   "goes into an empty or new --out; continue one with --resume, or start over in "
-                                   "its folder with --exist-ok.")
-    p.add_argument("--model", help="preset name (see `matchdetr models`); optional with --init (default: the "
-                                    "checkpoint's own configuration)")
+    p = sub.add_parser("train", help="train a preset on a COCO, YOLO or VOC dataset",
+                       description="Train a preset (or a saved config) on a COCO, YOLO or Pascal VOC dataset. Launch "
+                                   "with torchrun for several processes or nodes. A new run goes into an empty or new "
+                                   "--out; continue one with --resume (alone: `train --out RUN --resume`), or start "
+                                   "over in its folder with --exist-ok. Every recipe value is a config key: "
+                                   "`matchdetr models --show PRESET` lists them with their meaning, --set changes one.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", help="preset name (see `matchdetr models`)")
+    src.add_argument("--config", help="a config file: a run's config.json, or a JSON/YAML of some keys on top of "
+                                      "its `preset:` (see docs/training.md)")
     p.add_argument("--init", help="start from this checkpoint's weights (file or run directory; fresh optimizer and "
-                                  "schedule); class heads are re-initialised where the dataset's class names differ")
+                                  "schedule); without --model/--config its configuration too; class heads are "
+                                  "re-initialised where the dataset's class names differ")
     add_data_args(p, ("train", "val"))
     p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, results.csv, eval/)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--iters", type=positive_int, help="train for this many iterations (default: the preset's)")
+    g.add_argument("--iters", type=positive_int, help="train for this many iterations (default: the preset's); the "
+                                                      "learning-rate drop keeps its place in the schedule")
     g.add_argument("--epochs", type=positive_int, help="train for this many epochs instead of iterations")
     p.add_argument("--batch-size", type=positive_int, help="images per process (default: the preset's)")
     p.add_argument("--seed", type=int, help="seed of the weights, augmentation and batch order (default: the preset's)")
+    p.add_argument("--workers", type=nonneg_int, help="DataLoader worker processes (default: the preset's, "
+                                                      "data.num_workers)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     r = p.add_mutually_exclusive_group()
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its newest complete checkpoint")
@@ -34,51 +42,64 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                         "results.csv, model.safetensors, checkpoints/, eval/, ...) are deleted first; other files stay")
     p.add_argument("--no-val", action="store_true", help="skip evaluation")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="typed config override, e.g. --set model.transformer.num_queries=100 (repeatable)")
+                   help="typed config override, e.g. --set train.lr=2e-4 or --set model.loss.class_loss=varifocal "
+                        "(repeatable; applied last)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: a plain line every train.log_every iterations (also without a terminal)")
     p.set_defaults(func=cmd_train)
 
 
-def _train_config(a: argparse.Namespace):  # -> Config
+def _base_config(a: argparse.Namespace):  # -> Config
+    """The config the options start from: --config, --model, --init's own, or (with --resume alone) the run's."""
     from .. import presets
+    from ..config.files import read_config_file
 
+    if a.config:
+        return read_config_file(a.config)
     if a.model:
-        cfg = presets.get(a.model)
-    elif getattr(a, "init", None):  # fine-tune the checkpoint's own architecture
+        return presets.get(a.model)
+    if a.init:  # fine-tune the checkpoint's own architecture
         from ..config import Config
         from ..engine.checkpoint import newest_weights, read_meta
 
         cfg = Config.from_dict(read_meta(newest_weights(a.init))["config"])
-        cfg.model.backbone.weights = ""  # the backbone comes from the checkpoint
-    else:
-        raise ConfigError("train needs --model PRESET (or --init CHECKPOINT to reuse its configuration)")
-    if getattr(a, "init", None):
+        cfg.model.backbone.weights = None  # the backbone comes from the checkpoint
+        return cfg
+    if a.resume:
+        from ..engine.run_dir import saved_config
+
+        return saved_config(a.out)
+    raise ConfigError("train needs --model PRESET, --config FILE, --init CHECKPOINT, or --resume of a run in --out")
+
+
+def _train_config(a: argparse.Namespace):  # -> Config
+    """Base config, then the options in the config's own rules (--iters moves the learning-rate drop with the
+    schedule), then every --set (explicit keys win)."""
+    from ..config import apply_overrides, train_config
+
+    cfg = _base_config(a)
+    if a.init:
         cfg.train.init = a.init
-    apply_overrides(cfg, a.overrides)
-    if a.iters is not None:
-        cfg.train.iters = a.iters
-        if cfg.train.lr_drop >= a.iters and "train.lr_drop" not in " ".join(a.overrides):
-            cfg.train.lr_drop = int(a.iters * 0.8)  # keep the drop inside a shortened schedule
-    if a.epochs is not None:
-        cfg.train.epochs, cfg.train.iters = a.epochs, 0
-    if a.batch_size is not None:
-        cfg.train.batch_size = a.batch_size
+    splits = {"train_images": a.train_images, "train_annotations": a.train_ann, "val_images": a.val_images,
+              "val_annotations": a.val_ann}
+    for key, value in splits.items():
+        if value:
+            setattr(cfg.data, key, str(Path(value).resolve()))
+    train_config(cfg, a.data, a.iters, a.epochs, a.batch_size)
     if a.seed is not None:
         cfg.train.seed = a.seed
-    return cfg
+    if a.workers is not None:
+        cfg.data.num_workers = a.workers
+    return apply_overrides(cfg, a.overrides)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from ..data.coco import resolve_split
+    from .. import api
     from ..engine import distributed as dist
-    from ..engine.train import train
 
     cfg = _train_config(a)
-    train_paths = resolve_split(a.data, "train", a.train_images, a.train_ann)
-    val_paths = None if a.no_val else resolve_split(a.data, "val", a.val_images, a.val_ann)
-    result = train(cfg, train_paths, val_paths, a.out, device=a.device, resume=a.resume, progress=not a.no_progress,
-                   exist_ok=a.exist_ok)
+    result = api.train(cfg, out=a.out, device=a.device, resume=a.resume, progress=not a.no_progress,
+                       exist_ok=a.exist_ok, val=not a.no_val)
     if dist.is_main():
         if result.evaluation is not None:
             print(result.evaluation.table())
@@ -119,11 +140,12 @@ def cmd_eval(a: argparse.Namespace) -> int:
     else:
         from .. import api
         from ..engine.distributed import init_from_env
-        from ..engine.evaluate import evaluate
+        from ..engine.evaluate import eval_dataset, evaluate
 
         device = init_from_env(a.device)
         model = api.load(a.checkpoint, map_location=device)
-        result = evaluate(model, api.eval_split(model, paths), device, batch_size=a.batch_size, num_workers=a.workers, out_dir=a.out)
+        result = evaluate(model.module, eval_dataset(model.config, model.label_map, paths), device,
+                          batch_size=a.batch_size, num_workers=a.workers, out_dir=a.out)
     if result is not None:
         print(result.table())
         if a.out:

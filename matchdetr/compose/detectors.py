@@ -1,5 +1,6 @@
-"""Assemble a Detector from a ModelConfig: each architecture is a small function that picks the parts; a new
-architecture adds one function to ``_ARCHS``. Every part below takes plain typed arguments."""
+"""Assemble a Detector from a ModelConfig: each architecture is a small function that picks the parts, found
+by the type of ``model.arch`` in ``ARCH_BUILDERS`` (its config is in ``archs.py``). Every part below takes plain
+typed arguments."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from typing import Callable
 
 from torch import nn
 
-from ..config import ModelConfig
 from ..models.anchors import AnchorPosition, AnchorQueries
 from ..models.decoders import CrossAttentionDecoderLayer, Decoder
 from ..models.deformable import DeformableDecoderLayer, DeformableEncoderLayer
@@ -15,19 +15,20 @@ from ..models.detector import Detector
 from ..models.encoders import Encoder, SelfAttentionEncoderLayer
 from ..models.heads import DetectionHead
 from ..models.neck import InputProjection
-from ..models.plugins.hybrid_matching import HybridQueries
-from ..models.plugins.memory_fusion import add_memory_fusion
 from ..models.plugins.smca import PredictedGaussian
 from ..models.plugins.query_selection import MixedQuerySelection, TwoStageQueries
 from ..models.postprocess import PostProcessor
 from ..models.queries import LearnedQueries, ReferencePointQueries
+from .archs import DabDeformableDetrArch, DeformableDetrArch, DetrArch, DinoArch, MaskDinoArch, SamDetrArch, SmcaDetrArch
 from .backbone import build_backbone
 from .mask_dino import build_mask_dino
+from .model_config import ModelConfig
 from .plugins import with_denoising
 from .sam_detr import build_sam_detr
 
 
-def build_detr(cfg: ModelConfig, post: PostProcessor, modulation: nn.Module | None = None) -> Detector:
+def build_detr(cfg: ModelConfig, arch: DetrArch | SmcaDetrArch, post: PostProcessor,
+               modulation: nn.Module | None = None) -> Detector:
     """DETR with focal loss and 300 queries (SAM-DETR++ table 1, "DETR-dagger"): single level, global
     self-attention encoder, cross-attention decoder with learned queries, one shared head.
 
@@ -39,7 +40,7 @@ def build_detr(cfg: ModelConfig, post: PostProcessor, modulation: nn.Module | No
                                            modulation=modulation)
     return Detector(
         backbone=backbone,
-        neck=InputProjection(backbone.channels, t.hidden_dim),
+        neck=InputProjection(backbone.channels, t.hidden_dim, pos_offset=arch.pos_offset),
         encoder=Encoder(enc_layer, t.enc_layers),
         queries=LearnedQueries(t.num_queries, t.hidden_dim),
         decoder=Decoder(dec_layer, t.dec_layers, t.hidden_dim),
@@ -48,7 +49,8 @@ def build_detr(cfg: ModelConfig, post: PostProcessor, modulation: nn.Module | No
     )
 
 
-def _deformable_parts(cfg: ModelConfig) -> tuple[nn.Module, InputProjection, Encoder, DeformableDecoderLayer]:
+def _deformable_parts(cfg: ModelConfig, pos_offset: float) -> tuple[nn.Module, InputProjection, Encoder,
+                                                                     DeformableDecoderLayer]:
     """Backbone, multi-scale projection, deformable encoder and decoder layer shared by the deformable family."""
     t = cfg.transformer
     backbone = build_backbone(cfg.backbone)
@@ -57,7 +59,7 @@ def _deformable_parts(cfg: ModelConfig) -> tuple[nn.Module, InputProjection, Enc
         raise ValueError(f"model.transformer.num_levels={t.num_levels} is fewer than the backbone's "
                          f"{len(backbone.channels)} return_levels")
     neck = InputProjection(backbone.channels, t.hidden_dim, group_norm=True, extra_levels=extra,
-                           level_embed=True, pos_offset=-0.5)
+                           level_embed=True, pos_offset=pos_offset)
     enc_layer = DeformableEncoderLayer(t.hidden_dim, t.num_heads, t.num_levels, t.enc_points, t.dim_feedforward, t.dropout)
     dec_layer = DeformableDecoderLayer(t.hidden_dim, t.num_heads, t.num_levels, t.dec_points, t.dim_feedforward, t.dropout)
     return backbone, neck, Encoder(enc_layer, t.enc_layers), dec_layer
@@ -69,81 +71,83 @@ def _init_box_bias(head: DetectionHead, wh_logit: float) -> None:
     nn.init.constant_(head.bbox_embed[0].layers[-1].bias[2:], wh_logit)
 
 
-def build_deformable_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
+def build_deformable_detr(cfg: ModelConfig, arch: DeformableDetrArch, post: PostProcessor) -> Detector:
     """Deformable-DETR (Zhu et al. 2021): plain, with iterative box refinement, or two-stage (which implies
     refinement in the published configurations but is independent here)."""
     t = cfg.transformer
-    backbone, neck, encoder, dec_layer = _deformable_parts(cfg)
-    per_layer = t.box_refine or t.two_stage
-    num_heads = (t.dec_layers + int(t.two_stage)) if per_layer else 1
+    backbone, neck, encoder, dec_layer = _deformable_parts(cfg, arch.pos_offset)
+    per_layer = arch.box_refine or arch.two_stage
+    num_heads = (t.dec_layers + int(arch.two_stage)) if per_layer else 1
     head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=num_heads, zero_box_init=True)
-    if not t.two_stage:
+    if not arch.two_stage:
         _init_box_bias(head, -2.0)
-    if t.two_stage:
+    if arch.two_stage:
         queries: nn.Module = TwoStageQueries(t.hidden_dim, t.num_queries, head, enc_index=t.dec_layers)
-        if cfg.hybrid.num_one2many > 0:
-            queries = HybridQueries(queries, cfg.hybrid.num_one2many, cfg.hybrid.k, cfg.hybrid.weight)
-    elif cfg.hybrid.num_one2many > 0:
-        raise ValueError("model.hybrid needs two-stage query selection (model.transformer.two_stage=true)")
+        if cfg.hybrid is not None:
+            queries = cfg.hybrid.build(queries)
+    elif cfg.hybrid is not None:
+        raise ValueError("model.hybrid needs two-stage query selection (model.arch.two_stage=true)")
     else:
         queries = ReferencePointQueries(t.num_queries, t.hidden_dim)
     decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=False,
-                      box_refine=head.box_delta if t.box_refine else None)
+                      box_refine=head.box_delta if arch.box_refine else None)
     return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries, decoder=decoder, head=head,
                     postprocessor=post)
 
 
-def build_dab_deformable_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
+def build_dab_deformable_detr(cfg: ModelConfig, arch: DabDeformableDetrArch, post: PostProcessor) -> Detector:
     """DAB-Deformable-DETR: Deformable-DETR with 4-d anchor queries, positional queries from the anchors
     and layer-by-layer anchor refinement (per-layer heads). With denoising it is DN-Deformable-DETR."""
     t = cfg.transformer
-    backbone, neck, encoder, dec_layer = _deformable_parts(cfg)
+    backbone, neck, encoder, dec_layer = _deformable_parts(cfg, arch.pos_offset)
     head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=t.dec_layers, zero_box_init=True)
     decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=False, box_refine=head.box_delta,
                       query_pos=AnchorPosition(t.hidden_dim, scale_by_content=True),
-                      look_forward_twice=t.look_forward_twice)
+                      look_forward_twice=arch.look_forward_twice)
     queries = with_denoising(AnchorQueries(t.num_queries, t.hidden_dim), cfg)
     return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries,
                     decoder=decoder, head=head, postprocessor=post)
 
 
-def build_dino(cfg: ModelConfig, post: PostProcessor) -> Detector:
+def build_dino(cfg: ModelConfig, arch: DinoArch, post: PostProcessor) -> Detector:
     """DINO (Zhang et al. 2023): DAB-style anchors from mixed query selection, contrastive denoising,
     look forward twice; separate class/box heads for the 6 decoder layers and the encoder (7 in all) and a
     final decoder LayerNorm."""
     t = cfg.transformer
-    backbone, neck, encoder, dec_layer = _deformable_parts(cfg)
+    backbone, neck, encoder, dec_layer = _deformable_parts(cfg, arch.pos_offset)
     head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=t.dec_layers + 1, zero_box_init=True)
     queries = with_denoising(MixedQuerySelection(t.hidden_dim, t.num_queries, head, enc_index=t.dec_layers), cfg)
     decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=True, box_refine=head.box_delta,
                       query_pos=AnchorPosition(t.hidden_dim, scale_by_content=False),
-                      look_forward_twice=t.look_forward_twice)
+                      look_forward_twice=arch.look_forward_twice)
     return Detector(backbone=backbone, neck=neck, encoder=encoder, queries=queries, decoder=decoder, head=head,
                     postprocessor=post)
 
 
-def build_smca_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
+def build_smca_detr(cfg: ModelConfig, arch: SmcaDetrArch, post: PostProcessor) -> Detector:
     """SMCA-DETR baseline (single scale): DETR whose cross-attention logits get a Gaussian predicted from each
     query (``PredictedGaussian``); learned queries and one shared head as DETR."""
-    return build_detr(cfg, post, modulation=PredictedGaussian(cfg.transformer.hidden_dim, cfg.transformer.num_heads))
+    return build_detr(cfg, arch, post, modulation=PredictedGaussian(cfg.transformer.hidden_dim,
+                                                                    cfg.transformer.num_heads))
 
 
-# Each composition gets the one post-processor build_model makes (top-k, optional NMS) for its Detector.
-_ARCHS: dict[str, Callable[[ModelConfig, PostProcessor], Detector]] = {
-    "detr": build_detr,
-    "deformable_detr": build_deformable_detr,
-    "dab_deformable_detr": build_dab_deformable_detr,
-    "dino": build_dino,
-    "mask_dino": build_mask_dino,  # Mask-DINO / Stable-MaskDINO (compose/mask_dino.py)
-    "sam_detr": build_sam_detr,  # SAM-DETR / SAM-DETR++ (compose/sam_detr.py)
-    "smca_detr": build_smca_detr,
+# The composition of each architecture config (compose/archs.py); each gets the one post-processor build_model
+# makes (top-k, optional NMS) for its Detector.
+ARCH_BUILDERS: dict[type, Callable[..., Detector]] = {
+    DetrArch: build_detr,
+    SmcaDetrArch: build_smca_detr,
+    DeformableDetrArch: build_deformable_detr,
+    DabDeformableDetrArch: build_dab_deformable_detr,
+    DinoArch: build_dino,
+    MaskDinoArch: build_mask_dino,  # Mask-DINO / Stable-MaskDINO (compose/mask_dino.py)
+    SamDetrArch: build_sam_detr,  # SAM-DETR / SAM-DETR++ (compose/sam_detr.py)
 }
 
 
 def build_model(cfg: ModelConfig) -> Detector:
     """The architecture's composition, then the plug-ins every architecture accepts (memory fusion)."""
-    if cfg.arch not in _ARCHS:
-        raise ValueError(f"unknown model.arch '{cfg.arch}'; available: {', '.join(sorted(_ARCHS))}")
-    detector = _ARCHS[cfg.arch](cfg, PostProcessor(cfg.postprocess.topk, cfg.postprocess.nms_iou))
-    add_memory_fusion(detector, cfg.memory_fusion, cfg.transformer.hidden_dim)
+    post = PostProcessor(cfg.postprocess.topk, cfg.postprocess.nms_iou)
+    detector = ARCH_BUILDERS[type(cfg.arch)](cfg, cfg.arch, post)
+    if cfg.memory_fusion is not None:
+        cfg.memory_fusion.apply(detector, cfg.transformer.hidden_dim)
     return detector

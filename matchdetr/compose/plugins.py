@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from torch import nn
 
-from ..config import ModelConfig
-from ..models.plugins.denoising import DenoisingQueries, DenoisingSpec
+from .model_config import ModelConfig
 
 
 def with_denoising(queries: nn.Module, cfg: ModelConfig) -> nn.Module:
-    """Wrap a query initialiser with the denoising plug-in when ``model.denoising.style`` asks for it."""
-    if cfg.denoising.style == "none":
+    """Wrap a query initialiser with the denoising plug-in ``model.denoising`` names (None: unchanged)."""
+    if cfg.denoising is None:
         return queries
-    return DenoisingQueries(queries, cfg.num_classes, cfg.transformer.hidden_dim, DenoisingSpec(**asdict(cfg.denoising)))
+    return cfg.denoising.build(queries, cfg.num_classes, cfg.transformer.hidden_dim)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..config import ModelConfig
 from ..models.decoders import Decoder
 from ..models.deformable import DeformableEncoderLayer
 from ..models.detector import Detector
@@ -19,19 +18,21 @@ from ..models.plugins.smca import KeypointGaussian
 from ..models.postprocess import PostProcessor
 from ..models.queries import ReferenceBoxQueries
 from ..models.sam_decoder_layer import SamDecoderLayer
+from .archs import SamDetrArch
 from .backbone import build_backbone
+from .model_config import ModelConfig
 from .plugins import with_denoising
 
 
-def _encoder_and_neck(cfg: ModelConfig, channels: list[int]) -> tuple[InputProjection, Encoder]:
+def _encoder_and_neck(cfg: ModelConfig, s: SamDetrArch, channels: list[int]) -> tuple[InputProjection, Encoder]:
     """Single scale: DETR's global self-attention encoder on C5 (optionally GroupNorm after the projection).
     Multi-scale (SAM-DETR++ sec 4.3): Conv1x1 + GroupNorm per level, level embeddings and a deformable
     encoder over every level (extra stride-2 levels when ``num_levels`` exceeds the backbone's)."""
-    t, s = cfg.transformer, cfg.sam
-    # The release embeds the grid in Deformable-DETR's form for EVERY variant, single-scale included: offset -0.5,
-    # normalised by the valid extent (spec sam-detr.md sec 7), and leaves the projection at Conv2d's default init.
+    t = cfg.transformer
+    # The release embeds the grid in Deformable-DETR's form for EVERY variant (s.pos_offset, normalised by the valid
+    # extent) and leaves the projection at Conv2d's default init.
     if not s.multiscale:
-        neck = InputProjection(channels, t.hidden_dim, group_norm=s.group_norm, pos_offset=-0.5, xavier=False)
+        neck = InputProjection(channels, t.hidden_dim, group_norm=s.group_norm, pos_offset=s.pos_offset, xavier=False)
         layer: nn.Module = SelfAttentionEncoderLayer(t.hidden_dim, t.num_heads, t.dim_feedforward, t.dropout)
         return neck, Encoder(layer, t.enc_layers)
     extra = t.num_levels - len(channels)
@@ -39,18 +40,18 @@ def _encoder_and_neck(cfg: ModelConfig, channels: list[int]) -> tuple[InputProje
         raise ValueError(f"model.transformer.num_levels={t.num_levels} is fewer than the backbone's "
                          f"{len(channels)} return_levels")
     neck = InputProjection(channels, t.hidden_dim, group_norm=True, extra_levels=extra, level_embed=True,
-                           pos_offset=-0.5, xavier=False)
+                           pos_offset=s.pos_offset, xavier=False)
     layer = DeformableEncoderLayer(t.hidden_dim, t.num_heads, t.num_levels, t.enc_points, s.encoder_ffn_dim, t.dropout)
     return neck, Encoder(layer, t.enc_layers)
 
 
-def build_sam_detr(cfg: ModelConfig, post: PostProcessor) -> Detector:
+def build_sam_detr(cfg: ModelConfig, s: SamDetrArch, post: PostProcessor) -> Detector:
     """SAM-DETR (single scale) or SAM-DETR++ (``sam.multiscale``): learnable reference boxes, the Semantics
     Aligner in every decoder layer, optional SMCA on the keypoints and DN-DETR denoising; per-layer class and
     box heads (box deltas start at zero)."""
-    t, s = cfg.transformer, cfg.sam
+    t = cfg.transformer
     backbone = build_backbone(cfg.backbone)
-    neck, encoder = _encoder_and_neck(cfg, backbone.channels)
+    neck, encoder = _encoder_and_neck(cfg, s, backbone.channels)
     modulation = KeypointGaussian() if s.smca else None
     aligner = SemanticAligner(t.hidden_dim, t.num_heads, s.resample, s.reweight, s.search_range,
                               extra_outputs=KeypointGaussian.extra_outputs if s.smca else 0,

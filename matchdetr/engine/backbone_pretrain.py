@@ -23,6 +23,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,10 +33,10 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from ..config import BackboneConfig, Config, DataConfig
+from ..config import Config, DataConfig
 from ..data.coco import CocoDetection
 from ..io.files import atomic_write, atomic_write_text
-from ..models.backbone import ResNetBody
+from ..models.backbone import ResNetBody, ResNetConfig
 
 _VERSION = 1  # bump when the recipe below changes, so old cache entries are not reused
 CONTEXT = 1.3  # crop side = CONTEXT * longer box side + PAD pixels: the object with some surroundings
@@ -105,10 +106,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MATCHDETR_CACHE") or Path.home() / ".cache" / "matchdetr") / "backbones"
 
 
-def cache_key(cfg: BackboneConfig, dataset: CocoDetection, seed: int, mean: list[float], std: list[float]) -> str:
+def cache_key(cfg: ResNetConfig, dataset: CocoDetection, seed: int, mean: list[float], std: list[float]) -> str:
     """A digest of what determines the weights: the boxes and labels, the ResNet and the recipe."""
     h = hashlib.sha256()
-    h.update(json.dumps([_VERSION, cfg.name, cfg.width, cfg.pretrain_epochs, cfg.pretrain_size, seed, mean, std,
+    h.update(json.dumps([_VERSION, f"resnet{cfg.depth}", cfg.width, cfg.pretrain_epochs, cfg.pretrain_size, seed, mean, std,
                          MAX_CROPS, dataset.label_map.to_dict()]).encode())
     for entry in (dataset.image_info(i) for i in range(len(dataset))):
         h.update(str(entry["file_name"]).encode())
@@ -116,7 +117,7 @@ def cache_key(cfg: BackboneConfig, dataset: CocoDetection, seed: int, mean: list
     return h.hexdigest()[:16]
 
 
-def pretrain_backbone(cfg: BackboneConfig, dataset: CocoDetection, out: Path, seed: int = 42,
+def pretrain_backbone(cfg: ResNetConfig, dataset: CocoDetection, out: Path, seed: int = 42,
                       device: torch.device | str = "cpu", workers: int = 2, mean: list[float] | None = None,
                       std: list[float] | None = None) -> PretrainResult:
     """Train ``cfg``'s ResNet (all four stages, trainable BatchNorm) to classify the box crops of ``dataset``
@@ -134,14 +135,8 @@ def pretrain_backbone(cfg: BackboneConfig, dataset: CocoDetection, out: Path, se
         order = torch.randperm(len(labels))
         n_hold = max(1, int(len(labels) * HOLDOUT))
         hold, train = order[:n_hold], order[n_hold:]
-        body = ResNetBody(cfg.name, cfg.width, dilation=False, num_stages=4, norm=nn.BatchNorm2d).to(device)
+        body = ResNetBody(f"resnet{cfg.depth}", cfg.width, dilation=False, num_stages=4, norm=nn.BatchNorm2d).to(device)
         fc = nn.Linear(body.channels[-1], len(dataset.label_map)).to(device)
-        params = list(body.parameters()) + list(fc.parameters())
-        batch = min(BATCH, len(train))  # a small dataset still trains, in whole-set batches
-        per_epoch = len(train) // batch
-        optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LR, total_steps=max(1, cfg.pretrain_epochs * per_epoch),
-                                                       pct_start=0.1)
         shift = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
         scale = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
 
@@ -149,24 +144,8 @@ def pretrain_backbone(cfg: BackboneConfig, dataset: CocoDetection, out: Path, se
             x = ((x.to(device).float() - shift) / scale).contiguous(memory_format=torch.channels_last)
             return fc(body(x)[5].mean((2, 3)))
 
-        body.train()
-        print(f"backbone pretraining: {len(labels)} box crops of {cfg.pretrain_size} px, {cfg.pretrain_epochs} epochs of "
-              f"{per_epoch} steps ({time.time() - start:.0f} s to extract the crops)", flush=True)
-        for epoch in range(cfg.pretrain_epochs):
-            if epoch:  # one plain line per epoch: readable in a log file as on a terminal
-                print(f"backbone pretraining: epoch {epoch}/{cfg.pretrain_epochs}, loss {float(loss):.3f}, "
-                      f"{time.time() - start:.0f} s", flush=True)
-            perm = train[torch.randperm(len(train))]
-            for i in range(per_epoch):
-                idx = perm[i * batch:(i + 1) * batch]
-                x = images[idx]
-                flip = torch.rand(len(idx)) < 0.5  # the detector's one augmentation that keeps the crop's class
-                x[flip] = x[flip].flip(3)
-                loss = F.cross_entropy(logits(x), labels[idx].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+        _fit(list(body.parameters()) + list(fc.parameters()), body, logits, images[train], labels[train].to(device),
+             cfg, start)
         body.eval()
         with torch.no_grad():
             pred = torch.cat([logits(images[hold[i:i + 256]]).argmax(1).cpu() for i in range(0, len(hold), 256)])
@@ -180,12 +159,12 @@ def pretrain_backbone(cfg: BackboneConfig, dataset: CocoDetection, out: Path, se
     return result
 
 
-def pretrained_backbone_file(cfg: BackboneConfig, dataset: CocoDetection, seed: int = 42,
+def pretrained_backbone_file(cfg: ResNetConfig, dataset: CocoDetection, seed: int = 42,
                              device: torch.device | str = "cpu", workers: int = 2, mean: list[float] | None = None,
                              std: list[float] | None = None) -> PretrainResult:
     """The cached pretraining result for ``(cfg, dataset, seed, mean, std)``, made first if there is none."""
     mean, std = mean or DataConfig().mean, std or DataConfig().std
-    path = cache_dir() / f"{cfg.name}-w{cfg.width}-{cache_key(cfg, dataset, seed, mean, std)}.safetensors"
+    path = cache_dir() / f"resnet{cfg.depth}-w{cfg.width}-{cache_key(cfg, dataset, seed, mean, std)}.safetensors"
     summary = path.with_suffix(".json")
     if path.exists() and summary.exists():
         return PretrainResult(**dict(json.loads(summary.read_text()), cached=True))
@@ -196,15 +175,42 @@ def pretrain_if_asked(backbone: nn.Module, cfg: Config, dataset: CocoDetection, 
                       fresh_start: bool) -> None:
     """``model.backbone.pretrain_epochs > 0``: on a fresh start (not resumed, no ``train.init``; the main
     process), pretrain a ResNet without weights on ``dataset``'s box crops (or reuse the cached result) and
-    load it into ``backbone``. Asking it of another backbone is a one-line error whatever the start."""
+    load it into ``backbone`` (only the ResNet config has the option)."""
     b = cfg.model.backbone
-    if b.pretrain_epochs > 0 and not b.name.startswith("resnet"):
-        raise ValueError(f"model.backbone.pretrain_epochs (box-crop pretraining) is for the ResNet backbones; "
-                         f"{b.name} starts from its ImageNet weights (model.backbone.weights=imagenet)")
-    if b.pretrain_epochs > 0 and not b.weights and fresh_start:
+    if isinstance(b, ResNetConfig) and b.pretrain_epochs > 0 and not b.weights and fresh_start:
         from ..compose.backbone import load_backbone_weights
 
         pretrained = pretrained_backbone_file(b, dataset, cfg.train.seed, device, cfg.data.num_workers,
                                               cfg.data.mean, cfg.data.std)
-        load_backbone_weights(backbone, str(pretrained.path))
+        load_backbone_weights(backbone, b, str(pretrained.path))
         print(pretrained.message())
+
+
+def _fit(params: list[nn.Parameter], body: nn.Module, logits: Any, images: Tensor, labels: Tensor,
+         cfg: ResNetConfig, start: float) -> None:
+    """``cfg.pretrain_epochs`` epochs of AdamW + one-cycle over ``images`` (uint8 crops) with horizontal flips,
+    a plain line per epoch."""
+    batch = min(BATCH, len(labels))  # a small dataset still trains, in whole-set batches
+    per_epoch = len(labels) // batch
+    optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LR, total_steps=max(1, cfg.pretrain_epochs * per_epoch),
+                                                   pct_start=0.1)
+    body.train()
+    print(f"backbone pretraining: {len(labels)} box crops of {cfg.pretrain_size} px, {cfg.pretrain_epochs} epochs of "
+          f"{per_epoch} steps ({time.time() - start:.0f} s to extract the crops)", flush=True)
+    loss = torch.zeros(())
+    for epoch in range(cfg.pretrain_epochs):
+        if epoch:  # one plain line per epoch: readable in a log file as on a terminal
+            print(f"backbone pretraining: epoch {epoch}/{cfg.pretrain_epochs}, loss {float(loss):.3f}, "
+                  f"{time.time() - start:.0f} s", flush=True)
+        perm = torch.randperm(len(labels))
+        for i in range(per_epoch):
+            idx = perm[i * batch:(i + 1) * batch]
+            x = images[idx]
+            flip = torch.rand(len(idx)) < 0.5  # the detector's one augmentation that keeps the crop's class
+            x[flip] = x[flip].flip(3)
+            loss = F.cross_entropy(logits(x), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()

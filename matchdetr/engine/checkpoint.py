@@ -25,12 +25,16 @@ from typing import Any, Collection
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
-from torch import Tensor
+from torch import Tensor, nn
+
+from ..config import Config
+from ..data.label_map import LabelMap
 
 from ..io.files import atomic_write
 from ..io.safe_load import refusal_reason, refused_global
 
-FORMAT_VERSION = 1
+# 2: the config in per-component form (``model.arch`` a mapping); 1 (flat) is migrated when read
+FORMAT_VERSION = 2
 _META_KEY = "matchdetr"
 _CKPT_RE = re.compile(r"^iter_(\d+)\.safetensors$")
 
@@ -53,17 +57,16 @@ def save_weights(path: str | os.PathLike, state_dict: dict[str, Tensor], meta: d
     _write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def save_model(detector: Any, path: str | os.PathLike, iteration: int | None = None, run_id: str | None = None) -> None:
-    """One safetensors file: a Detector's weights + its config + label map, everything ``matchdetr.load`` needs
+def save_model(module: nn.Module, config: Config, label_map: LabelMap, path: str | os.PathLike,
+               iteration: int | None = None, run_id: str | None = None) -> None:
+    """One safetensors file: a detector's weights + its config + label map, everything ``matchdetr.load`` needs
     (plus, from training, the iteration and the id of the run that wrote it)."""
-    if detector.config is None or detector.label_map is None:
-        raise ValueError("this Detector has no config/label map attached; create it with matchdetr.build or matchdetr.load")
-    meta = {"config": detector.config.to_dict(), "label_map": detector.label_map.to_dict()}
+    meta: dict[str, Any] = {"config": config.to_dict(), "label_map": label_map.to_dict()}
     if iteration is not None:
         meta["iteration"] = iteration
     if run_id is not None:
         meta["run_id"] = run_id
-    save_weights(path, detector.state_dict(), meta)
+    save_weights(path, module.state_dict(), meta)
 
 
 def _write(path: str | os.PathLike, write: Any) -> None:

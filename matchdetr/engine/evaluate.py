@@ -10,7 +10,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..boxes import xyxy_to_xywh
+from ..config import Config
 from ..data.coco import CocoDetection
+from ..data.common import SplitPaths
+from ..data.label_map import LabelMap
+from ..data.transforms import build_transforms
 from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
 from ..models.detector import Detector
@@ -103,3 +107,12 @@ def evaluate(
     iou_type = ("bbox", "segm") if any("segmentation" in r for r in results) else "bbox"
     return evaluate_detections(dataset.coco_gt, results, out_dir=out_dir, image_ids=dataset.image_ids,
                                iou_type=iou_type)
+
+
+def eval_dataset(config: Config, label_map: LabelMap, paths: SplitPaths) -> CocoDetection:
+    """The split ``paths`` as a model of ``config`` / ``label_map`` is evaluated on it: its own test-time
+    transforms and label map, so dataset category ids map to the model's labels as in training. An unreadable
+    image is scored as one without detections, never replaced by another; a mask model reads the masks (its
+    matcher, for the unstable score and the error analysis, compares masks too)."""
+    return CocoDetection(paths, build_transforms(config.data, train=False), label_map, substitute=False,
+                         masks=config.data.masks)

@@ -1,7 +1,7 @@
 """Start a model from a checkpoint trained on another label set (fine-tuning).
 
-    det = matchdetr.build("dino-tiny", num_classes=10)
-    print(load_pretrained(det, "coco_dino.safetensors"))   # -> one line saying what was kept and re-initialised
+    model = matchdetr.build("dino-tiny", num_classes=10)
+    print(model.load_weights("coco_dino.safetensors"))   # -> one line saying what was kept and re-initialised
 
 Every tensor is copied from the checkpoint except the ones whose meaning depends on the class set: the class
 heads (every ``class_embed``) and, with denoising, the label embedding (``label_enc``). Which tensors those are
@@ -25,12 +25,12 @@ import os
 import torch
 from torch import nn
 
-from ..compose import build_model
+from ..compose.detectors import build_model
 from ..config import Config, ModelConfig
 from ..data.label_map import LabelMap
 from .checkpoint import CheckpointError, load_weights, newest_weights
 
-__all__ = ["class_dependent_keys", "load_pretrained"]
+__all__ = ["class_dependent_keys", "load_pretrained", "transfer_weights"]
 
 _LISTED = 6
 
@@ -39,7 +39,7 @@ def class_axes(cfg: ModelConfig) -> dict[str, int]:
     """``{state-dict key: class axis}`` of the tensors of the model ``cfg`` describes whose shape depends on
     ``cfg.num_classes``."""
     base = copy.deepcopy(cfg)
-    base.backbone.weights = ""  # the meta-device builds must not read a weights file
+    base.backbone.weights = None  # the meta-device builds must not read a weights file
     plus = copy.deepcopy(base)
     plus.num_classes = base.num_classes + 1
     with torch.device("meta"):
@@ -87,22 +87,25 @@ def _groups(keys: set[str]) -> str:
     return ", ".join(f"{p} ({n} tensor{'s' if n > 1 else ''})" for p, n in prefixes.items())
 
 
-def load_pretrained(detector: nn.Module, path: str | os.PathLike) -> str:
-    """Copy a checkpoint's weights into ``detector`` (built with its own config and label map).
+def load_pretrained(detector: nn.Module, cfg: Config, label_map: LabelMap, path: str | os.PathLike) -> str:
+    """Copy a checkpoint's weights into ``detector`` (built from ``cfg`` for the classes of ``label_map``).
 
     path: a checkpoint file or a run directory (its newest complete weights). Returns one line saying what was
-    loaded and what was re-initialised. Raises :class:`CheckpointError` (one line) when tensors other than the
-    class-dependent ones are missing, unexpected or of another shape: a different architecture is an error,
-    not a partial load.
-    """
+    loaded and what was re-initialised; see :func:`transfer_weights`."""
     weights = newest_weights(path)
     state, meta = load_weights(weights)
-    cfg: Config | None = getattr(detector, "config", None)
-    label_map: LabelMap | None = getattr(detector, "label_map", None)
-    if cfg is None or label_map is None:
-        raise ValueError("the detector has no config/label map; create it with matchdetr.build or matchdetr.from_config")
     saved_map = LabelMap.from_dict(meta["label_map"]) if "label_map" in meta else None
     saved_preset = Config.from_dict(meta["config"]).preset if "config" in meta else "?"
+    return transfer_weights(detector, cfg, label_map, state, saved_map, str(weights), saved_preset)
+
+
+def transfer_weights(detector: nn.Module, cfg: Config, label_map: LabelMap, state: dict[str, torch.Tensor],
+                     saved_map: LabelMap | None, source: str, source_preset: str = "?") -> str:
+    """Copy ``state`` (whose class heads belong to ``saved_map``) into ``detector``: everything when the label
+    maps are equal, else everything but the class-dependent tensors, whose rows of the classes both have by name
+    are kept. Returns one line saying what was loaded and re-initialised (``source`` names where the weights
+    come from, ``source_preset`` their preset). Raises :class:`CheckpointError` (one line) when tensors other than the class-dependent ones are
+    missing, unexpected or of another shape: a different architecture is an error, not a partial load."""
     own = detector.state_dict()
     same_classes = saved_map is not None and saved_map == label_map
     axes = {} if same_classes else class_axes(cfg.model)
@@ -112,31 +115,36 @@ def load_pretrained(detector: nn.Module, path: str | os.PathLike) -> str:
     shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
                     if k in state and k not in skip and state[k].shape != own[k].shape)
     if missing or unexpected or shapes:
-        raise CheckpointError(f"{weights} (preset '{saved_preset}') does not fit preset '{cfg.preset}' apart from the "
-                              f"class heads: missing {_listing(missing)}, unexpected {_listing(unexpected)}, "
-                              f"shape mismatches {_listing(shapes)}")
+        raise CheckpointError(f"{source} (preset '{source_preset}') does not fit preset '{cfg.preset}' apart from the class heads: missing "
+                              f"{_listing(missing)}, unexpected {_listing(unexpected)}, shape mismatches {_listing(shapes)}")
     rows = _rows_by_name(saved_map, label_map) if saved_map is not None and not same_classes else []
     merged: dict[str, torch.Tensor] = {}
     if rows:
+        assert saved_map is not None
         for k in skip:
             if k in state:
                 copied = _copy_rows(own[k], state[k], axes[k], rows, len(label_map), len(saved_map))
                 if copied is not None:
                     merged[k] = copied
     detector.load_state_dict({**{k: v for k, v in state.items() if k not in skip}, **merged}, strict=False)
-    loaded = len(own) - len(skip)
+    return _summary(source, len(own), skip, merged, rows, label_map, saved_map, same_classes)
+
+
+def _summary(source: str, total: int, skip: set[str], merged: dict[str, torch.Tensor], rows: list[tuple[int, int]],
+             label_map: LabelMap, saved_map: LabelMap | None, same_classes: bool) -> str:
+    loaded = total - len(skip)
     if same_classes:
-        return f"initialised from {weights}: all {loaded} tensors loaded (same {len(label_map)} classes)"
+        return f"initialised from {source}: all {loaded} tensors loaded (same {len(label_map)} classes)"
     old = len(saved_map) if saved_map is not None else "?"
-    if rows and len(rows) == len(label_map) == len(saved_map) and merged.keys() == skip:
-        return (f"initialised from {weights}: all {len(own)} tensors loaded; the same {len(label_map)} classes "
+    if rows and saved_map is not None and len(rows) == len(label_map) == len(saved_map) and merged.keys() == skip:
+        return (f"initialised from {source}: all {total} tensors loaded; the same {len(label_map)} classes "
                 f"matched by name (category ids or order differ), their rows of {_groups(skip)} kept")
-    if rows and merged:
+    if rows and merged and saved_map is not None:
         fresh = [n for n in label_map.names if n not in set(saved_map.names)]
-        return (f"initialised from {weights}: {loaded} tensors loaded; class set differs ({old} -> {len(label_map)} "
+        return (f"initialised from {source}: {loaded} tensors loaded; class set differs ({old} -> {len(label_map)} "
                 f"classes): {len(rows)} matched by name keep their rows of {_groups(set(merged))}, "
                 f"{len(fresh)} new class(es) start fresh ({_listing(fresh)})")
-    return (f"initialised from {weights}: {loaded} tensors loaded; class set differs ({old} -> {len(label_map)} "
+    return (f"initialised from {source}: {loaded} tensors loaded; class set differs ({old} -> {len(label_map)} "
             f"classes), re-initialised {_groups(skip)}")
 
 

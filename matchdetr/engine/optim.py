@@ -34,10 +34,10 @@ def param_groups(
     return [{"params": ps, "lr": lr_, "initial_lr": lr_, "weight_decay": wd} for (lr_, wd), ps in groups.items()]
 
 
-def lr_factor(iteration: int, drop_at: int, drop_factor: float, warmup: int) -> float:
+def lr_factor(iteration: int, drop_at: int | None, drop_factor: float, warmup: int) -> float:
     """Step schedule with linear warm-up: ``warmup`` iterations from 0.001x, then 1x, then ``drop_factor``x
-    from ``drop_at`` on. A pure function of the iteration, so resuming needs no scheduler state."""
-    f = drop_factor if drop_at > 0 and iteration >= drop_at else 1.0
+    from ``drop_at`` on (None: never). A pure function of the iteration, so resuming needs no scheduler state."""
+    f = drop_factor if drop_at is not None and iteration >= drop_at else 1.0
     if warmup > 0 and iteration < warmup:
         f *= 0.001 + (1 - 0.001) * iteration / warmup
     return f

@@ -24,8 +24,12 @@ import re
 import shutil
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..io.out_paths import output_dir
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Config
 
 # Files and folders a run (training, its evaluations, `report`, `demo`, `analyze` defaults) writes into its
 # directory. Folders are removed whole: nothing else writes into them.
@@ -96,3 +100,24 @@ def prepare_run_dir(out_dir: str | os.PathLike, resume: bool, exist_ok: bool, ha
             else:
                 p.unlink(missing_ok=True)
     return output_dir(out) if main_process else out
+
+
+def saved_config(run_dir: str | os.PathLike) -> "Config":
+    """The config a run directory was trained with: its newest checkpoint's (the weights belong to it), else its
+    ``config.json``; a one-line RunDirError when it holds neither."""
+    import json
+
+    from ..config import Config
+    from .checkpoint import newest_complete, read_meta
+
+    run = Path(run_dir)
+    found = newest_complete(run) if run.is_dir() else None
+    if found is not None:
+        return Config.from_dict(read_meta(found[1])["config"])
+    path = run / "config.json"
+    if not path.is_file():
+        raise RunDirError(f"{run}: no run to continue here (no checkpoints/iter_*.safetensors, no config.json)")
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as err:
+        raise RunDirError(f"{path}: not readable JSON ({err.msg} at line {err.lineno})") from None

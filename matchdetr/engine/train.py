@@ -1,17 +1,20 @@
-"""Training loop: AdamW, step schedule, grad clipping, AMP, EMA, periodic evaluation, exact resume, DDP.
+"""Training: AdamW, step schedule, grad clipping, AMP, EMA, periodic evaluation, exact resume, DDP.
 
 Exact resume rests on three facts: every data sample is a pure function of ``(seed, epoch, index)``
 (``CocoDetection``), the batch order of an epoch is a pure function of ``(seed, epoch)``
 (``EpochBatchSampler``), and the checkpoint holds the optimizer, the EMA, the grad scaler and the global torch
 RNG state (dropout, denoising noise) at the iteration it was written. The learning rate is a pure function of
 the iteration. Nothing else is random, so a resumed run continues bit for bit.
+
+:class:`Trainer` sets a run up in named steps (run directory, resumed state, datasets, model, initial weights,
+optimisation, schedule, restore, wrap); the step itself is ``engine/step.py``.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,135 +23,217 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..compose import build_criterion, from_config
+from ..compose.criterion import build_criterion
+from ..compose.model import build_detector
 from ..config import Config
 from ..config.checks import check_config, schedule_warnings
-from ..data.coco import CocoDetection, DatasetError, LabelMap, SplitPaths
+from ..data.coco import CocoDetection, DatasetError, LabelMap
 from ..data.collate import collate
 from ..data.sampler import EpochBatchSampler
+from ..data.splits import resolve_split
 from ..data.transforms import build_transforms
-from ..models.layers import set_activation_checkpointing
 from ..io.progress import TrainProgress
+from ..models.detector import Detector
+from ..models.layers import set_activation_checkpointing
 from . import checkpoint as ck
 from . import distributed as dist
 from .backbone_pretrain import pretrain_if_asked
+from .coco_eval import EvalResult
 from .compile import compile_model
 from .device import autocast_for
-from .run_dir import new_run_id, prepare_run_dir
-from .guard import (NonFiniteGuard, StopSignals, TrainingStopped, first_nonfinite_grad, gradient_norm,
-                    nonfinite_terms)
-from .coco_eval import EvalResult
 from .evaluate import evaluate
+from .finetune import load_pretrained, transfer_weights
+from .guard import NonFiniteGuard, StopSignals, TrainingStopped
 from .optim import ModelEMA, lr_factor, param_groups, set_lr
+from .run_dir import new_run_id, prepare_run_dir
 from .run_log import RunLog, truncate_metrics
+from .step import Step
 from .train_state import load_training_state, resume_config, save_training_state
 from .unstable_score import unstable_score
+
+# Weights to start from: (state dict, the label map its class heads belong to, where they come from, their preset)
+Initial = tuple[dict[str, torch.Tensor], LabelMap, str, str]
 
 
 @dataclass
 class TrainResult:
+    """run_dir, iterations trained, the final evaluation (None without a validation split / off the main
+    process), wall seconds; on the main process the trained ``module`` (EMA weights when EMA is on) with its
+    ``config`` and ``label_map``."""
+
     run_dir: Path
     iterations: int
-    evaluation: EvalResult | None  # the final evaluation (None without a validation split / off the main process)
+    evaluation: EvalResult | None
     seconds: float
+    module: Detector | None = None
+    config: Config | None = None
+    label_map: LabelMap | None = None
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The final evaluation's metrics (AP, AP50, ... in percent), or {} without one."""
+        return dict(self.evaluation.metrics) if self.evaluation is not None else {}
 
 
 class Trainer:
-    """One training run into ``out_dir``; ``resume`` / ``exist_ok`` follow the run-directory rules of
-    ``engine/run_dir.py``. ``progress``: a bar on a terminal (else, and when False, a plain line per log line)."""
+    """One training run of ``cfg`` (its data paths in ``cfg.data``) into ``out_dir``; ``resume`` / ``exist_ok``
+    follow the run-directory rules of ``engine/run_dir.py``. ``progress``: a bar on a terminal (else, and when
+    False, a plain line per log line). ``val``: evaluate on the validation split. ``initial``: weights to start
+    from (``Model.fit`` of a loaded model); the caller's ``cfg`` is never changed."""
 
-    def __init__(self, cfg: Config, train_paths: SplitPaths, val_paths: SplitPaths | None, out_dir: str | os.PathLike,
-                 device: str = "auto", resume: bool = False, progress: bool = True, exist_ok: bool = False) -> None:
+    def __init__(self, cfg: Config, out_dir: str | os.PathLike, device: str = "auto", resume: bool = False,
+                 progress: bool = True, exist_ok: bool = False, val: bool = True, initial: Initial | None = None) -> None:
+        cfg = copy.deepcopy(cfg)
         check_config(cfg)  # before anything is read, built or deleted
         self.device = dist.init_from_env(device)
-        self.out_dir = Path(out_dir)
-        self.progress = progress and dist.is_main()
+        self.out_dir, self.progress = Path(out_dir), progress and dist.is_main()
+        self._open_run_dir(cfg, resume, exist_ok)
+        cfg, saved_labels = self._resumed(cfg)
+        self.cfg = cfg
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
+        self._datasets(val, saved_labels)
+        self._build()
+        self._initial_weights(initial)
+        self._optimization()
+        self._schedule()
+        self._restore()
+        self._wrap()
+
+    # ----------------------------------------------------------------------------------------- set-up steps
+    def _open_run_dir(self, cfg: Config, resume: bool, exist_ok: bool) -> None:
+        """Which checkpoint to continue (if any), and the run directory made ready by its rules."""
         self.resume_from = ck.newest_complete(self.out_dir) if resume else None  # skips unreadable ones
-        prepare_run_dir(self.out_dir, resume, exist_ok, self.resume_from is not None, init=cfg.train.init,
+        prepare_run_dir(self.out_dir, resume, exist_ok, self.resume_from is not None, init=cfg.train.init or "",
                         main_process=dist.is_main())
         if resume and not exist_ok and self.resume_from is None and dist.is_main():
             print(f"--resume: no complete checkpoint in {self.out_dir / 'checkpoints'}; starting from scratch")
-        label_map = None
-        # The run's id goes into every checkpoint it writes; pruning deletes only checkpoints with this id.
+
+    def _resumed(self, cfg: Config) -> tuple[Config, LabelMap | None]:
+        """The run's id (written into every checkpoint; pruning deletes only checkpoints with it) and, when
+        resuming, the checkpoint's config and label map."""
         self.run_id, self.own_run_ids = new_run_id(), set()
+        labels = None
         if self.resume_from is not None:
             meta = ck.read_meta(self.resume_from[1])
-            cfg = resume_config(cfg, meta)
-            label_map = LabelMap.from_dict(meta["label_map"])
+            cfg = resume_config(cfg, meta, self.out_dir)
+            labels = LabelMap.from_dict(meta["label_map"])
             if isinstance(meta.get("run_id"), str):
                 self.run_id = meta["run_id"]
             else:  # a run begun before run ids: its earlier checkpoints carry none, and are its own
                 self.own_run_ids.add(None)
         self.own_run_ids.add(self.run_id)
-        self.cfg = cfg
-        torch.manual_seed(cfg.train.seed)  # identical initial weights on every process
-        self.train_set = CocoDetection(train_paths, build_transforms(cfg.data, train=True), label_map, seed=cfg.train.seed,
-                                       masks=cfg.data.masks)  # instance masks in the targets (segmentation)
-        if label_map is not None and self.train_set.label_map != label_map:
+        return cfg, labels
+
+    def _datasets(self, val: bool, labels: LabelMap | None) -> None:
+        """The training split (its classes set the model's), and the validation split read as for scoring."""
+        d = self.cfg.data
+        if d.path is None and not (d.train_images and d.train_annotations):
+            raise DatasetError("no dataset: give the data folder (matchdetr train --data DIR, fit(data=DIR): a COCO, "
+                               "YOLO or VOC dataset, or a data.yaml)")
+        train_paths = resolve_split(d.path, "train", d.train_images, d.train_annotations)
+        val_paths = resolve_split(d.path, "val", d.val_images, d.val_annotations) if val else None
+        self.train_set = CocoDetection(train_paths, build_transforms(d, train=True), labels, seed=self.cfg.train.seed,
+                                       masks=d.masks)  # instance masks in the targets (segmentation)
+        if labels is not None and self.train_set.label_map != labels:
             raise ValueError(f"{train_paths.annotations}: categories differ from the checkpoint's label map")
         if int(self.train_set.box_counts().sum()) == 0:
             raise DatasetError(f"{train_paths.annotations}: the training split has no usable boxes in its "
                                f"{len(self.train_set)} images; nothing to learn from")
         self.label_map = self.train_set.label_map
-        self.val_set = (CocoDetection(val_paths, build_transforms(cfg.data, train=False), self.label_map, substitute=False,
-                                      masks=cfg.data.masks)
-                        if val_paths is not None else None)
-        cfg.model.num_classes = len(self.label_map)
-        self.model = from_config(cfg, self.label_map).to(self.device)
-        # Rank 0 only: DistributedDataParallel broadcasts its weights to the other processes below.
-        pretrain_if_asked(self.model.backbone, cfg, self.train_set, self.device,
-                          fresh_start=self.resume_from is None and not cfg.train.init and dist.is_main())
-        if cfg.train.init and self.resume_from is None:  # weights only; optimizer and schedule start fresh
-            from .finetune import load_pretrained
+        # substitute=False: an unreadable image is scored as one without detections, never replaced by another
+        self.val_set = None if val_paths is None else CocoDetection(
+            val_paths, build_transforms(d, train=False), self.label_map, substitute=False, masks=d.masks)
 
-            message = load_pretrained(self.model, cfg.train.init)
-            if dist.is_main():
-                print(message)
-        self.criterion = build_criterion(cfg.model)
-        t = cfg.train
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, t.lr, t.lr_backbone, t.weight_decay,
-                                                        {k: t.lr_proj_mult for k in t.lr_proj_names}),
-                                           lr=t.lr, weight_decay=t.weight_decay)
+    def _build(self) -> None:
+        """The model for the dataset's classes (seeded: identical on every process) and its criterion."""
+        self.cfg.model.num_classes = len(self.label_map)
+        self.model = build_detector(self.cfg).to(self.device)
+        self.criterion = build_criterion(self.cfg.model)
+
+    def _initial_weights(self, initial: Initial | None) -> None:
+        """A fresh run starts from the backbone's pretraining, ``train.init`` or ``initial``; weights only, the
+        optimizer and the schedule start fresh. Rank 0's weights reach the others through DDP's broadcast."""
+        if self.resume_from is not None:
+            return
+        cfg = self.cfg
+        pretrain_if_asked(self.model.backbone, cfg, self.train_set, self.device,
+                          fresh_start=not cfg.train.init and initial is None and dist.is_main())
+        message = None
+        if cfg.train.init:
+            message = load_pretrained(self.model, cfg, self.label_map, cfg.train.init)
+        elif initial is not None:
+            message = transfer_weights(self.model, cfg, self.label_map, *initial)
+        if message and dist.is_main():
+            print(message)
+
+    def _optimization(self) -> None:
+        """AdamW over the parameter groups (backbone and projection learning rates), AMP, grad scaler, EMA."""
+        t = self.cfg.train
+        groups = param_groups(self.model, t.lr, t.lr_backbone, t.weight_decay, {k: t.lr_proj_mult for k in t.lr_proj_names})
+        self.optimizer = torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
         self.autocast = autocast_for(self.device, t.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and t.amp == "fp16")
         self.ema = ModelEMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
+
+    def _schedule(self) -> None:
+        """Batches per epoch, the run's length and the iteration of the learning-rate drop."""
+        t = self.cfg.train
         self.sampler = EpochBatchSampler(len(self.train_set), t.batch_size, shuffle=True, seed=t.seed,
                                          rank=dist.rank(), world=dist.world_size(), drop_last=True)
         self.iters_per_epoch = self.sampler.batches_per_epoch()
-        self.total_iters = t.iters if t.iters > 0 else t.epochs * self.iters_per_epoch
-        self.drop_at = int(t.lr_drop if t.iters > 0 else t.lr_drop * self.iters_per_epoch)
+        self.total_iters = t.iters if t.iters is not None else t.epochs * self.iters_per_epoch
+        unit = 1 if t.iters is not None else self.iters_per_epoch
+        self.drop_at = None if t.lr_drop is None else int(t.lr_drop * unit)
         if dist.is_main():
-            schedule_warnings(t, self.total_iters)
-        self.iteration = 0
-        self.guard, self.signals, self.stop_requested = NonFiniteGuard(t.max_nonfinite_skips), StopSignals(), False
-        if self.resume_from is not None:
-            self._load(self.resume_from)
-        if self.resume_from is None:
-            # Each process draws its own dropout and denoising noise (seeded by rank), like distinct GPUs.
-            torch.manual_seed(cfg.train.seed + dist.rank())
-        # Without auxiliary losses the per-layer heads of refining models get no gradient.
-        unused = not cfg.model.loss.aux_loss
-        self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                                            find_unused_parameters=unused)
-                    if dist.is_dist() else self.model)
-        set_activation_checkpointing(self.model, t.checkpoint_activations)
-        if t.compile:  # in place: the state dict and evaluation see the same module (engine/compile.py)
-            compile_model(self.net, self.device)
+            schedule_warnings(t, self.total_iters, self.iters_per_epoch)
 
-    # ------------------------------------------------------------------------------------ checkpoints
-    def _load(self, found: tuple[int, Path, Path]) -> None:
-        iteration, weights, state_path = found
+    def _restore(self) -> None:
+        """The checkpoint's weights, optimizer, scaler, EMA and RNG when resuming; else each process seeds its
+        own dropout and denoising noise (by rank), like distinct GPUs."""
+        self.iteration = 0
+        self.guard, self.signals, self.stop_requested = NonFiniteGuard(self.cfg.train.max_nonfinite_skips), StopSignals(), False
+        if self.resume_from is None:
+            torch.manual_seed(self.cfg.train.seed + dist.rank())
+            return
+        iteration, weights, state_path = self.resume_from
         load_training_state(weights, state_path, self.model, self.optimizer, self.scaler, self.ema, self.device)
         self.iteration = iteration
         if dist.is_main():
             truncate_metrics(self.out_dir / "metrics.jsonl", iteration)
             print(f"resumed from {weights} at iteration {iteration}")
 
+    def _wrap(self) -> None:
+        """DDP across processes, activation checkpointing, torch.compile (in place: the state dict and the
+        evaluation see the same module)."""
+        t = self.cfg.train
+        # Without auxiliary losses the per-layer heads of refining models get no gradient.
+        unused = not self.cfg.model.loss.aux_loss
+        self.net = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                            find_unused_parameters=unused)
+                    if dist.is_dist() else self.model)
+        set_activation_checkpointing(self.model, t.checkpoint_activations)
+        if t.compile:
+            compile_model(self.net, self.device)
+        self.step = Step(self.net, self.model, self.criterion, self.optimizer, self.scaler, self.autocast, self.ema,
+                         self.guard, self.signals, t.clip_max_norm)
+
+    # ------------------------------------------------------------------------------------ checkpoints
     def _save(self) -> None:
-        save_training_state(self.out_dir / "checkpoints", self.iteration, self.model, self.optimizer, self.scaler,
-                            self.ema, self.device, self.run_id)
+        save_training_state(self.out_dir / "checkpoints", self.iteration, self.model, self.cfg, self.label_map,
+                            self.optimizer, self.scaler, self.ema, self.device, self.run_id)
         if dist.is_main():
             ck.prune(self.out_dir, self.cfg.train.keep_last, self.own_run_ids)
+
+    def _stop(self, saved: bool) -> None:
+        """Save (unless this iteration just did) and raise the one-line reason."""
+        if not saved:
+            self._save()
+        path = self.out_dir / "checkpoints" / f"{ck.checkpoint_name(self.iteration)}.safetensors"
+        if self.guard.exhausted:
+            raise self.guard.error(self.iteration, str(path))
+        signum = self.signals.received
+        raise TrainingStopped(f"stopped by {StopSignals.name(signum)} at iteration {self.iteration}/{self.total_iters}; "
+                              f"checkpoint {path}; continue with --resume", 128 + (signum or 15))
 
     # -------------------------------------------------------------------------------------------- loop
     def _loader(self, epoch: int, start_batch: int) -> Any:
@@ -158,51 +243,6 @@ class Trainer:
                             num_workers=self.cfg.data.num_workers, generator=torch.Generator().manual_seed(epoch),
                             pin_memory=self.device.type == "cuda")
         return iter(loader)
-
-    def _step(self, batch: Any) -> dict[str, float] | None:
-        t = self.cfg.train
-        batch = batch.to(self.device, non_blocking=True)
-        targets = batch.targets
-        with self.autocast() if self.autocast else nullcontext():
-            out = self.net(batch.images, batch.pixel_mask, targets)
-        loss = self.criterion(out, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss.total).backward()  # also for a non-finite loss: DDP needs every rank's backward
-        self.scaler.unscale_(self.optimizer)  # a no-op without fp16 loss scaling
-        grad_norm = gradient_norm([p.grad for p in self.model.parameters() if p.grad is not None])
-        # One collective and one host read per step carry all three verdicts, so every process skips (or
-        # stops) at the same step, else DDP hangs; the gradients are already all-reduced, the loss is not.
-        flags = torch.stack([(~torch.isfinite(loss.total.detach())).float().reshape(()),
-                             (~torch.isfinite(grad_norm)).float().to(loss.total.device),
-                             loss.total.new_tensor(float(self.signals.received is not None))])
-        bad_loss, bad_grad, stop = dist.all_reduce_sum(flags)[0].tolist()
-        self.stop_requested = stop > 0
-        if bad_loss > 0:
-            bad = nonfinite_terms(loss.losses, loss.total)
-            self.guard.skip(self.iteration, f"non-finite loss ({', '.join(bad) or 'on another process'})")
-            self.optimizer.zero_grad(set_to_none=True)
-            return None
-        if bad_grad > 0:
-            if self.scaler.is_enabled() and self.scaler.get_scale() >= 1.0:  # fp16 overflow: the scaler's job
-                self.scaler.step(self.optimizer)  # skips the update because of the inf
-                self.scaler.update()  # lowers the scale
-            else:
-                bad_param = first_nonfinite_grad(self.model.named_parameters())
-                self.guard.skip(self.iteration, f"non-finite gradient (loss {float(loss.total):.4g} is finite; "
-                                                f"first bad gradient: {bad_param})")
-            self.optimizer.zero_grad(set_to_none=True)
-            return None
-        if t.clip_max_norm > 0:  # clip with the norm just computed rather than computing it again
-            torch.nn.utils.clip_grads_with_norm_(self.model.parameters(), t.clip_max_norm, grad_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.guard.ok()
-        if self.ema is not None:
-            self.ema.update(self.model)
-        logs = {k: v.detach() for k, v in loss.losses.items()}
-        logs["loss"] = loss.total.detach()
-        logs["grad_norm"] = grad_norm.detach()
-        return logs
 
     def _evaluate(self, final: bool = False) -> EvalResult | None:
         if self.val_set is None:
@@ -231,16 +271,26 @@ class Trainer:
         with self.signals:
             return self._run()
 
-    def _stop(self, saved: bool) -> None:
-        """Save (unless this iteration just did) and raise the one-line reason."""
-        if not saved:
+    def _log_window(self, window: list[dict[str, torch.Tensor]], epoch: int, factor: float, bar: TrainProgress) -> None:
+        # average each key over the steps that have it: denoising terms are absent on GT-free batches
+        keys = dict.fromkeys(k for w in window for k in w)
+        record: dict[str, Any] = {k: float(torch.stack([w[k] for w in window if k in w]).float().mean()) for k in keys}
+        record.update(type="train", iter=self.iteration, epoch=epoch, lr=self.cfg.train.lr * factor)  # the transformer's
+        self.log.write(record)
+        bar.record(self.iteration, record)
+
+    def _after_step(self) -> None:
+        """Checkpoint, stop, evaluate and score stability on their iterations."""
+        t, last = self.cfg.train, self.iteration == self.total_iters
+        saved = self.iteration % t.checkpoint_every == 0 or last
+        if saved:
             self._save()
-        path = self.out_dir / "checkpoints" / f"{ck.checkpoint_name(self.iteration)}.safetensors"
-        if self.guard.exhausted:
-            raise self.guard.error(self.iteration, str(path))
-        signum = self.signals.received
-        raise TrainingStopped(f"stopped by {StopSignals.name(signum)} at iteration {self.iteration}/{self.total_iters}; "
-                              f"checkpoint {path}; continue with --resume", 128 + (signum or 15))
+        if self.guard.exhausted or (self.stop_requested and not last):
+            self._stop(saved=saved)
+        if t.eval_every and self.iteration % t.eval_every == 0 and not last:
+            self._evaluate()
+        if t.unstable_every and self.iteration % t.unstable_every == 0:
+            self._log_unstable()
 
     def _run(self) -> TrainResult:
         t, start = self.cfg.train, time.time()
@@ -250,48 +300,42 @@ class Trainer:
         self.log = RunLog(self.out_dir, t.tensorboard, dist.is_main())
         self.model.train()
         bar = TrainProgress(self.total_iters, self.iteration, bar=self.progress, enabled=dist.is_main())
-        data_iter, window, skipped = None, [], 0
+        data_iter, window = None, []
         while self.iteration < self.total_iters:
             epoch, in_epoch = divmod(self.iteration, self.iters_per_epoch)
             if data_iter is None or in_epoch == 0:
                 data_iter = self._loader(epoch, in_epoch)
             factor = lr_factor(self.iteration, self.drop_at, t.lr_drop_factor, t.warmup_iters)
             set_lr(self.optimizer, factor)
-            logs = self._step(next(data_iter))
+            logs = self.step(next(data_iter).to(self.device, non_blocking=True), self.iteration)
+            self.stop_requested = self.step.stop_requested
             self.iteration += 1
             bar.update()
-            skipped = skipped + 1 if logs is None else 0
             if logs is not None:
                 window.append(logs)
             if window and (self.iteration % t.log_every == 0 or self.iteration == self.total_iters):
-                # average each key over the steps that have it: denoising terms are absent on GT-free batches
-                keys = dict.fromkeys(k for w in window for k in w)
-                record = {k: float(torch.stack([w[k] for w in window if k in w]).float().mean()) for k in keys}
-                record.update(type="train", iter=self.iteration, epoch=epoch, lr=t.lr * factor)  # the transformer's lr
-                self.log.write(record)
-                bar.record(self.iteration, record)
+                self._log_window(window, epoch, factor, bar)
                 window = []
-            if self.iteration % t.checkpoint_every == 0 or self.iteration == self.total_iters:
-                self._save()
-            if self.guard.exhausted or (self.stop_requested and self.iteration < self.total_iters):
-                self._stop(saved=self.iteration % t.checkpoint_every == 0 or self.iteration == self.total_iters)
-            if t.eval_every and self.iteration % t.eval_every == 0 and self.iteration < self.total_iters:
-                self._evaluate()
-            if t.unstable_every and self.iteration % t.unstable_every == 0:
-                self._log_unstable()
+            self._after_step()
         bar.close()
+        return self._finish(start)
+
+    def _finish(self, start: float) -> TrainResult:
+        """The final evaluation, ``model.safetensors``, and the result."""
         evaluation = self._evaluate(final=True)
+        final = self.ema.module if self.ema is not None else self.model
         if dist.is_main():
-            final_model = self.ema.module if self.ema is not None else self.model
-            final_model.config, final_model.label_map = self.cfg, self.label_map
-            ck.save_model(final_model, self.out_dir / "model.safetensors", iteration=self.iteration, run_id=self.run_id)
+            ck.save_model(final, self.cfg, self.label_map, self.out_dir / "model.safetensors",
+                          iteration=self.iteration, run_id=self.run_id)
         dist.barrier()
         self.log.close()
-        return TrainResult(self.out_dir, self.iteration, evaluation, time.time() - start)
+        main = dist.is_main()
+        return TrainResult(self.out_dir, self.iteration, evaluation, time.time() - start,
+                           final if main else None, self.cfg if main else None, self.label_map if main else None)
 
 
-def train(cfg: Config, train_paths: SplitPaths, val_paths: SplitPaths | None, out_dir: str | os.PathLike,
-          device: str = "auto", resume: bool = False, progress: bool = True, exist_ok: bool = False) -> TrainResult:
-    """Train ``cfg`` on a COCO-format split; see :class:`Trainer` (and ``engine/run_dir.py`` for ``resume`` /
-    ``exist_ok``)."""
-    return Trainer(cfg, train_paths, val_paths, out_dir, device, resume, progress, exist_ok).run()
+def train(cfg: Config, out_dir: str | os.PathLike, device: str = "auto", resume: bool = False, progress: bool = True,
+          exist_ok: bool = False, val: bool = True, initial: Initial | None = None) -> TrainResult:
+    """Train ``cfg`` on the dataset its ``data`` section names; see :class:`Trainer` (and ``engine/run_dir.py``
+    for ``resume`` / ``exist_ok``)."""
+    return Trainer(cfg, out_dir, device, resume, progress, exist_ok, val, initial).run()

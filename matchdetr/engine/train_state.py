@@ -10,26 +10,61 @@ from typing import Any
 import torch
 
 from ..config import Config
+from ..config.tree import to_dict
+from ..data.label_map import LabelMap
 from . import checkpoint as ck
 from . import distributed as dist
 from .optim import ModelEMA
 
 
-def resume_config(cfg: Config, meta: dict[str, Any]) -> Config:
-    """The checkpoint's config wins (the weights belong to it); only the schedule length comes from ``cfg``."""
+# How to run, not what is trained: on resume the command's values of these are used.
+HOW_TO_RUN = ("train.iters", "train.epochs", "train.compile", "train.checkpoint_activations", "train.log_every",
+              "train.tensorboard", "train.keep_last", "train.checkpoint_every", "train.eval_every",
+              "train.unstable_every", "data.num_workers")
+
+
+# Where the data is: the command's value when it gives one (a dataset moved since), else the run's.
+DATA_SOURCE = ("data.path", "data.train_images", "data.train_annotations", "data.val_images", "data.val_annotations")
+
+
+def _leaves(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): d}
+
+
+def resume_config(cfg: Config, meta: dict[str, Any], run_dir: Path) -> Config:
+    """The checkpoint's config wins (the weights, optimizer and data order belong to it) except for the keys
+    of :data:`HOW_TO_RUN` (the schedule's length among them: a run can be extended); every other value the
+    command changed is named in one warning, with the run's and the given value."""
     saved = Config.from_dict(meta["config"])
-    cfg.model.num_classes = saved.model.num_classes  # set from the dataset at the start, not by the user
-    if saved.model != cfg.model or saved.data != cfg.data:
-        warnings.warn("resuming: the model/data config of the checkpoint is used; differing options were ignored")
-    saved.train.iters, saved.train.epochs = cfg.train.iters, cfg.train.epochs
-    saved.train.compile = cfg.train.compile  # how to run, not what: the command's choice
-    saved.train.checkpoint_activations = cfg.train.checkpoint_activations
+    mine, theirs = _leaves(to_dict(cfg)), _leaves(to_dict(saved))
+    theirs.pop("model.num_classes", None)  # set from the dataset at the start, not by the user
+    changed = [k for k in sorted(set(mine) | set(theirs)) if k not in HOW_TO_RUN + DATA_SOURCE and k != "preset"
+               and k in theirs and mine.get(k, theirs[k]) != theirs[k]]
+    moved = [k for k in DATA_SOURCE if mine.get(k) is not None and theirs.get(k) not in (None, mine.get(k))]
+    if moved:
+        warnings.warn(f"resuming {run_dir}: reading the data from {', '.join(f'{k}={mine[k]}' for k in moved)} "
+                      f"(the run was trained on {', '.join(str(theirs[k]) for k in moved)})", stacklevel=2)
+    if changed:
+        listing = ", ".join(f"{k} (run: {theirs[k]!r}, given: {mine.get(k)!r})" for k in changed[:8])
+        more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
+        warnings.warn(f"resuming {run_dir}: the run's own values are kept for {listing}{more}; start a new run "
+                      f"(another --out, or --exist-ok) to change them", stacklevel=2)
+    for key in HOW_TO_RUN + DATA_SOURCE:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if key in HOW_TO_RUN or value is not None:
+            setattr(getattr(saved, section), name, value)
     return saved
 
 
-def save_training_state(ckdir: Path, iteration: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scaler: torch.amp.GradScaler, ema: ModelEMA | None, device: torch.device,
-                        run_id: str) -> None:
+def save_training_state(ckdir: Path, iteration: int, model: torch.nn.Module, config: Config, label_map: LabelMap,
+                        optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, ema: ModelEMA | None,
+                        device: torch.device, run_id: str) -> None:
     """Checkpoint ``iteration``: the state file first, then the weights, whose file marks it complete. Every
     process takes part (the RNG states are gathered); the main process writes."""
     # every process's own random state (CPU, and its GPU's), so each resumes its own stream
@@ -43,7 +78,7 @@ def save_training_state(ckdir: Path, iteration: int, model: torch.nn.Module, opt
     if ema is not None:
         state["ema"], state["ema_updates"] = ema.module.state_dict(), ema.updates
     ck.save_state(ckdir / f"{name}.state.pt", state)  # state first: the weights file marks completion
-    ck.save_model(model, ckdir / f"{name}.safetensors", iteration=iteration, run_id=run_id)
+    ck.save_model(model, config, label_map, ckdir / f"{name}.safetensors", iteration=iteration, run_id=run_id)
 
 
 def load_training_state(weights: Path, state_path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -33,6 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from ..boxes import cxcywh_to_xyxy
+from ..config import Config
+from ..data.label_map import LabelMap
 from ..models.detector import Detector
 
 __all__ = ["export_onnx", "onnx_metadata", "check_onnx", "check_opset", "DEFAULT_OPSET", "META_KEY"]
@@ -80,31 +82,29 @@ class _ExportGraph(nn.Module):
 
 
 def _output_names(detector: Detector, topk: int | None) -> list[str]:
-    assert detector.config is not None
-    raw = ["logits", "boxes"] + (["masks"] if detector.config.model.arch == "mask_dino" else [])
+    raw = ["logits", "boxes"] + (["masks"] if detector.predicts_masks else [])
     return raw + (["scores", "labels", "boxes_xyxy"] if topk else [])
 
 
-def onnx_metadata(detector: Detector, with_mask: bool, topk: int | None, opset: int) -> dict[str, Any]:
+def onnx_metadata(detector: Detector, cfg: Config, label_map: LabelMap, with_mask: bool, topk: int | None,
+                  opset: int) -> dict[str, Any]:
     """What a torch-free predictor needs: preprocessing, labels, post-processing and the I/O names."""
-    assert detector.config is not None and detector.label_map is not None
-    cfg = detector.config
     return {
         "format_version": 1,
         "preset": cfg.preset,
-        "arch": cfg.model.arch,
+        "arch": cfg.model.arch.kind,
         "num_classes": cfg.model.num_classes,
         "opset": opset,
         "inputs": ["images", "pixel_mask"] if with_mask else ["images"],
         "outputs": _output_names(detector, topk),
         "graph_topk": topk or 0,
         "postprocess_topk": cfg.model.postprocess.topk,
-        "nms_iou": float(getattr(cfg.model.postprocess, "nms_iou", 0.0)),
+        "nms_iou": cfg.model.postprocess.nms_iou,
         "test_size": cfg.data.test_size,
         "test_max_size": cfg.data.test_max_size,
         "mean": list(cfg.data.mean),
         "std": list(cfg.data.std),
-        "label_map": detector.label_map.to_dict(),
+        "label_map": label_map.to_dict(),
     }
 
 
@@ -120,9 +120,11 @@ def _sample_inputs(size: tuple[int, int], with_mask: bool) -> tuple[Tensor, ...]
     return (images, mask) if with_mask else (images,)
 
 
-def export_onnx(detector: Detector, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET, with_mask: bool = True,
-                topk: int | None = None, sample_size: tuple[int, int] | None = None) -> Path:
-    """Write ``detector`` as an ONNX graph with dynamic batch, height and width; returns the path.
+def export_onnx(detector: Detector, cfg: Config, label_map: LabelMap, out: str | os.PathLike, *,
+                opset: int = DEFAULT_OPSET, with_mask: bool = True, topk: int | None = None,
+                sample_size: tuple[int, int] | None = None) -> Path:
+    """Write ``detector`` (built from ``cfg``, classes ``label_map``) as an ONNX graph with dynamic batch, height
+    and width; returns the path.
 
     topk: also output the top-k post-processing (``None``/0: raw logits and boxes only).
     sample_size: the (H, W) traced with (default: the config's test size, square); any size works afterwards.
@@ -134,12 +136,10 @@ def export_onnx(detector: Detector, out: str | os.PathLike, *, opset: int = DEFA
         from .predict_io import MissingExtra
 
         raise MissingExtra("ONNX export needs the onnx package: pip install 'matchdetr[onnx]'") from None
-    if detector.config is None or detector.label_map is None:
-        raise ValueError("this Detector has no config/label map; create it with matchdetr.build or matchdetr.load")
-    num_outputs = detector.config.model.num_classes * detector.config.model.transformer.num_queries
+    num_outputs = cfg.model.num_classes * cfg.model.transformer.num_queries
     if topk is not None and not 0 <= topk <= num_outputs:
         raise ValueError(f"topk must be in [0, queries x classes = {num_outputs}], got {topk}")
-    size = sample_size or (detector.config.data.test_size,) * 2
+    size = sample_size or (cfg.data.test_size,) * 2
     graph = _ExportGraph(detector, with_mask, topk).eval()
     inputs = _sample_inputs(size, with_mask)
     in_names = ["images", "pixel_mask"][: len(inputs)]
@@ -161,7 +161,7 @@ def export_onnx(detector: Detector, out: str | os.PathLike, *, opset: int = DEFA
     finally:
         detector.train(was_training)
     model = onnx.load_from_string(buf.getvalue())
-    meta = onnx_metadata(detector, with_mask, topk, opset)
+    meta = onnx_metadata(detector, cfg, label_map, with_mask, topk, opset)
     entry = model.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     model.producer_name = "matchdetr"

@@ -190,7 +190,7 @@ class OnnxDetector:
                 input_hw = resized_hw((w, h), self.meta["test_size"], self.meta["test_max_size"])
                 inst, mask_scores = instance_masks(masks[i][query], input_hw, (h, w))
                 top_scores = top_scores * mask_scores
-            if self.meta.get("nms_iou", 0.0) > 0:
+            if self.meta.get("nms_iou"):  # null (or 0.0 in older files): no NMS
                 kept = class_aware_nms(xyxy, top_scores, labels, float(self.meta["nms_iou"]))
                 xyxy, top_scores, labels = xyxy[kept], top_scores[kept], labels[kept]
                 inst = None if inst is None else inst[kept]

@@ -20,6 +20,7 @@ from torch import Tensor
 from .. import presets
 from ..config import Config
 from ..data.coco import LabelMap
+from ..models.backbone import ResNetConfig
 
 _RESNETS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
             ("bottleneck", (3, 4, 6, 3)): "resnet50", ("bottleneck", (3, 4, 23, 3)): "resnet101"}
@@ -59,12 +60,12 @@ def config_from_hf(hf: dict[str, Any], where: str = "config.json") -> tuple[Conf
     cfg = presets.get(name)
     m, t = cfg.model, cfg.model.transformer
     m.num_classes = int(hf.get("num_labels", len(hf.get("id2label", {})) or 91))
-    m.backbone.name, m.backbone.width, m.backbone.return_levels = backbone, width, levels
-    m.backbone.dilation = bool(hf.get("dilation", False))
+    m.backbone = ResNetConfig(depth=int(backbone.removeprefix("resnet")), width=width, return_levels=levels,
+                              dilation=bool(hf.get("dilation", False)), frozen_stages=m.backbone.frozen_stages)
     t.hidden_dim, t.num_heads, t.dim_feedforward = hf["d_model"], hf["encoder_attention_heads"], hf["encoder_ffn_dim"]
     t.enc_layers, t.dec_layers, t.num_queries = hf["encoder_layers"], hf["decoder_layers"], hf["num_queries"]
     t.num_levels, t.enc_points, t.dec_points = hf["num_feature_levels"], hf["encoder_n_points"], hf["decoder_n_points"]
-    t.dropout, t.box_refine, t.two_stage = float(hf.get("dropout", 0.1)), refine, two_stage
+    t.dropout = float(hf.get("dropout", 0.1))
     if two_stage and hf.get("two_stage_num_proposals", t.num_queries) != t.num_queries:
         raise ConversionError(f"{where}: two_stage_num_proposals differs from num_queries")
     id2label = hf.get("id2label") or {}
@@ -191,7 +192,7 @@ def convert_state_dict(hf_state: dict[str, Tensor], target: dict[str, Tensor], n
 
 def convert_hf_deformable_detr(src: str | Path, out: str | Path) -> Path:
     """Convert a ``save_pretrained`` directory of DeformableDetrForObjectDetection into a matchdetr checkpoint."""
-    from ..api import from_config, save
+    from ..api import from_config
 
     src = Path(src)
     hf, state = _read_source(src)
@@ -203,5 +204,5 @@ def convert_hf_deformable_detr(src: str | Path, out: str | Path) -> Path:
         if key.endswith("num_batches_tracked") and key not in converted:
             converted[key] = target[key]
     model.load_state_dict(converted, strict=True)
-    save(model, out)
+    model.save(out)
     return Path(out)

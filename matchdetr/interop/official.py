@@ -161,16 +161,16 @@ def convert_official(family: str, src: str | Path, out: str | Path, preset: str 
     overrides: ``key.sub=value`` config changes applied after the architecture is read from the checkpoint, for a
     checkpoint trained with other settings than the preset's (e.g. a smaller backbone).
     """
-    from ..api import from_config, save
+    from ..api import from_config
     from ..config import apply_overrides
 
     fam = _family(family)
     state = read_checkpoint(src)
     cfg = apply_overrides(fam.config(state, preset, str(src)), overrides)
-    cfg.model.backbone.weights = ""  # the backbone comes from the checkpoint
-    cfg.model.postprocess.nms_iou = NMS_IOU if nms else 0.0
+    cfg.model.backbone.weights = None  # the backbone comes from the checkpoint
+    cfg.model.postprocess.nms_iou = NMS_IOU if nms else None
     model = from_config(cfg, coco_label_map(cfg.model.num_classes))
     converted = map_state_dict(fam, state, model.state_dict(), str(src))
     model.load_state_dict(converted, strict=True)
-    save(model, out)
+    model.save(out)
     return Path(out)

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from .. import presets
 from ..config import Config
+from ..models.backbone import ResNetConfig
 from .hf_deformable_detr import ConversionError
 from .official_rules import Family, count_indices, fold_tied, listing, split_qkv
 
@@ -53,7 +54,7 @@ IGNORED = [
     "transformer.decoder.bbox_embed.*",  # decoder too, so state_dict() holds every head twice); checked equal
 ]
 _TIED = ("transformer.decoder.class_embed.", "transformer.decoder.bbox_embed.")
-_RESNET_DEPTH = {6: "resnet50", 23: "resnet101"}  # blocks in res4
+_RESNET_DEPTH = {6: 50, 23: 101}  # blocks in res4 -> ResNet depth
 
 _BACKBONE = [
     (r"backbone\.stem\.conv1\.weight", r"backbone.body.conv1.weight"),
@@ -142,13 +143,15 @@ def config(family: str, state: dict[str, Tensor], preset: str | None, where: str
             raise ConversionError(f"{where}: {levels} feature levels; only the 4- and 5-scale models are released")
         preset = f"{family}-{levels}scale-r50"
     cfg = presets.get(preset)
-    if cfg.model.arch != "dino" or (cfg.model.memory_fusion == "dense") != (family == "stable-dino"):
+    dense = cfg.model.memory_fusion is not None and cfg.model.memory_fusion.kind == "dense"
+    if cfg.model.arch.kind != "dino" or dense != (family == "stable-dino"):
         raise ConversionError(f"{where}: preset '{preset}' is not a {family} preset")
     if preset.endswith("-r50"):
         depth = count_indices(state, r"backbone\.res4\.(\d+)\.")
         if depth not in _RESNET_DEPTH:
             raise ConversionError(f"{where}: backbone res4 has {depth} blocks; only ResNet-50/101 are supported")
-        cfg.model.backbone.name = _RESNET_DEPTH[depth]
+        assert isinstance(cfg.model.backbone, ResNetConfig)
+        cfg.model.backbone.depth = _RESNET_DEPTH[depth]
     m, t = cfg.model, cfg.model.transformer
     m.num_classes, t.num_queries = cls.shape[0], state["transformer.tgt_embed.weight"].shape[0]
     t.enc_layers = count_indices(state, r"transformer\.encoder\.layers\.(\d+)\.")

@@ -40,6 +40,7 @@ from pathlib import Path
 from torch import Tensor
 
 from .. import presets
+from ..compose.archs import SamDetrArch
 from ..config import Config
 from .hf_deformable_detr import ConversionError
 from .official_rules import Family, count_indices, fold_tied, listing, split_qkv
@@ -120,18 +121,18 @@ def config(state: dict[str, Tensor], preset: str | None, where: str) -> Config:
         preset = "sam-detr-" + ("plus-plus-" if multiscale else "") + ("smca-" if smca else "") + "r50"
     cfg = presets.get(preset)
     m, t = cfg.model, cfg.model.transformer
-    if m.arch != "sam_detr" or m.sam.multiscale != multiscale or m.sam.smca != smca:
+    if not isinstance(m.arch, SamDetrArch) or m.arch.multiscale != multiscale or m.arch.smca != smca:
         raise ConversionError(f"{where}: preset '{preset}' does not match the checkpoint (multi-scale {multiscale}, "
                               f"SMCA {smca})")
     if dc5 and not multiscale:
         m.backbone.dilation = True
-    m.sam.group_norm = not multiscale and "input_proj.0.1.weight" in state
+    m.arch.group_norm = not multiscale and "input_proj.0.1.weight" in state
     m.num_classes, t.num_queries = cls.shape[0], state["query_embed.weight"].shape[0]
     t.enc_layers = count_indices(state, r"transformer\.encoder\.layers\.(\d+)\.")
     t.dec_layers = count_indices(state, r"transformer\.decoder\.layers\.(\d+)\.")
     t.dim_feedforward = state["transformer.decoder.layers.0.linear1.weight"].shape[0]
     if multiscale:
-        m.sam.encoder_ffn_dim = state["transformer.encoder.layers.0.linear1.weight"].shape[0]
+        m.arch.encoder_ffn_dim = state["transformer.encoder.layers.0.linear1.weight"].shape[0]
     m.postprocess.topk = min(m.postprocess.topk, t.num_queries * m.num_classes)
     return cfg
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..fields import Component, knob
 from ..structures import Prediction, Target
 
 
@@ -51,3 +54,15 @@ class FocalClassLoss:
     ) -> Tensor:
         onehot = one_hot_targets(pred.logits, targets, indices)
         return sigmoid_focal_loss(pred.logits, onehot, self.alpha, self.gamma).sum() / num_boxes
+
+
+@dataclass
+class FocalLossConfig(Component):
+    """The sigmoid focal loss of Deformable-DETR and DINO (Lin et al. 2017, eq. 5)."""
+
+    kind = "focal"
+    alpha: float = knob(0.25, ge=0, le=1)  # weight of the positives, 1 - alpha of the negatives (eq. 5's alpha_t)
+    gamma: float = knob(2.0, ge=0)  # focusing exponent: (1 - p_t)^gamma down-weights the easy entries
+
+    def build(self) -> FocalClassLoss:
+        return FocalClassLoss(self.alpha, self.gamma)

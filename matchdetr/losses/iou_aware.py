@@ -28,6 +28,7 @@ position-modulated cost.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..boxes import cxcywh_to_xyxy, elementwise_box_iou
+from ..fields import Component, knob
 from ..structures import Prediction, Target
 
 
@@ -137,3 +139,50 @@ IOU_AWARE = {
     "ia_bce": ia_bce_loss,
     "matchability_aware": matchability_aware_loss,
 }
+
+
+@dataclass
+class VarifocalLossConfig(Component):
+    """Varifocal loss (VarifocalNet eq. 2; RT-DETR, D-FINE)."""
+
+    kind = "varifocal"
+    alpha: float = knob(0.75, ge=0)  # the negatives' weight alpha * p^gamma
+    gamma: float = knob(2.0, ge=0)  # the negatives' focusing exponent
+
+    def build(self) -> IoUAwareClassLoss:
+        return IoUAwareClassLoss("varifocal", alpha=self.alpha, gamma=self.gamma)
+
+
+@dataclass
+class QualityFocalLossConfig(Component):
+    """Quality focal loss (Generalized Focal Loss eq. 5)."""
+
+    kind = "quality_focal"
+    beta: float = knob(2.0, ge=0)  # modulating exponent |y - p|^beta
+
+    def build(self) -> IoUAwareClassLoss:
+        return IoUAwareClassLoss("quality_focal", beta=self.beta)
+
+
+@dataclass
+class IaBceLossConfig(Component):
+    """IoU-aware BCE (Align-DETR eq. 4-5; LW-DETR and RF-DETR's default)."""
+
+    kind = "ia_bce"
+    alpha: float = knob(0.25, ge=0, le=1)  # target p^alpha * IoU^(1 - alpha)
+    gamma: float = knob(2.0, ge=0)  # the negatives' weight p^gamma
+
+    def build(self) -> IoUAwareClassLoss:
+        return IoUAwareClassLoss("ia_bce", alpha=self.alpha, gamma=self.gamma)
+
+
+@dataclass
+class MatchabilityAwareLossConfig(Component):
+    """Matchability-aware loss (DEIM eq. 4)."""
+
+    kind = "matchability_aware"
+    gamma: float = knob(1.5, ge=0)  # target IoU^gamma, negatives' weight p^gamma
+    alpha: float | None = knob(None, ge=0)  # the negatives' extra factor; None: none (DEIM's default)
+
+    def build(self) -> IoUAwareClassLoss:
+        return IoUAwareClassLoss("matchability_aware", gamma=self.gamma, alpha=self.alpha)

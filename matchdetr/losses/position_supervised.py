@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..boxes import box_iou, cxcywh_to_xyxy
+from ..fields import Component, knob
 from ..structures import Prediction, Target
 from .focal import one_hot_targets
 from .iou_aware import matched_pairs
@@ -47,7 +49,7 @@ def position_function(spec: str) -> PositionFunction:
         return lambda s, p: torch.sin(s * math.pi / 2)
     m = _POWER.match(text)
     if not m:
-        raise ValueError(f"model.loss.psl_f1={spec!r} is not one of: s, s^a, s^a*p^b, exp, sin")
+        raise ValueError(f"f1={spec!r} is not one of: s, s^a, s^a*p^b, exp, sin")
     a, b = float(m.group(1)), float(m.group(2) or 0.0)
     if b == 0.0:
         return lambda s, p: s.pow(a)
@@ -68,10 +70,10 @@ def rescale_targets(t: Tensor, mode: str, max_iou: Tensor | None = None) -> Tens
         ceiling = torch.ones_like(top)
     elif mode == "max_iou":
         if max_iou is None:
-            raise ValueError("psl_rescale='max_iou' needs the image's largest IoU")
+            raise ValueError("rescale='max_iou' needs the image's largest IoU")
         ceiling = max_iou.to(t)
     else:
-        raise ValueError(f"model.loss.psl_rescale={mode!r}; valid: {', '.join(RESCALES)}")
+        raise ValueError(f"position-supervised rescale={mode!r}; valid: {', '.join(RESCALES)}")
     scale = torch.where(top > 0, (ceiling / top.clamp_min(1e-12)).clamp_min(1.0), torch.ones_like(top))
     return t * scale
 
@@ -101,7 +103,7 @@ class PositionSupervisedLoss:
 
     def __init__(self, f1: str = "s^2", rescale: str = "one", alpha: float = 0.25, gamma: float = 2.0) -> None:
         if rescale not in RESCALES:
-            raise ValueError(f"model.loss.psl_rescale={rescale!r}; valid: {', '.join(RESCALES)}")
+            raise ValueError(f"position-supervised rescale={rescale!r}; valid: {', '.join(RESCALES)}")
         self.f1, self.rescale = position_function(f1), rescale
         self.alpha, self.gamma = alpha, gamma
 
@@ -126,3 +128,22 @@ class PositionSupervisedLoss:
                  num_boxes: float) -> Tensor:
         t, positive = self.targets(pred, targets, indices)
         return position_supervised_focal(pred.logits, t, positive, self.alpha, self.gamma).sum() / num_boxes
+
+
+@dataclass
+class PositionSupervisedLossConfig(Component):
+    """Stable matching's classification loss (Stable-DINO eq. 3): the positives' target is a function of the
+    matched IoU alone."""
+
+    kind = "position_supervised"
+    # f1 of table 7: s^a (a > 0; s^2 is the paper's default), s^a*p^b (an ablation that hurts), exp, sin
+    f1: str = "s^2"
+    rescale: str = knob("one", choices=RESCALES)  # one: largest target per image -> 1 (the release) | max_iou | none
+    alpha: float = knob(0.25, ge=0, le=1)  # focal alpha of eq. 3
+    gamma: float = knob(2.0, ge=0)  # focal gamma of eq. 3: |t - p|^gamma on positives, p^gamma on negatives
+
+    def validate(self) -> None:
+        position_function(self.f1)  # a ValueError naming the valid forms
+
+    def build(self) -> PositionSupervisedLoss:
+        return PositionSupervisedLoss(self.f1, self.rescale, self.alpha, self.gamma)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..boxes import cxcywh_to_xyxy, generalized_box_iou
+from ..fields import Component, knob
 
 
 @dataclass
@@ -84,3 +85,28 @@ class GIoUCost:
 
     def __call__(self, x: MatchInputs) -> Tensor:
         return -generalized_box_iou(cxcywh_to_xyxy(x.boxes), cxcywh_to_xyxy(x.gt_boxes))
+
+
+@dataclass
+class FocalCostConfig(Component):
+    """The focal class cost of Deformable-DETR and DINO."""
+
+    kind = "focal"
+    alpha: float = knob(0.25, ge=0, le=1)  # focal alpha of the cost
+    gamma: float = knob(2.0, ge=0)  # focal gamma of the cost
+
+    def build(self) -> FocalClassCost:
+        return FocalClassCost(self.alpha, self.gamma)
+
+
+@dataclass
+class PositionModulatedCostConfig(Component):
+    """Stable matching's position-modulated class cost (Stable-DINO eq. 4)."""
+
+    kind = "position_modulated"
+    alpha: float = knob(0.25, ge=0, le=1)  # focal alpha of the cost
+    gamma: float = knob(2.0, ge=0)  # focal gamma of the cost
+    power: float = knob(0.5, ge=0)  # f2(x) = x^power; paper table 9: 0 (f2 = 1), 0.25, 0.5 (default), 1, 2
+
+    def build(self) -> PositionModulatedCost:
+        return PositionModulatedCost(self.alpha, self.gamma, self.power)

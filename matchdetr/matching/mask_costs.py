@@ -11,10 +11,13 @@ the BCE and dice costs of one image see the same draw.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..fields import Component, knob
 from ..ops.point_sample import point_sample, point_sample_on_canvas
 from ..structures import MASK_STRIDE
 from .costs import MatchInputs
@@ -83,3 +86,23 @@ class DiceCost:
 
     def __call__(self, x: MatchInputs) -> Tensor:
         return pairwise_dice(*sampled_masks(x, self.num_points))
+
+
+@dataclass
+class MaskCostConfig(Component):
+    """The mask terms of Mask-DINO's hybrid matching, on one draw of uniform points per image (the release's COCO
+    config: 5.0 and 5.0 on 112 * 112 points). A weight of 0 leaves its cost out."""
+
+    kind = "point_sampled"
+    mask_weight: float = knob(5.0, ge=0)  # weight of the pairwise point-sampled sigmoid BCE (cost_mask)
+    dice_weight: float = knob(5.0, ge=0)  # weight of the pairwise dice cost (cost_dice)
+    points: int = knob(DEFAULT_POINTS, ge=1)  # uniform points per image shared by both costs
+
+    def build(self) -> list[tuple[float, MaskBCECost | DiceCost]]:
+        """The (weight, cost) pairs the matcher adds; a zero weight is not built."""
+        costs: list[tuple[float, MaskBCECost | DiceCost]] = []
+        if self.mask_weight:
+            costs.append((self.mask_weight, MaskBCECost(self.points)))
+        if self.dice_weight:
+            costs.append((self.dice_weight, DiceCost(self.points)))
+        return costs

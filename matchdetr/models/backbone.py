@@ -12,12 +12,14 @@ Stages are named by stride exponent, as the DETR papers name feature levels: lev
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..fields import Component, knob
 from .masks import downsample_mask
 
 
@@ -254,3 +256,25 @@ def level_outputs(body: nn.Module, levels: Sequence[int], images: Tensor,
     # Channels-last runs the convolutions ~15% faster on CPU (oneDNN) and suits tensor cores on GPU.
     feats = body(images.contiguous(memory_format=torch.channels_last))
     return [(feats[lvl], downsample_mask(pixel_mask, feats[lvl].shape[-2:])) for lvl in levels]
+
+
+@dataclass
+class ResNetConfig(Component):
+    """A ResNet (torchvision's names and weights; He et al. 2016), the backbone of the papers' R50 models."""
+
+    kind = "resnet"
+    depth: int = knob(50, choices=(18, 34, 50, 101))  # ResNet-18/34 (basic blocks), -50/101 (bottlenecks)
+    width: int = knob(64, ge=1)  # stem / first-stage width; 64 is torchvision's, smaller values make a narrower net
+    frozen_stages: int = knob(2, ge=0, le=5)  # 0: nothing frozen, 1: stem, 2: stem + layer1 (DETR), 5: everything
+    norm: str = knob("frozen_bn", choices=tuple(NORMS))  # frozen_bn (pretrained, DETR) | bn (trainable; from scratch)
+    dilation: bool = False  # DC5: dilate the last stage (stride 16 instead of 32)
+    return_levels: list[int] = knob(factory=lambda: [5], ge=2, le=5, min_items=1)  # C2..C5 by stride exponent
+    weights: str | None = None  # a torchvision ImageNet ResNet state-dict file (.pth or .safetensors); None: random
+    # > 0 (and no `weights`): before detection training, train the ResNet for this many epochs as a classifier of
+    # the training set's box crops, the stand-in for ImageNet weights (engine/backbone_pretrain.py; cached).
+    pretrain_epochs: int = knob(0, ge=0)
+    pretrain_size: int = knob(64, ge=8)  # side of those crops in pixels
+
+    def build(self) -> "Backbone":
+        return Backbone(f"resnet{self.depth}", width=self.width, frozen_stages=self.frozen_stages,
+                        dilation=self.dilation, return_levels=tuple(self.return_levels), norm=self.norm)

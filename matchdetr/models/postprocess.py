@@ -15,10 +15,10 @@ class PostProcessor(nn.Module):
     """Sigmoid scores, top-k over (queries x classes), boxes scaled to the original image.
 
     A query may give several detections with different classes (Deformable-DETR's post-processing), which is
-    what the published focal-loss DETRs evaluate. ``nms_iou > 0`` adds class-aware NMS after the top-k.
+    what the published focal-loss DETRs evaluate. ``nms_iou`` adds class-aware NMS at that IoU after the top-k.
     """
 
-    def __init__(self, topk: int = 100, nms_iou: float = 0.0) -> None:
+    def __init__(self, topk: int = 100, nms_iou: float | None = None) -> None:
         super().__init__()
         self.topk, self.nms_iou = topk, nms_iou
 
@@ -42,7 +42,7 @@ class PostProcessor(nn.Module):
             for i, d in enumerate(dets):
                 d.masks, mask_scores = instance_masks(pred.masks[i, query_idx[i]], input_sizes[i], orig_sizes[i])
                 d.scores = d.scores * mask_scores
-        if self.nms_iou > 0:  # Stable-DINO's test-time class-aware NMS, after the top-k (paper table 6)
+        if self.nms_iou is not None:  # Stable-DINO's test-time class-aware NMS, after the top-k (paper table 6)
             dets = [d.select(k) for d in dets for k in [batched_nms(d.boxes, d.scores, d.labels, self.nms_iou)]]
         return dets
 

@@ -3,7 +3,7 @@
 For box ``(x0, y0, x1, y1)`` in input pixels (times ``spatial_scale``; ``aligned`` subtracts half a pixel so
 that pixel ``i`` is centred at ``i + 0.5``), the output bin ``(i, j)`` of a ``P x Q`` grid is the mean of
 ``gh x gw`` bilinear samples at the centres of a regular sub-grid of the bin. ``gh = sampling_ratio`` or, when
-``sampling_ratio <= 0`` ("adaptive"), ``ceil(roi_h / P)`` per box (likewise ``gw``). A sample at ``(y, x)``
+``sampling_ratio`` is None ("adaptive"; torchvision's ``<= 0`` means the same), ``ceil(roi_h / P)`` per box (likewise ``gw``). A sample at ``(y, x)``
 reads 0 when ``y < -1``, ``y > H``, ``x < -1`` or ``x > W``; otherwise the coordinate is clamped to
 ``[0, H-1] x [0, W-1]`` and bilinearly interpolated, as torchvision's kernel does.
 
@@ -32,7 +32,8 @@ def _as_pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def _axis_weights(start: Tensor, length: Tensor, pooled: int, size: int, sampling_ratio: int) -> tuple[Tensor, Tensor]:
+def _axis_weights(start: Tensor, length: Tensor, pooled: int, size: int,
+                  sampling_ratio: int | None) -> tuple[Tensor, Tensor]:
     """Per-axis interpolation matrices.
 
     start, length: ``[K]`` box start and extent along the axis (feature pixels, offset already applied).
@@ -40,7 +41,7 @@ def _axis_weights(start: Tensor, length: Tensor, pooled: int, size: int, samplin
     samples outside ``[-1, size]``) and ``count [K]``, the number of samples per bin along this axis.
     """
     bin_size = length / pooled
-    if sampling_ratio > 0:
+    if sampling_ratio is not None and sampling_ratio > 0:
         count = torch.full_like(length, float(sampling_ratio))
         samples = torch.arange(sampling_ratio, device=length.device, dtype=length.dtype)
     else:
@@ -68,7 +69,7 @@ def _axis_weights(start: Tensor, length: Tensor, pooled: int, size: int, samplin
 
 
 def roi_align(features: Tensor, boxes: Tensor, output_size: int | tuple[int, int] = 7,
-              spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = True) -> Tensor:
+              spatial_scale: float = 1.0, sampling_ratio: int | None = None, aligned: bool = True) -> Tensor:
     """RoIAlign of ``N`` boxes per image.
 
     features: ``[B, C, H, W]``.
@@ -97,7 +98,7 @@ def roi_align(features: Tensor, boxes: Tensor, output_size: int | tuple[int, int
 
 
 def roi_align_naive(features: Tensor, boxes: Tensor, output_size: int | tuple[int, int] = 7,
-                    spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = True) -> Tensor:
+                    spatial_scale: float = 1.0, sampling_ratio: int | None = None, aligned: bool = True) -> Tensor:
     """Reference transcription of torchvision's CPU kernel: loops over boxes, bins and samples.
 
     Same arguments and result as :func:`roi_align`; slow, for tests only.
@@ -135,8 +136,9 @@ def roi_align_naive(features: Tensor, boxes: Tensor, output_size: int | tuple[in
             if not aligned:
                 roi_w, roi_h = max(roi_w, 1.0), max(roi_h, 1.0)
             bin_h, bin_w = roi_h / ph, roi_w / pw
-            gh = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_h / ph)
-            gw = sampling_ratio if sampling_ratio > 0 else math.ceil(roi_w / pw)
+            fixed = sampling_ratio is not None and sampling_ratio > 0
+            gh = sampling_ratio if fixed else math.ceil(roi_h / ph)
+            gw = sampling_ratio if fixed else math.ceil(roi_w / pw)
             count = max(gh * gw, 1)
             for i in range(ph):
                 for j in range(pw):

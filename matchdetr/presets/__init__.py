@@ -13,11 +13,6 @@ from __future__ import annotations
 
 DEFAULT_TINY = "stable-dino-tiny"  # the preset `matchdetr demo` trains: the best tiny preset so far (docs/benchmarks.md)
 
+# The lookups load the family modules on first use (registry.py), so importing this package (the command line's
+# parser does, for DEFAULT_TINY) imports no torch: the ONNX-only path runs without it.
 from .registry import ALIASES, canonical, get, names, preset  # noqa: E402,F401  (the public lookups)
-from .tiny import LITE_MEAN, LITE_STD, make_tiny  # noqa: E402,F401
-
-# The families register themselves when imported.
-from . import detr_family  # noqa: E402,F401
-from . import stable  # noqa: E402,F401
-from . import sam_detr  # noqa: E402,F401
-from . import mask_dino  # noqa: E402,F401

@@ -3,7 +3,10 @@ H-Deformable-DETR, each with its ``-tiny`` form."""
 
 from __future__ import annotations
 
+from ..compose.archs import DabDeformableDetrArch, DeformableDetrArch, DetrArch, DinoArch
 from ..config import Config
+from ..models.plugins.denoising import DinoDenoisingConfig, DnDetrDenoisingConfig
+from ..models.plugins.hybrid_matching import OneToManyConfig
 from .registry import preset
 from .tiny import make_tiny
 
@@ -14,7 +17,7 @@ def detr_r50() -> Config:
     """DETR-R50 with 300 queries and sigmoid focal loss: SAM-DETR++ table 1's "DETR-dagger" (41M, 22.3 AP
     at 12 epochs). Stem + layer1 frozen; lr drop at epoch 11 of 12."""
     cfg = Config()
-    cfg.model.arch = "detr"
+    cfg.model.arch = DetrArch()
     cfg.model.backbone.return_levels = [5]
     return cfg
 
@@ -31,10 +34,9 @@ def _deformable(box_refine: bool = False, two_stage: bool = False) -> Config:
     with the drop at 40."""
     cfg = Config()
     m, t, tr = cfg.model, cfg.model.transformer, cfg.train
-    m.arch = "deformable_detr"
+    m.arch = DeformableDetrArch(box_refine=box_refine, two_stage=two_stage)
     m.backbone.return_levels = [3, 4, 5]
     t.dim_feedforward, t.num_levels, t.enc_points, t.dec_points = 1024, 4, 4, 4
-    t.box_refine, t.two_stage = box_refine, two_stage
     tr.lr, tr.lr_backbone, tr.epochs, tr.lr_drop = 2e-4, 2e-5, 50, 40
     tr.lr_proj_names, tr.lr_proj_mult = ["sampling_offsets", "reference_points"], 0.1
     return cfg
@@ -84,7 +86,7 @@ def deformable_detr_two_stage_tiny() -> Config:
 def dab_deformable_detr_r50() -> Config:
     """DAB-Deformable-DETR-R50: Deformable-DETR with 4-d anchor queries refined layer by layer."""
     cfg = _deformable(box_refine=True)
-    cfg.model.arch = "dab_deformable_detr"
+    cfg.model.arch = DabDeformableDetrArch(look_forward_twice=False)
     return cfg
 
 
@@ -99,8 +101,7 @@ def dn_deformable_detr_r50() -> Config:
     """DN-Deformable-DETR: DAB-Deformable-DETR with DN-DETR's denoising (5 groups, label flip 0.2, box noise
     0.4, positives only)."""
     cfg = dab_deformable_detr_r50()
-    dn = cfg.model.denoising
-    dn.style, dn.groups, dn.label_noise, dn.box_noise = "dn_detr", 5, 0.2, 0.4
+    cfg.model.denoising = DnDetrDenoisingConfig(groups=5, label_noise=0.2, box_noise=0.4)
     return cfg
 
 
@@ -115,11 +116,10 @@ def _dino(levels: list[int]) -> Config:
     loss weight 1.0 (matching cost 2.0); stem frozen; lr 1e-4 (backbone 1e-5), drop at epoch 11."""
     cfg = _deformable(box_refine=True)
     m, t, tr = cfg.model, cfg.model.transformer, cfg.train
-    m.arch = "dino"
+    m.arch = DinoArch(look_forward_twice=True)
     m.backbone.return_levels, m.backbone.frozen_stages = levels, 1
     t.num_levels, t.num_queries, t.dim_feedforward, t.dropout = len(levels) + 1, 900, 2048, 0.0
-    t.look_forward_twice = True
-    m.denoising.style, m.denoising.dn_number, m.denoising.label_noise, m.denoising.box_noise = "dino", 100, 0.5, 1.0
+    m.denoising = DinoDenoisingConfig(dn_number=100, label_noise=0.5, box_noise=1.0)
     m.loss.class_weight = 1.0
     m.postprocess.topk = 300
     tr.lr, tr.lr_backbone, tr.epochs, tr.lr_drop = 1e-4, 1e-5, 12, 11
@@ -161,7 +161,7 @@ def h_deformable_detr_r50() -> Config:
     """H-Deformable-DETR (12-epoch recipe): two-stage Deformable-DETR with refinement plus a one-to-many
     branch of 1500 queries matched to the GT repeated 6 times (weight 1.0); 300 one-to-one queries."""
     cfg = _deformable(box_refine=True, two_stage=True)
-    cfg.model.hybrid.num_one2many, cfg.model.hybrid.k, cfg.model.hybrid.weight = 1500, 6, 1.0
+    cfg.model.hybrid = OneToManyConfig(num_queries=1500, k=6, weight=1.0)
     cfg.train.epochs, cfg.train.lr_drop = 12, 11
     return cfg
 
@@ -169,5 +169,5 @@ def h_deformable_detr_r50() -> Config:
 @preset("h-deformable-detr-tiny")
 def h_deformable_detr_tiny() -> Config:
     cfg = _deformable_tiny(h_deformable_detr_r50())
-    cfg.model.hybrid.num_one2many = 300  # 3x the 100 one-to-one queries (full size: 5x) to bound the CPU step
+    cfg.model.hybrid.num_queries = 300  # 3x the 100 one-to-one queries (full size: 5x) to bound the CPU step
     return cfg

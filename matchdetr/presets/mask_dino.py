@@ -3,7 +3,11 @@ Mask-DINO plus the position-supervised loss and the position-modulated cost)."""
 
 from __future__ import annotations
 
+from ..compose.archs import MaskDinoArch
 from ..config import Config
+from ..losses.masks import PointSampledMaskLossConfig
+from ..matching.mask_costs import MaskCostConfig
+from ..models.plugins.denoising import MaskDinoDenoisingConfig
 from .registry import preset
 from .stable import stable
 from .tiny import make_tiny
@@ -18,16 +22,16 @@ def _mask_dino() -> Config:
     lr 1e-4 (backbone 1e-5), weight decay 0.05, 12 epochs as Stable-DINO table 4 trains it (drop at 11)."""
     cfg = Config()
     m, t, tr = cfg.model, cfg.model.transformer, cfg.train
-    m.arch = "mask_dino"
+    m.arch = MaskDinoArch(mask_dim=256, encoder_ffn_dim=1024, box_init="bitmask", initial_pred=True,
+                          look_forward_twice=True)
     m.backbone.return_levels, m.backbone.frozen_stages = [2, 3, 4, 5], 1
     t.num_levels, t.enc_layers, t.dec_layers, t.num_queries = 3, 6, 9, 300
-    t.dim_feedforward, t.enc_points, t.dec_points, t.dropout, t.look_forward_twice = 2048, 4, 4, 0.0, True
-    m.mask.mask_dim, m.mask.encoder_ffn_dim, m.mask.box_init, m.mask.initial_pred = 256, 1024, "bitmask", True
-    m.denoising.style, m.denoising.dn_number, m.denoising.label_noise, m.denoising.box_noise = "mask_dino", 100, 0.4, 0.4
+    t.dim_feedforward, t.enc_points, t.dec_points, t.dropout = 2048, 4, 4, 0.0
+    m.denoising = MaskDinoDenoisingConfig(dn_number=100, label_noise=0.4, box_noise=0.4)
     m.loss.class_weight, m.loss.bbox_weight, m.loss.giou_weight = 4.0, 5.0, 2.0
-    m.loss.mask_weight, m.loss.dice_weight, m.loss.mask_points = 5.0, 5.0, 12544
+    m.loss.mask = PointSampledMaskLossConfig(mask_weight=5.0, dice_weight=5.0, points=12544)
     m.matcher.cost_class, m.matcher.cost_bbox, m.matcher.cost_giou = 4.0, 5.0, 2.0
-    m.matcher.cost_mask, m.matcher.cost_dice, m.matcher.mask_points = 5.0, 5.0, 12544
+    m.matcher.mask_cost = MaskCostConfig(mask_weight=5.0, dice_weight=5.0, points=12544)
     m.postprocess.topk = 100
     cfg.data.masks = True  # the training set reads the instance masks (data/segmentation.py)
     tr.lr, tr.lr_backbone, tr.weight_decay, tr.epochs, tr.lr_drop = 1e-4, 1e-5, 0.05, 12, 11
@@ -41,9 +45,10 @@ def _tiny(cfg: Config) -> Config:
     mask pixels, fewer than the release's 12544 points)."""
     make_tiny(cfg)
     m = cfg.model
+    assert isinstance(m.arch, MaskDinoArch) and m.loss.mask is not None and m.matcher.mask_cost is not None
     m.backbone.return_levels, m.transformer.num_levels = [2, 4, 5], 3
-    m.mask.mask_dim, m.mask.encoder_ffn_dim = 64, 512
-    m.loss.mask_points = m.matcher.mask_points = 1024
+    m.arch.mask_dim, m.arch.encoder_ffn_dim = 64, 512
+    m.loss.mask.points = m.matcher.mask_cost.points = 1024
     return cfg
 
 

@@ -3,9 +3,16 @@ names (``ALIASES``) and lookups with a one-line error."""
 
 from __future__ import annotations
 
-from typing import Callable
+from importlib import import_module
+from typing import TYPE_CHECKING, Callable
 
-from ..config import Config, ConfigError
+from ..config.tree import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Config
+
+# The modules that register presets, imported on the first lookup.
+FAMILIES = ("detr_family", "stable", "sam_detr", "mask_dino")
 
 _PRESETS: dict[str, Callable[[], Config]] = {}
 
@@ -26,14 +33,22 @@ def preset(name: str) -> Callable[[Callable[[], Config]], Callable[[], Config]]:
     return register
 
 
+def _load() -> None:
+    if not _PRESETS:
+        for family in FAMILIES:
+            import_module(f"{__package__}.{family}")
+
+
 def names() -> list[str]:
     """The registered preset names (aliases not included)."""
+    _load()
     return sorted(_PRESETS)
 
 
 def canonical(name: str) -> str:
     """The registered name of ``name`` (itself, or what its alias points to); a one-line ConfigError when
     unknown, with the closest names."""
+    _load()
     name = ALIASES.get(name, name)
     if name not in _PRESETS:
         import difflib

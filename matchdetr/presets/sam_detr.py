@@ -2,13 +2,15 @@
 DN-DETR combinations, and the SMCA-DETR baseline, each with its ``-tiny`` form.
 
 Full-size counts (trainable, 91 classes, ResNet-50 stem + layer1 frozen) equal the official training logs:
-sam-detr-r50 58,073,546 (``--set model.sam.group_norm=true``, as the 12-epoch runs: 58,074,058),
+sam-detr-r50 58,073,546 (``--set model.arch.group_norm=true``, as the 12-epoch runs: 58,074,058),
 sam-detr-smca-r50 58,122,794, sam-detr-plus-plus-r50 54,972,298, sam-detr-plus-plus-smca-r50 55,021,546.
 """
 
 from __future__ import annotations
 
+from ..compose.archs import SamDetrArch, SmcaDetrArch
 from ..config import Config
+from ..models.plugins.denoising import DnDetrDenoisingConfig
 from .registry import preset
 from .tiny import make_tiny
 
@@ -20,17 +22,14 @@ def _sam(multiscale: bool = False, smca: bool = False, dn: bool = False, dc5: bo
     decoder, dropout 0. DN: DN-DETR's defaults (5 groups, label flip 0.2, box noise 0.4)."""
     cfg = Config()
     m, t, tr = cfg.model, cfg.model.transformer, cfg.train
-    m.arch = "sam_detr"
-    m.sam.smca, m.sam.multiscale = smca, multiscale
+    m.arch = SamDetrArch(smca=smca, multiscale=multiscale, encoder_ffn_dim=1024)
     m.backbone.dilation = dc5
     t.num_queries, t.dim_feedforward, t.dropout = 300, 2048, 0.1
     if multiscale:
         m.backbone.return_levels = [3, 4, 5]
         t.num_levels, t.enc_points, t.dropout = 3, 4, 0.0
-        m.sam.encoder_ffn_dim = 1024
     if dn:
-        d = m.denoising
-        d.style, d.groups, d.label_noise, d.box_noise = "dn_detr", 5, 0.2, 0.4
+        m.denoising = DnDetrDenoisingConfig(groups=5, label_noise=0.2, box_noise=0.4)
     tr.lr, tr.lr_backbone, tr.epochs, tr.lr_drop = 1e-4, 1e-5, 12, 10
     return cfg
 
@@ -40,11 +39,12 @@ def _sam_tiny(cfg: Config) -> Config:
     16x16 tokens and a comparison with detr-tiny differs only in the decoder (the DC5 form is therefore the same
     model at this size). Multi-scale: the deformable tiny levels (C4, C5 and one extra stride-2 level; strides
     16/32/64), read coarse to fine by the 3 decoder layers."""
-    multiscale = cfg.model.sam.multiscale
+    arch = cfg.model.arch
+    assert isinstance(arch, SamDetrArch)
     make_tiny(cfg)
-    if multiscale:
+    if arch.multiscale:
         cfg.model.backbone.return_levels, cfg.model.transformer.num_levels = [4, 5], 3
-        cfg.model.sam.encoder_ffn_dim = cfg.model.transformer.dim_feedforward // 2
+        arch.encoder_ffn_dim = cfg.model.transformer.dim_feedforward // 2
     return cfg
 
 
@@ -96,7 +96,7 @@ def smca_detr_r50() -> Config:
     """SMCA-DETR baseline (single scale): DETR-R50 with 300 queries and focal loss whose cross-attention is
     modulated by a Gaussian predicted from each query (Gao et al. 2021); same recipe as ``detr-r50``."""
     cfg = Config()
-    cfg.model.arch = "smca_detr"
+    cfg.model.arch = SmcaDetrArch()
     return cfg
 
 

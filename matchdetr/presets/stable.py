@@ -5,6 +5,9 @@ applied by one function to any Hungarian-matched DETR (paper sec 4.3)."""
 from __future__ import annotations
 
 from ..config import Config
+from ..losses.position_supervised import PositionSupervisedLossConfig
+from ..matching.costs import PositionModulatedCostConfig
+from ..models.plugins.memory_fusion import DenseFusionConfig
 from . import detr_family as base
 from . import sam_detr
 from .registry import preset
@@ -19,12 +22,12 @@ def stable(cfg: Config, fusion: bool = True, nms: bool = True) -> Config:
     - dense memory fusion (table 6) and class-aware NMS at IoU 0.8 at test time (each can be left out).
     """
     m = cfg.model
-    m.loss.class_loss, m.loss.psl_f1, m.loss.psl_rescale, m.loss.psl_denoising = "position_supervised", "s^2", "one", True
+    m.loss.class_loss, m.loss.dn_class_loss = PositionSupervisedLossConfig(f1="s^2", rescale="one"), None
     m.loss.class_weight, m.loss.bbox_weight, m.loss.giou_weight, m.loss.dn_class_weight = 6.0, 5.0, 2.0, 1.0
-    m.matcher.class_cost, m.matcher.pmc_power = "position_modulated", 0.5
+    m.matcher.class_cost = PositionModulatedCostConfig(power=0.5)
     m.matcher.cost_class, m.matcher.cost_bbox, m.matcher.cost_giou = 2.0, 5.0, 2.0
     if fusion:
-        m.memory_fusion = "dense"
+        m.memory_fusion = DenseFusionConfig()
     if nms:
         m.postprocess.nms_iou = 0.8
     return cfg

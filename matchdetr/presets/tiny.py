@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..config import Config
+from ..models.efficientnet_lite import EfficientNetLiteConfig
 
 # EfficientNet-Lite's input normalisation (the TF builder's mean 127 / std 128 on 0..255; also
 # matchdetr.models.efficientnet_lite.MEAN / STD, repeated here so the presets stay torch-free at import).
@@ -20,9 +21,9 @@ def make_tiny(cfg: Config) -> Config:
     AP 7.1, frozen 4.8, everything at 2e-4 5.1; a stride-8 level multiplied the step time by ~8. Evaluated at a
     shorter side of 256 (trained at 192-256): the small objects gain (AP 19.2 -> 21.6 for the same weights).
     """
-    b, t, d, tr = cfg.model.backbone, cfg.model.transformer, cfg.data, cfg.train
-    b.name, b.weights, b.norm, b.frozen_stages, b.dilation = "efficientnet-lite0", "imagenet", "frozen_bn", 3, False
-    b.return_levels, b.pretrain_epochs = [4], 0
+    t, d, tr = cfg.model.transformer, cfg.data, cfg.train
+    cfg.model.backbone = EfficientNetLiteConfig(variant=0, weights="imagenet", norm="frozen_bn", frozen_stages=3,
+                                                return_levels=[4])
     d.mean, d.std = list(LITE_MEAN), list(LITE_STD)
     t.hidden_dim, t.num_heads, t.dim_feedforward = 128, 8, 512
     t.enc_layers, t.dec_layers, t.num_queries, t.dropout = 3, 3, 100, 0.0

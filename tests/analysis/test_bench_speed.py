@@ -1,4 +1,5 @@
 import pytest
+from conftest import resnet18
 
 from matchdetr.analysis.speed import SpeedResult, bench_speed, format_table, markdown_table, pair_ratios
 
@@ -6,8 +7,7 @@ from matchdetr.analysis.speed import SpeedResult, bench_speed, format_table, mar
 def test_bench_speed_vs_hf_runs_on_identical_weights():
     pytest.importorskip("transformers")
     # HF's Deformable-DETR has ResNet backbones only: the tiny preset with the quarter-width ResNet-18
-    resnet = ["model.backbone.name=resnet18", "model.backbone.width=16", "model.backbone.norm=bn",
-              "model.backbone.weights=", "model.backbone.frozen_stages=0"]
+    resnet = resnet18("deformable-detr-tiny", width=16)
     rows = bench_speed("deformable-detr-tiny", vs_hf=True, device="cpu", size=(64, 64), warmup=0, repeats=2,
                        overrides=resnet)
     assert [r.impl for r in rows] == ["matchdetr", "HF transformers"]
@@ -43,7 +43,7 @@ def test_no_hf_twin_for_other_archs():
 
     with pytest.raises(ValueError, match="no HF transformers twin"):
         hf_config(build("detr-tiny", num_classes=3).config)
-    with pytest.raises(ValueError, match="backbone 'efficientnet-lite0'"):
+    with pytest.raises(ValueError, match="no HF transformers twin for a efficientnet_lite backbone"):
         hf_config(build("deformable-detr-tiny", num_classes=3).config)
 
 
@@ -57,8 +57,7 @@ def test_hf_twin_trains_what_ours_trains_and_drops_out_alike():
     from matchdetr.interop.hf_deformable_detr import rename_key
 
     base = build("deformable-detr-tiny", num_classes=3).config
-    cfg = apply_overrides(base, ["model.backbone.name=resnet18", "model.backbone.width=16",
-                                 "model.backbone.weights=", "model.backbone.frozen_stages=1"])
+    cfg = apply_overrides(base, resnet18("deformable-detr-tiny", width=16, frozen_stages=1, norm="frozen_bn"))
     from matchdetr import api
 
     ours = api.from_config(cfg)

@@ -17,7 +17,7 @@ from conftest import MICRO
 from matchdetr.cli import main
 
 # The micro model of the other CLI tests, without backbone pretraining and DataLoader workers (speed).
-MICRO_SETS = MICRO + ["data.num_workers=0", "model.backbone.pretrain_epochs=0"]
+MICRO_SETS = MICRO + ["data.num_workers=0"]
 
 
 def sets(*extra: str) -> list[str]:

@@ -15,12 +15,12 @@ from matchdetr.matching.costs import FocalClassCost, GIoUCost, L1BoxCost
 from matchdetr.matching.mask_costs import DiceCost, MaskBCECost
 from matchdetr.structures import DetectorOutput, Prediction, Target
 
-MASK_DINO = {"model.matcher.cost_mask": 5.0, "model.matcher.cost_dice": 5.0, "model.matcher.mask_points": 48,
-             "model.loss.mask_weight": 5.0, "model.loss.dice_weight": 5.0, "model.loss.mask_points": 40,
-             "model.loss.mask_oversample_ratio": 2.0, "model.loss.mask_importance_ratio": 0.5}
+MASK_DINO = {"model.matcher.mask_cost": {"kind": "point_sampled", "mask_weight": 5.0, "dice_weight": 5.0, "points": 48},
+             "model.loss.mask": {"kind": "point_sampled", "mask_weight": 5.0, "dice_weight": 5.0, "points": 40,
+                                 "oversample_ratio": 2.0, "importance_ratio": 0.5}}
 
 
-BOX_PRESETS = [n for n in presets.names() if presets.get(n).model.arch != "mask_dino"]
+BOX_PRESETS = [n for n in presets.names() if presets.get(n).model.arch.kind != "mask_dino"]
 MASK_PRESETS = [n for n in presets.names() if n not in BOX_PRESETS]
 
 
@@ -34,8 +34,7 @@ def test_mask_presets_build_the_mask_terms(name):
 @pytest.mark.parametrize("name", BOX_PRESETS)
 def test_presets_build_no_mask_cost_or_loss(name):
     cfg = presets.get(name)
-    assert (cfg.model.matcher.cost_mask, cfg.model.matcher.cost_dice) == (0.0, 0.0)
-    assert (cfg.model.loss.mask_weight, cfg.model.loss.dice_weight) == (0.0, 0.0)
+    assert cfg.model.matcher.mask_cost is None and cfg.model.loss.mask is None
     crit = build_criterion(cfg.model)
     assert crit.mask_loss is None and set(crit.weights) == {"class", "bbox", "giou"}
     assert [type(c) for _, c in crit.matcher.costs][1:] == [L1BoxCost, GIoUCost]
@@ -52,7 +51,8 @@ def test_mask_dino_settings_build_the_mask_terms():
     loss = crit.mask_loss
     assert (loss.num_points, loss.oversample_ratio, loss.importance_sample_ratio) == (40, 2.0, 0.5)
     assert crit.weights["mask"] == crit.weights["dice"] == 5.0
-    only_dice = build_criterion(apply_overrides(Config(), {"model.loss.dice_weight": 1.0}).model)
+    only_dice = build_criterion(apply_overrides(Config(), {"model.loss.mask": {"kind": "point_sampled", "mask_weight": 0.0,
+                                                                                "dice_weight": 1.0}}).model)
     assert only_dice.mask_loss is not None and only_dice.weights["mask"] == 0.0
 
 
@@ -73,9 +73,9 @@ def test_built_criterion_scores_masks_on_every_layer():
     assert torch.isfinite(masks.grad).all() and masks.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("key,value", [("matcher.mask_points", 0), ("loss.mask_points", 0),
-                                       ("loss.mask_oversample_ratio", 0.5), ("loss.mask_importance_ratio", 1.5)])
+@pytest.mark.parametrize("key,value", [("matcher.mask_cost.points", 0), ("loss.mask.points", 0),
+                                       ("loss.mask.oversample_ratio", 0.5), ("loss.mask.importance_ratio", 1.5)])
 def test_bad_point_settings_are_refused(key, value):
-    cfg = apply_overrides(Config(), {f"model.{key}": value})
+    cfg = apply_overrides(Config(), {**MASK_DINO, f"model.{key}": value})
     with pytest.raises(ConfigError, match=f"model.{key}"):
         check_model(cfg.model)

@@ -42,18 +42,18 @@ def _hang_in_checkpoint_write(iteration: int, marker: Path) -> None:
 
 def _fail_on_rank(rank: int, iteration: int, kind: str) -> None:
     from matchdetr.engine import distributed as dist
-    from matchdetr.engine.train import Trainer
+    from matchdetr.engine.step import Step
 
-    real = Trainer._step
+    real = Step.__call__
 
-    def faulty(self, batch):
-        if dist.rank() == rank and self.iteration == iteration:
+    def faulty(self, batch, it):
+        if dist.rank() == rank and it == iteration:
             if kind == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             raise RuntimeError(f"injected fault on rank {rank} at iteration {iteration}")
-        return real(self, batch)
+        return real(self, batch, it)
 
-    Trainer._step = faulty
+    Step.__call__ = faulty
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ from conftest import MICRO, RESNET_MICRO
 from PIL import Image
 from safetensors.torch import load_file
 
-from matchdetr.config import BackboneConfig
+from matchdetr.models.backbone import ResNetConfig
 from matchdetr.data.coco import CocoDetection, resolve_split
 from matchdetr.engine import backbone_pretrain as bp
 from matchdetr.models.backbone import Backbone
@@ -53,7 +53,7 @@ def test_large_sets_use_a_random_subset_of_whole_images(synth_dir) -> None:
 
 def test_pretraining_writes_a_loadable_torchvision_file_and_is_cached(synth_dir, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("MATCHDETR_CACHE", str(tmp_path / "cache"))
-    cfg = BackboneConfig(name="resnet18", width=8, pretrain_epochs=2, pretrain_size=32)
+    cfg = ResNetConfig(depth=18, width=8, pretrain_epochs=2, pretrain_size=32)
     ds = _dataset(synth_dir)
     before = torch.get_rng_state()
     first = bp.pretrained_backbone_file(cfg, ds, seed=1, workers=0)
@@ -97,8 +97,8 @@ def test_trainer_starts_from_the_pretrained_backbone(synth_dir, tmp_path, monkey
     assert torch.equal(model.backbone.body.layer2[0].conv2.weight, weights["layer2.0.conv2.weight"])
     assert main(args + ["--resume"] + [x for o in sets for x in ("--set", o)]) == 0  # resume does not pretrain again
     assert "backbone pretraining" not in capsys.readouterr().out
-    # the EfficientNet-Lite backbones start from ImageNet weights: box-crop pretraining is refused in one line
-    lite = [o for o in sets if not o.startswith("model.backbone.")] + ["model.backbone.pretrain_epochs=1"]
+    # the EfficientNet-Lite backbones start from ImageNet weights: box-crop pretraining is not one of their keys
+    lite = [o for o in sets if not o.startswith("model.backbone")] + ["model.backbone.pretrain_epochs=1"]
     assert main(["train", "--model", "detr-tiny", "--data", str(synth_dir), "--out", str(tmp_path / "lite"),
                  "--iters", "1", "--no-progress"] + [x for o in lite for x in ("--set", o)]) == 2
-    assert "is for the ResNet backbones" in capsys.readouterr().err
+    assert "has no 'pretrain_epochs'; 'resnet' has it" in capsys.readouterr().err

@@ -16,23 +16,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MICRO
+from conftest import MICRO, resnet18
 
 import matchdetr
 from matchdetr import presets
-from matchdetr.config import ConfigError, apply_overrides
+from matchdetr.config import ConfigError, apply_overrides, train_config
 from matchdetr.engine.compile import backend_problem, compile_model
 from matchdetr.structures import Target
 
-# A narrow ResNet-18 instead of EfficientNet-Lite0: far fewer kernels for inductor to generate and build.
-RESNET = ["model.backbone.name=resnet18", "model.backbone.width=8", "model.backbone.norm=bn",
-          "model.backbone.weights=", "model.backbone.frozen_stages=0"]
+# A narrow ResNet-18 instead of EfficientNet-Lite0 (conftest.resnet18): far fewer kernels for inductor to generate.
 SIZE = 96  # the smallest square the 4-level models take (a 64-px image leaves a 1x1 level for GroupNorm)
 
 
 def _build(name: str, extra: list[str] = ()) -> matchdetr.Detector:
     torch.manual_seed(0)
-    overrides = dict(s.split("=", 1) for s in MICRO + RESNET + list(extra))
+    overrides = dict(s.split("=", 1) for s in MICRO + resnet18(name) + list(extra))
     return matchdetr.build(name, num_classes=5, **overrides)
 
 
@@ -199,10 +197,10 @@ def test_train_compile_runs_and_matches_eager_losses(square_data, tmp_path):
     losses = {}
     for compiled in (False, True):
         cfg = apply_overrides(presets.get("deformable-detr-tiny"),
-                              MICRO + RESNET + square + [f"train.compile={compiled}"])
+                              MICRO + resnet18("deformable-detr-tiny") + square + [f"train.compile={compiled}"])
         out = tmp_path / str(compiled)
         torch._dynamo.reset()
-        train(cfg, resolve_split(square_data, "train"), None, out, device="cpu", progress=False)
+        train(train_config(cfg, square_data), out, val=False, device="cpu", progress=False)
         lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
         losses[compiled] = [l["loss"] for l in lines if l["type"] == "train"]
     assert len(losses[True]) == 3 and all(map(torch.isfinite, torch.tensor(losses[True])))
@@ -227,7 +225,7 @@ def test_torchrun_two_processes_compiled_match_eager_losses(square_data, tmp_pat
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_port()),
                "-m", "matchdetr", "train", "--model", "deformable-detr-tiny", "--data", str(square_data), "--out",
                str(out), "--iters", "3", "--batch-size", "2", "--device", "cpu", "--no-val", "--no-progress"]
-        cmd += sum((["--set", s] for s in MICRO + RESNET + square + [f"train.compile={compiled}"]), [])
+        cmd += sum((["--set", s] for s in MICRO + resnet18("deformable-detr-tiny") + square + [f"train.compile={compiled}"]), [])
         proc = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "running eagerly" not in proc.stderr

@@ -9,7 +9,7 @@ import torch
 
 from test_train import micro_cfg
 
-from matchdetr.data.coco import resolve_split
+from matchdetr.config import train_config
 from matchdetr.engine.optim import ModelEMA, lr_factor, param_groups
 from matchdetr.engine.train import train
 
@@ -47,10 +47,9 @@ def test_ema_tracks_weights():
 
 def test_epochs_schedule_ema_tensorboard_and_ema_resume(synth_dir, tmp_path):
     pytest.importorskip("tensorboard")
-    paths = resolve_split(synth_dir, "train")
-    cfg = micro_cfg(iters=0, epochs=2, batch_size=8, ema_decay=0.9, tensorboard=True, checkpoint_every=3, lr_drop=1)
+    cfg = micro_cfg(iters=None, epochs=2, batch_size=8, ema_decay=0.9, tensorboard=True, checkpoint_every=3, lr_drop=1)
     cfg.data.num_workers = 0
-    res = train(cfg, paths, None, tmp_path / "a", device="cpu", progress=False)
+    res = train(train_config(cfg, synth_dir), tmp_path / "a", val=False, device="cpu", progress=False)
     assert res.iterations == 2 * (24 // 8)  # 24 training images, drop_last batches of 8
     assert any((tmp_path / "a" / "tensorboard").iterdir())
     lines = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
@@ -65,7 +64,7 @@ def test_epochs_schedule_ema_tensorboard_and_ema_resume(synth_dir, tmp_path):
         if it > 3:
             w.unlink(), s.unlink()
     (tmp_path / "b" / "model.safetensors").unlink()
-    train(cfg, paths, None, tmp_path / "b", device="cpu", resume=True, progress=False)
+    train(train_config(cfg, synth_dir), tmp_path / "b", val=False, device="cpu", resume=True, progress=False)
     from safetensors.torch import load_file
 
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))

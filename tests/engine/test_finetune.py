@@ -11,11 +11,11 @@ import torch
 from conftest import MICRO
 
 from matchdetr import api, presets
-from matchdetr.config import apply_overrides
+from matchdetr.config import apply_overrides, train_config
 from matchdetr.data.coco import resolve_split
 from matchdetr.engine.checkpoint import CheckpointError
 from matchdetr.engine.train import Trainer
-from matchdetr.engine.finetune import class_dependent_keys, load_pretrained
+from matchdetr.engine.finetune import class_dependent_keys
 
 
 def _micro(name: str, num_classes: int):
@@ -49,7 +49,7 @@ def test_finetune_91_to_10_classes_trains(synth_dir, tmp_path, coco91, capsys) -
     cfg = _micro("dino-tiny", 91)
     cfg.train.init, cfg.train.iters, cfg.train.batch_size, cfg.train.log_every = str(path), 3, 2, 1
     cfg.data.num_workers = 0
-    trainer = Trainer(cfg, resolve_split(synth_dir, "train"), None, tmp_path, device="cpu", progress=False)
+    trainer = Trainer(train_config(cfg, synth_dir), tmp_path, val=False, device="cpu", progress=False)
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "class set differs (91 -> 10 classes)" in line and "head.class_embed" in line and "queries.label_enc" in line
     state = trainer.model.state_dict()
@@ -85,10 +85,10 @@ def test_cli_train_init_without_model(synth_dir, tmp_path, coco91, capsys) -> No
 def test_same_classes_loads_everything_and_wrong_arch_fails(coco91, tmp_path) -> None:
     path, ref = coco91
     det = api.load(path)
-    assert "all" in load_pretrained(det, path)
+    assert "all" in det.load_weights(path)
     other = api.from_config(_micro("deformable-detr-tiny", 10))
     with pytest.raises(CheckpointError, match="does not fit preset 'deformable-detr-tiny'"):
-        load_pretrained(other, path)
+        other.load_weights(path)
 
 
 def test_train_help_mentions_init(capsys) -> None:

@@ -10,6 +10,8 @@ import warnings
 
 import pytest
 import torch
+
+from matchdetr.config import train_config
 from safetensors.torch import load_file
 
 from test_train import micro_cfg
@@ -23,12 +25,12 @@ from matchdetr.engine.train import Trainer
 def make_trainer(synth_dir, out, **opts) -> Trainer:
     cfg = micro_cfg(batch_size=2, checkpoint_every=100, **opts)
     cfg.data.num_workers = 0
-    return Trainer(cfg, resolve_split(synth_dir, "train"), None, out, device="cpu", progress=False)
+    return Trainer(train_config(cfg, synth_dir), out, val=False, device="cpu", progress=False)
 
 
 def poison(trainer: Trainer, iterations, term: str = "loss_giou", where: str = "loss") -> None:
     """Make ``term`` NaN (where="loss") or every gradient NaN with a finite loss (where="grad")."""
-    criterion = trainer.criterion
+    criterion = trainer.step.criterion
 
     def wrapped(out, targets):
         loss = criterion(out, targets)
@@ -40,7 +42,7 @@ def poison(trainer: Trainer, iterations, term: str = "loss_giou", where: str = "
                 loss.total.register_hook(lambda g: g * float("nan"))
         return loss
 
-    trainer.criterion = wrapped
+    trainer.step.criterion = wrapped
 
 
 def adam_steps(trainer: Trainer) -> int:
@@ -133,14 +135,14 @@ def _check_stop_signals() -> None:
 
 def test_signal_during_training_saves_and_raises(synth_dir, tmp_path):
     trainer = make_trainer(synth_dir, tmp_path, iters=20)
-    criterion = trainer.criterion
+    criterion = trainer.step.criterion
 
     def signalling(out, targets):
         if trainer.iteration == 3:
             os.kill(os.getpid(), signal.SIGTERM)
         return criterion(out, targets)
 
-    trainer.criterion = signalling
+    trainer.step.criterion = signalling
     with pytest.raises(TrainingStopped, match=r"stopped by SIGTERM at iteration 4/20; checkpoint .*iter_0000004"):
         trainer.run()
     assert [i for i, _, _ in ck.checkpoint_paths(tmp_path)] == [4]
@@ -150,7 +152,7 @@ def test_signal_during_training_saves_and_raises(synth_dir, tmp_path):
 def test_fp16_overflow_is_left_to_the_grad_scaler(synth_dir, tmp_path):
     """An inf gradient at a large loss scale is overflow: the scaler skips and halves, the guard stays quiet."""
     trainer = make_trainer(synth_dir, tmp_path, iters=3, max_nonfinite_skips=1)
-    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    trainer.scaler = trainer.step.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
     poison(trainer, {0}, where="grad")
     with warnings.catch_warnings():
         warnings.simplefilter("error", NonFiniteWarning)
@@ -173,7 +175,7 @@ def test_bf16_autocast_keeps_deformable_attention_and_losses_in_fp32(monkeypatch
         return embedding_bag(indices, rows, *args, per_sample_weights=per_sample_weights, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "embedding_bag", spy)
-    det = matchdetr.build("deformable-detr-tiny", num_classes=3, backbone__width=8, transformer__hidden_dim=32,
+    det = matchdetr.build("deformable-detr-tiny", num_classes=3, transformer__hidden_dim=32,
                           transformer__num_heads=4, transformer__dim_feedforward=64, transformer__enc_layers=1,
                           transformer__dec_layers=1, transformer__num_queries=6)
     images, mask = torch.randn(2, 3, 64, 64), torch.zeros(2, 64, 64, dtype=torch.bool)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from conftest import MICRO
 
 from matchdetr import api, presets
-from matchdetr.config import apply_overrides
+from matchdetr.config import apply_overrides, train_config
 from matchdetr.data.coco import resolve_split
 from matchdetr.engine import checkpoint as ck
 from matchdetr.engine.train import train
@@ -33,7 +33,7 @@ def micro_cfg(**train_opts):
 def test_train_eval_save_load(synth_dir, tmp_path):
     cfg = micro_cfg(iters=6, batch_size=4, checkpoint_every=3, eval_every=3, keep_last=1)
     cfg.data.num_workers = 0
-    res = train(cfg, resolve_split(synth_dir, "train"), resolve_split(synth_dir, "val"), tmp_path, device="cpu", progress=False)
+    res = train(train_config(cfg, synth_dir), tmp_path, device="cpu", progress=False)
     assert res.iterations == 6 and res.evaluation is not None
     assert set(res.evaluation.metrics) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert [i for i, _, _ in ck.checkpoint_paths(tmp_path)] == [6]  # keep_last=1 pruned iteration 3
@@ -51,7 +51,7 @@ def test_train_eval_save_load(synth_dir, tmp_path):
 def test_resume_without_checkpoint_starts_fresh(synth_dir, tmp_path, capsys):
     cfg = micro_cfg(iters=1, batch_size=2)
     cfg.data.num_workers = 0
-    res = train(cfg, resolve_split(synth_dir, "train"), None, tmp_path, device="cpu", resume=True, progress=False)
+    res = train(train_config(cfg, synth_dir), tmp_path, val=False, device="cpu", resume=True, progress=False)
     assert res.iterations == 1 and "starting from scratch" in capsys.readouterr().out
 
 

@@ -13,7 +13,7 @@ from conftest import MICRO
 from matchdetr import api, presets
 from matchdetr.engine.unstable_score import count_changes, layer_predictions, unstable_score
 from matchdetr.cli import main
-from matchdetr.config import apply_overrides
+from matchdetr.config import apply_overrides, train_config
 from matchdetr.data.coco import CocoDetection, resolve_split
 from matchdetr.data.transforms import build_transforms
 from matchdetr.engine.train import train
@@ -98,7 +98,7 @@ def test_analyze_unstable_cli(synth_dir, tmp_path, capsys):
     model = api.from_config(cfg)
     ds = CocoDetection(resolve_split(synth_dir, "val"), build_transforms(cfg.data, train=False))
     model.label_map = ds.label_map
-    api.save(model, tmp_path / "model.safetensors")
+    model.save(tmp_path / "model.safetensors")
     assert main(["analyze", "unstable", "--checkpoint", str(tmp_path / "model.safetensors"), "--data", str(synth_dir),
                  "--images", "4", "--device", "cpu"]) == 0
     text = capsys.readouterr().out
@@ -112,7 +112,7 @@ def test_training_logs_the_unstable_score(synth_dir, tmp_path):
     cfg = _micro("stable-dino-tiny")
     cfg.train.iters, cfg.train.batch_size, cfg.train.unstable_every, cfg.train.unstable_images = 4, 2, 2, 3
     cfg.data.num_workers = 0
-    train(cfg, resolve_split(synth_dir, "train"), resolve_split(synth_dir, "val"), tmp_path, device="cpu", progress=False)
+    train(train_config(cfg, synth_dir), tmp_path, device="cpu", progress=False)
     recs = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     unstable = [r for r in recs if r["type"] == "unstable"]
     assert [r["iter"] for r in unstable] == [2, 4]

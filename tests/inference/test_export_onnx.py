@@ -27,7 +27,7 @@ EXPORT_PRESETS = [
     "smca-detr-tiny",
 ]
 # Micro sizes: the export and two onnxruntime runs take about a second per family.
-MICRO = dict(backbone__width=8, transformer__hidden_dim=32, transformer__num_heads=4,
+MICRO = dict(transformer__hidden_dim=32, transformer__num_heads=4,
              transformer__dim_feedforward=64, transformer__enc_layers=1, transformer__dec_layers=2,
              transformer__num_queries=12, data__test_size=96, data__test_max_size=160)
 SIZES = ((96, 96), (80, 136))  # two sizes, neither the traced one's aspect
@@ -52,14 +52,14 @@ def micro_model(name: str, num_classes: int = 5, seed: int = 0) -> matchdetr.Det
 @pytest.mark.parametrize("name", EXPORT_PRESETS)
 def test_onnx_round_trip_two_sizes(tmp_path, name: str) -> None:
     det = micro_model(name)
-    path = export_onnx(det, tmp_path / f"{name}.onnx", topk=20, sample_size=(112, 112))
+    path = export_onnx(det.module, det.config, det.label_map, tmp_path / f"{name}.onnx", topk=20, sample_size=(112, 112))
     model = onnx.load(str(path))
     assert model.opset_import[0].version >= 16
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
     assert dims == {"images": ["batch", 3, "height", "width"], "pixel_mask": ["batch", "height", "width"]}
     meta = json.loads({p.key: p.value for p in model.metadata_props}[META_KEY])
     assert meta["label_map"] == det.label_map.to_dict() and meta["inputs"] == ["images", "pixel_mask"]
-    diffs = check_onnx(det, path, sizes=SIZES)  # batch of 2, second image padded
+    diffs = check_onnx(det.module, path, sizes=SIZES)  # batch of 2, second image padded
     assert set(diffs) == {"logits", "boxes", "scores", "boxes_xyxy"}
     assert max(diffs.values()) < 1e-3, diffs
 
@@ -67,20 +67,20 @@ def test_onnx_round_trip_two_sizes(tmp_path, name: str) -> None:
 @pytest.mark.filterwarnings("ignore")
 def test_onnx_images_only_and_batch_of_three(tmp_path) -> None:
     det = micro_model("detr-tiny", seed=1)  # the missing mask is made inside Detector.forward, for every family
-    path = export_onnx(det, tmp_path / "m.onnx", with_mask=False)
+    path = export_onnx(det.module, det.config, det.label_map, tmp_path / "m.onnx", with_mask=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["images"]
     assert [o.name for o in session.get_outputs()] == ["logits", "boxes"]
-    diffs = check_onnx(det, path, sizes=((64, 96),), batch=3)
+    diffs = check_onnx(det.module, path, sizes=((64, 96),), batch=3)
     assert max(diffs.values()) < 1e-3, diffs
 
 
 def test_export_rejects_bad_arguments(tmp_path) -> None:
     det = micro_model("detr-tiny")
     with pytest.raises(ValueError, match="opset"):
-        export_onnx(det, tmp_path / "m.onnx", opset=15)
+        export_onnx(det.module, det.config, det.label_map, tmp_path / "m.onnx", opset=15)
     with pytest.raises(ValueError, match="topk"):
-        export_onnx(det, tmp_path / "m.onnx", topk=10**6)
+        export_onnx(det.module, det.config, det.label_map, tmp_path / "m.onnx", topk=10**6)
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -52,7 +52,7 @@ def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("onnx_predict")
     det = micro_model("dino-tiny", num_classes=3, seed=2)
     det.label_map = LabelMap([3, 7, 11], ["cat", "dog", "bird"])
-    path = export_onnx(det, tmp / "model.onnx")
+    path = export_onnx(det.module, det.config, det.label_map, tmp / "model.onnx")
     rng = np.random.default_rng(0)
     images = tmp / "images"
     images.mkdir()
@@ -231,7 +231,7 @@ def test_onnx_mask_model_gives_the_masks_of_the_torch_path(tmp_path) -> None:
 
     det = micro_model("maskdino-tiny", num_classes=2, seed=3)
     det.label_map = LabelMap([1, 5], ["a", "b"])
-    path = export_onnx(det, tmp_path / "mask.onnx")
+    path = export_onnx(det.module, det.config, det.label_map, tmp_path / "mask.onnx")
     rng = np.random.default_rng(1)
     files = []
     for name, (w, h) in {"p": (150, 100), "q": (90, 130)}.items():

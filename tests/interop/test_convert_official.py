@@ -9,12 +9,14 @@ shapes copied from the release code so the test does not only check the mapping 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 
 import pytest
 import torch
 
 import matchdetr
+from matchdetr import presets
 from matchdetr.cli import main
 from matchdetr.interop.hf_deformable_detr import ConversionError
 from matchdetr.interop.official import map_state_dict, read_checkpoint
@@ -22,12 +24,18 @@ from matchdetr.interop.official_dino import family as dino_family
 
 # The releases' backbones are ResNets; the -tiny presets' is an EfficientNet-Lite0. The tiny checkpoints of these
 # tests are made with a quarter-width ResNet-18 instead, given to the converter with --set.
-RESNET = {"backbone.name": "resnet18", "backbone.width": 16, "backbone.norm": "bn", "backbone.weights": ""}
-RESNET_SETS = [x for k, v in RESNET.items() for x in ("--set", f"model.{k}={v}")]
+def resnet(preset: str) -> dict:
+    """A quarter-width ResNet-18 at the preset's levels."""
+    levels = presets.get(preset).model.backbone.return_levels
+    return {"kind": "resnet", "depth": 18, "width": 16, "norm": "bn", "return_levels": levels}
 
 
-def tiny(preset: str, num_classes: int, **kw) -> matchdetr.Detector:
-    return matchdetr.build(preset, num_classes=num_classes, **RESNET, **kw)
+def resnet_sets(preset: str) -> list[str]:
+    return ["--set", f"model.backbone={json.dumps(resnet(preset))}"]
+
+
+def tiny(preset: str, num_classes: int, **kw) -> matchdetr.Model:
+    return matchdetr.build(preset, num_classes=num_classes, backbone=resnet(preset), **kw)
 
 
 # ----------------------------------------------------------------------------------- detrex (DINO) names
@@ -179,7 +187,7 @@ def test_tiny_detrex_checkpoint_converts_and_runs_identically(tmp_path, family, 
     src = tmp_path / "official.pth"
     torch.save({"model": official, "iteration": 89999}, src)  # the detectron2 checkpointer's layout
     out = tmp_path / "converted.safetensors"
-    assert main(["convert", "official", "--family", family, "--preset", preset, *RESNET_SETS, str(src), str(out)]) == 0
+    assert main(["convert", "official", "--family", family, "--preset", preset, *resnet_sets(preset), str(src), str(out)]) == 0
     got = matchdetr.load(out)
     state = got.state_dict()
     # representative tensors, checked directly against the official names
@@ -199,11 +207,11 @@ def test_tiny_detrex_checkpoint_converts_and_runs_identically(tmp_path, family, 
     assert got.label_map.names[:2] == ["class_0", "class_1"] and got.config.model.transformer.num_queries == 30
     assert all(torch.equal(v, ref.state_dict()[k]) for k, v in state.items() if k != "queries.label_enc.weight")
     # no test-time NMS unless asked for: the releases' evaluation never runs it (the stable presets do)
-    assert got.config.model.postprocess.nms_iou == 0
+    assert got.config.model.postprocess.nms_iou is None
     if not forward:
         return
     with_nms = tmp_path / "with_nms.safetensors"
-    assert main(["convert", "official", "--family", family, "--preset", preset, "--nms", *RESNET_SETS, str(src),
+    assert main(["convert", "official", "--family", family, "--preset", preset, "--nms", *resnet_sets(preset), str(src),
                  str(with_nms)]) == 0
     assert matchdetr.load(with_nms).config.model.postprocess.nms_iou == 0.8
     pixels, pad = _inputs()
@@ -341,7 +349,7 @@ SAM_DETR_PP_SMCA = {
 
 
 @pytest.mark.parametrize("preset,overrides,expected", [
-    ("sam-detr-r50", {"sam__group_norm": True}, SAM_DETR_R50),
+    ("sam-detr-r50", {"arch__group_norm": True}, SAM_DETR_R50),
     ("sam-detr-plus-plus-smca-r50", {}, SAM_DETR_PP_SMCA),
 ])
 def test_full_size_sam_detr_names_and_shapes(preset, overrides, expected):
@@ -353,11 +361,11 @@ def test_full_size_sam_detr_names_and_shapes(preset, overrides, expected):
         assert tuple(official[key].shape) == shape, key
     fam = family("sam-detr")
     cfg = fam.config(official, None, "SAM-DETR-R50.pth")
-    assert cfg.preset == preset and cfg.model.sam.group_norm == bool(overrides)
+    assert cfg.preset == preset and cfg.model.arch.group_norm == bool(overrides)
     converted = map_state_dict(fam, official, target, "x")
     assert set(converted) == set(target)
     q, k, v = official.get("transformer.encoder.layers.2.self_attn.in_proj_bias", torch.zeros(768)).split(256)
-    if not cfg.model.sam.multiscale:
+    if not cfg.model.arch.multiscale:
         assert torch.equal(converted["encoder.layers.2.self_attn.v_proj.bias"], v)
 
 
@@ -379,7 +387,7 @@ def test_tiny_sam_detr_checkpoint_converts_and_runs_identically(tmp_path, capsys
     # the release's main.py layout (optimizer and scheduler state omitted): its argparse.Namespace is allowed
     torch.save({"model": official, "epoch": 49, "args": argparse.Namespace(smca=True, lr_drop=40)}, src)
     out = tmp_path / "converted.safetensors"
-    assert main(["convert", "official", "--family", "sam-detr", "--preset", "sam-detr-smca-tiny", *RESNET_SETS, str(src),
+    assert main(["convert", "official", "--family", "sam-detr", "--preset", "sam-detr-smca-tiny", *resnet_sets("sam-detr-smca-tiny"), str(src),
                  str(out)]) == 0
     got = matchdetr.load(out)
     state = got.state_dict()

@@ -48,11 +48,13 @@ def test_training_state_with_code_is_refused(tmp_path):
 
 
 def test_resume_from_a_crafted_checkpoint_is_one_line_and_runs_nothing(synth_dir, tmp_path, capsys):
+    from matchdetr.engine.checkpoint import save_model
+
     from matchdetr import api
     from matchdetr.cli import main
 
     marker = tmp_path / "ran"
-    det = api.build("detr-tiny", num_classes=10, backbone__width=8, transformer__hidden_dim=32,
+    det = api.build("detr-tiny", num_classes=10, transformer__hidden_dim=32,
                     transformer__num_heads=4, transformer__dim_feedforward=64, transformer__enc_layers=1,
                     transformer__dec_layers=1, transformer__num_queries=5)
     run = tmp_path / "run"
@@ -62,7 +64,7 @@ def test_resume_from_a_crafted_checkpoint_is_one_line_and_runs_nothing(synth_dir
     det.label_map = CocoDetection(resolve_split(synth_dir, "train"), build_transforms(det.config.data, False)).label_map
     (run / "checkpoints").mkdir(parents=True)
     crafted(run / "checkpoints" / "iter_0000003.state.pt", marker)
-    api.save(det, run / "checkpoints" / "iter_0000003.safetensors", iteration=3)
+    save_model(det.module, det.config, det.label_map, run / "checkpoints" / "iter_0000003.safetensors", iteration=3)
     code = main(["train", "--model", "detr-tiny", "--data", str(synth_dir), "--out", str(run), "--iters", "5",
                  "--resume", "--no-val", "--no-progress", "--device", "cpu"])
     err = capsys.readouterr().err.strip()
@@ -92,7 +94,7 @@ def test_a_pickle_is_never_loaded_as_a_model(tmp_path):
 # -------------------------------------------------------------------------------------------- source audit
 UNSAFE = [
     (re.compile(r"\bpickle\.loads?\(|\bcPickle\b|\bdill\b|\bshelve\b|\bmarshal\.loads?\("), "unpickling"),
-    (re.compile(r"(?<![\w.])(eval|exec)\("), "eval/exec"),
+    (re.compile(r"(?<![\w.])(?<!def )(eval|exec)\("), "eval/exec"),  # a call, not a method named eval
     (re.compile(r"\byaml\.(load|unsafe_load|full_load)\("), "an unsafe YAML load"),
     (re.compile(r"allow_pickle\s*=\s*True"), "numpy pickles"),
     (re.compile(r"\bjsonpickle\b|\bruamel\b"), "an object-building loader"),

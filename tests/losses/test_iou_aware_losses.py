@@ -13,7 +13,7 @@ from conftest import MICRO
 from test_stable_matching import _case, bce, iou
 
 from matchdetr import api
-from matchdetr.config import ModelConfig
+from matchdetr.config import ModelConfig, set_value
 from matchdetr.losses.iou_aware import IOU_AWARE, IoUAwareClassLoss
 from matchdetr.compose import build_criterion
 from matchdetr.structures import Assignment, DetectorOutput, Prediction, Supervised, Target
@@ -119,7 +119,7 @@ def test_one_to_many_sets_match_against_the_repeated_ground_truth(kind):
     """H-DETR's branch (``target_repeat=2``): the criterion matches and scores it against the GT list written out
     twice, normalised by twice the GT count; the loss itself knows nothing of the branch."""
     cfg = ModelConfig()
-    cfg.loss.class_loss = kind
+    set_value(cfg, "loss.class_loss", kind)
     logits, boxes, targets, _ = _case()
     logits, boxes = logits.float(), boxes.float()
     targets = [Target(t.boxes.float(), t.labels, t.image_id, t.size, t.orig_size) for t in targets]
@@ -137,7 +137,8 @@ def test_one_to_many_sets_match_against_the_repeated_ground_truth(kind):
 @pytest.mark.parametrize("kind", sorted(IOU_AWARE))
 def test_criterion_uses_it_for_matched_and_denoising_sets_beside_the_position_modulated_cost(kind):
     cfg = ModelConfig()
-    cfg.loss.class_loss, cfg.matcher.class_cost = kind, "position_modulated"
+    set_value(cfg, "loss.class_loss", kind)
+    set_value(cfg, "matcher.class_cost", "position_modulated")
     _, boxes, targets, indices = _case()
     logits, boxes = torch.randn(2, 6, 4), boxes.float()
     targets = [Target(t.boxes.float(), t.labels, t.image_id, t.size, t.orig_size) for t in targets]
@@ -150,10 +151,8 @@ def test_criterion_uses_it_for_matched_and_denoising_sets_beside_the_position_mo
 
 
 def test_unknown_class_loss_names_every_choice():
-    cfg = ModelConfig()
-    cfg.loss.class_loss = "varifocall"
     with pytest.raises(ValueError, match="focal, position_supervised, varifocal, quality_focal, ia_bce, matchability_aware"):
-        build_criterion(cfg)
+        set_value(ModelConfig(), "loss.class_loss", "varifocall")
 
 
 @pytest.mark.parametrize("name", ["dino-tiny", "sam-detr-tiny"])
@@ -166,7 +165,7 @@ def test_trains_and_predicts(kind, name, synth_dir, tmp_path):
     assert main(["train", "--model", name, "--data", str(synth_dir), "--out", str(tmp_path / "run"), "--iters", "2",
                  "--batch-size", "2", "--device", "cpu", "--no-progress", *sets]) == 0
     det = api.load(tmp_path / "run")
-    assert det.config.model.loss.class_loss == kind
+    assert det.config.model.loss.class_loss.kind == kind
     image = sorted((synth_dir / "val").iterdir())[0]
     out = det.predict([str(image)], threshold=0.0)
     assert out[0]["boxes"].shape[1] == 4 and len(out[0]["scores"]) > 0

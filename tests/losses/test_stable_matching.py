@@ -11,6 +11,8 @@ import torch
 import matchdetr
 from matchdetr.boxes import cxcywh_to_xyxy
 from matchdetr.config import ModelConfig
+from matchdetr.losses.focal import FocalLossConfig
+from matchdetr.losses.position_supervised import PositionSupervisedLossConfig
 from matchdetr.losses.criterion import SetCriterion
 from matchdetr.losses.position_supervised import PositionSupervisedLoss, position_function
 from matchdetr.matching.costs import MatchInputs, PositionModulatedCost
@@ -113,7 +115,7 @@ def test_position_target_is_detached_and_rescaled_to_one():
 
 
 def test_position_function_rejects_unknown():
-    with pytest.raises(ValueError, match="psl_f1"):
+    with pytest.raises(ValueError, match=r"f1='log\(s\)' is not one of"):
         position_function("log(s)")
 
 
@@ -166,15 +168,15 @@ def test_saturated_logits_stay_finite(dtype):
 
 def test_denoising_sets_use_their_own_class_loss_and_weight():
     cfg = ModelConfig()
-    cfg.loss.class_loss, cfg.loss.class_weight, cfg.loss.dn_class_weight = "position_supervised", 6.0, 1.0
+    cfg.loss.class_loss, cfg.loss.class_weight, cfg.loss.dn_class_weight = PositionSupervisedLossConfig(), 6.0, 1.0
     _, boxes, targets, indices = _case()
     logits = torch.randn(2, 6, 4)
     boxes = boxes.float()
     targets = [Target(t.boxes.float(), t.labels, t.image_id, t.size, t.orig_size) for t in targets]
     out = DetectorOutput(logits=logits, boxes=boxes, aux=[])
     out.extra.append(Supervised("_dn", Prediction(logits, boxes), assignment=Assignment(indices)))
-    for flag in (True, False):
-        cfg.loss.psl_denoising = flag
+    for flag in (True, False):  # denoising supervised by the position-supervised loss too, or by the focal loss
+        cfg.loss.dn_class_loss = None if flag else FocalLossConfig()
         crit = build_criterion(cfg)
         res = crit(out, targets)
         dn_cls = res.losses["loss_class_dn"]
@@ -207,8 +209,9 @@ def test_every_stable_preset_is_its_baseline_plus_the_stable_components(name):
     from matchdetr import presets
 
     stable, base = presets.get(name), presets.get(name.removeprefix("stable-"))
-    assert stable.model.loss.class_loss == "position_supervised" and stable.model.matcher.class_cost == "position_modulated"
-    assert stable.model.memory_fusion == "dense" and stable.model.postprocess.nms_iou == 0.8
+    assert stable.model.loss.class_loss.kind == "position_supervised"
+    assert stable.model.matcher.class_cost.kind == "position_modulated"
+    assert stable.model.memory_fusion.kind == "dense" and stable.model.postprocess.nms_iou == 0.8
     stable.model.loss, stable.model.matcher, stable.model.postprocess = base.model.loss, base.model.matcher, base.model.postprocess
     stable.model.memory_fusion, stable.preset = base.model.memory_fusion, base.preset
     assert stable == base  # nothing else differs
@@ -219,7 +222,7 @@ def test_combined_preset_is_sam_detr_plus_plus_with_stable_loss_and_cost(name):
     from matchdetr import presets
 
     combined, base = presets.get(name), presets.get(name.removeprefix("stable-"))
-    assert combined.model.loss.class_loss == "position_supervised"
-    assert combined.model.matcher.class_cost == "position_modulated"
+    assert combined.model.loss.class_loss.kind == "position_supervised"
+    assert combined.model.matcher.class_cost.kind == "position_modulated"
     combined.model.loss, combined.model.matcher, combined.preset = base.model.loss, base.model.matcher, base.preset
     assert combined == base

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import MICRO
+from conftest import MICRO, resnet18
 
 import matchdetr
 from matchdetr.compose import build_criterion
@@ -15,15 +15,13 @@ from matchdetr.models.layers import set_activation_checkpointing
 from matchdetr import presets
 from matchdetr.structures import Target
 
-RESNET = ["model.backbone.name=resnet18", "model.backbone.width=8", "model.backbone.norm=bn",
-          "model.backbone.weights=", "model.backbone.frozen_stages=0"]
 SIZE = 96
 
 
 def _build(name: str) -> matchdetr.Detector:
     torch.manual_seed(0)
     # dropout on, so the recomputation must draw the same masks again
-    overrides = dict(s.split("=", 1) for s in MICRO + RESNET + ["model.transformer.dropout=0.2"])
+    overrides = dict(s.split("=", 1) for s in MICRO + resnet18(name) + ["model.transformer.dropout=0.2"])
     return matchdetr.build(name, num_classes=5, **overrides)
 
 
@@ -78,6 +76,6 @@ def test_checkpoint_activations_key_trains(synth_dir, tmp_path) -> None:
         apply_overrides(cfg, ["train.checkpoint_activations=sometimes"])
     args = ["train", "--model", "stable-dino-tiny", "--data", str(synth_dir), "--out", str(tmp_path / "run"),
             "--iters", "2", "--batch-size", "2", "--device", "cpu", "--set", "train.checkpoint_activations=true"]
-    assert main(args + [x for o in MICRO + RESNET + ["data.num_workers=0"] for x in ("--set", o)]) == 0
+    assert main(args + [x for o in MICRO + resnet18("stable-dino-tiny") + ["data.num_workers=0"] for x in ("--set", o)]) == 0
     trained = matchdetr.load(tmp_path / "run")  # the run's newest complete weights
     assert trained.config.train.checkpoint_activations is True

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from matchdetr.config import BackboneConfig
+from matchdetr.models.backbone import ResNetConfig
 from matchdetr.interop.torchvision_resnet import load_torchvision_resnet
 from matchdetr.compose import build_backbone
 from matchdetr.models.backbone import Backbone, FrozenBatchNorm2d
@@ -149,7 +149,7 @@ def test_load_into_partial_body_ignores_unbuilt_stages(tmp_path) -> None:
 def test_build_backbone_loads_weights(tmp_path) -> None:
     tv = torchvision_state_dict("resnet18", seed=3)
     torch.save(tv, tmp_path / "r18.pth")
-    cfg = BackboneConfig(name="resnet18", frozen_stages=1, return_levels=[4, 5], weights=str(tmp_path / "r18.pth"))
+    cfg = ResNetConfig(depth=18, frozen_stages=1, return_levels=[4, 5], weights=str(tmp_path / "r18.pth"))
     model = build_backbone(cfg)
     assert torch.equal(model.body.conv1.weight, tv["conv1.weight"])
     assert model.channels == [256, 512] and model.strides == [16, 32]

@@ -14,8 +14,7 @@ from matchdetr.models.queries import Queries
 from matchdetr.structures import Target
 
 SMALL = dict(transformer__hidden_dim=32, transformer__num_heads=4, transformer__dim_feedforward=64,
-             transformer__enc_layers=1, transformer__dec_layers=3, transformer__num_queries=10,
-             **{"backbone.width": 8})
+             transformer__enc_layers=1, transformer__dec_layers=3, transformer__num_queries=10)
 
 
 def targets(counts=(3, 1)):
@@ -132,8 +131,8 @@ def test_look_forward_twice_passes_gradient_to_the_previous_layer():
     torch.manual_seed(0)
 
     def grads(lft: bool):
-        det = matchdetr.build("dino-tiny", num_classes=5, transformer__look_forward_twice=lft,
-                              denoising__style="none", **SMALL).train()
+        det = matchdetr.build("dino-tiny", num_classes=5, arch__look_forward_twice=lft,
+                              denoising="none", **SMALL).train()
         out = det(torch.randn(1, 3, 160, 160), None, targets((1,)))
         out.boxes.sum().backward()  # the last layer's boxes only
         return det.head.bbox_embed[1].layers[-1].weight.grad  # the previous layer's box head

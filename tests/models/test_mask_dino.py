@@ -15,7 +15,7 @@ from matchdetr.structures import Target
 
 SMALL = dict(transformer__hidden_dim=32, transformer__num_heads=4, transformer__dim_feedforward=64,
              transformer__enc_layers=1, transformer__dec_layers=2, transformer__num_queries=12,
-             **{"backbone.weights": "", "mask.mask_dim": 16, "mask.encoder_ffn_dim": 64})
+             **{"backbone.weights": "", "arch.mask_dim": 16, "arch.encoder_ffn_dim": 64})
 
 
 def test_mask_boxes_equal_a_naive_loop():
@@ -124,8 +124,8 @@ def test_onnx_export_of_the_masks_follows_the_input_size(tmp_path):
     from matchdetr.inference.export import check_onnx, export_onnx
 
     det = _model().eval()
-    path = export_onnx(det, tmp_path / "m.onnx", topk=10, sample_size=(128, 160))
-    worst = check_onnx(det, path, sizes=((160, 160), (128, 224)))
+    path = export_onnx(det.module, det.config, det.label_map, tmp_path / "m.onnx", topk=10, sample_size=(128, 160))
+    worst = check_onnx(det.module, path, sizes=((160, 160), (128, 224)))
     assert set(worst) >= {"logits", "boxes", "masks"}
     assert worst["masks"] < 1e-3 and worst["logits"] < 1e-3 and worst["boxes"] < 1e-4, worst
 

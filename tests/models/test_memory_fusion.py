@@ -61,5 +61,7 @@ def test_fusion_plugs_into_every_architecture(name, kind):
 
 
 def test_unknown_fusion_is_one_line():
-    with pytest.raises(ValueError, match="model.memory_fusion"):
-        add_memory_fusion(matchdetr.build("detr-tiny", num_classes=2), "sparse", 8)
+    with pytest.raises(ValueError, match="unknown memory fusion 'sparse'; .*valid: dense, simple, u_like, none"):
+        matchdetr.build("detr-tiny", num_classes=2, memory_fusion="sparse")
+    with pytest.raises(ValueError, match="unknown memory fusion 'sparse'"):
+        add_memory_fusion(matchdetr.build("detr-tiny", num_classes=2).module, "sparse", 8)

@@ -43,7 +43,7 @@ def test_postprocess_equals_hf(queries: int, classes: int, topk: int, threshold:
 
 def test_predict_returns_hf_keys_and_coco_json(tmp_path) -> None:
     torch.manual_seed(0)
-    det = matchdetr.build("detr-tiny", num_classes=3, backbone__width=8, transformer__hidden_dim=32,
+    det = matchdetr.build("detr-tiny", num_classes=3, transformer__hidden_dim=32,
                           transformer__num_heads=4, transformer__enc_layers=1, transformer__dec_layers=1,
                           transformer__dim_feedforward=32, transformer__num_queries=5, data__test_size=64)
     img = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)

@@ -20,7 +20,7 @@ from matchdetr.ops.roi_align import roi_align
 from matchdetr.structures import Target
 
 SMALL = dict(transformer__hidden_dim=32, transformer__num_heads=4, transformer__dim_feedforward=64,
-             transformer__enc_layers=1, transformer__num_queries=10, **{"backbone.width": 8})
+             transformer__enc_layers=1, transformer__num_queries=10)
 
 
 def trainable(model) -> int:
@@ -30,7 +30,7 @@ def trainable(model) -> int:
 # Official training logs of ZhangGongjie/SAM-DETR (91 classes, ResNet-50 stem + layer1 frozen).
 OFFICIAL = [
     ("sam-detr-r50", {}, 58_073_546),
-    ("sam-detr-r50", {"sam.group_norm": True}, 58_074_058),
+    ("sam-detr-r50", {"arch.group_norm": True}, 58_074_058),
     ("sam-detr-smca-r50", {}, 58_122_794),
     ("sam-detr-plus-plus-r50", {}, 54_972_298),
     ("sam-detr-plus-plus-smca-r50", {}, 55_021_546),

@@ -48,7 +48,7 @@ def test_tiny_forward_backward_predict(name):
     mask[1, :, 150:] = True
     targets = [Target(torch.tensor([[0.5, 0.5, 0.2, 0.3]]), torch.tensor([1]), 0, (160, 192), (160, 192)),
                Target(torch.tensor([[0.3, 0.6, 0.1, 0.2], [0.7, 0.4, 0.3, 0.3]]), torch.tensor([0, 4]), 1, (160, 150), (160, 150))]
-    segmenting = det.config.model.arch == "mask_dino"
+    segmenting = det.config.model.arch.kind == "mask_dino"
     if segmenting:  # instance masks: each box filled
         for t in targets:
             t.masks = _box_masks(t.boxes, *t.size)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ...boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+from ...fields import Component, knob
 from ...structures import Assignment, DetectorOutput, Target
 from ..memory import Memory
 from ..queries import Queries
@@ -186,3 +187,41 @@ class DenoisingQueries(nn.Module):
         finalize: list[Callable[[DetectorOutput], None]] = [lambda out: split_denoising(out, dn)] + q.finalize
         return Queries(content=torch.cat((dn.content.to(q.content.dtype), q.content), 1), pos=None,
                        reference=reference, self_attn_mask=mask, finalize=finalize)
+
+
+class _DenoisingConfig(Component):
+    def build(self, base: nn.Module, num_classes: int, dim: int) -> DenoisingQueries:
+        """``base`` (a query initialiser with anchor boxes) wrapped with this denoising."""
+        values = {k: getattr(self, k) for k in ("dn_number", "groups", "label_noise", "box_noise") if hasattr(self, k)}
+        return DenoisingQueries(base, num_classes, dim, DenoisingSpec(self.kind, **values))
+
+
+@dataclass
+class DnDetrDenoisingConfig(_DenoisingConfig):
+    """DN-DETR's denoising: a fixed number of groups of positives (DN-DETR sec 3.3 defaults)."""
+
+    kind = "dn_detr"
+    groups: int = knob(5, ge=1)  # denoising groups per batch
+    label_noise: float = knob(0.2, ge=0, le=1)  # probability that a GT label is flipped to a random class
+    box_noise: float = knob(0.4, ge=0)  # lambda: the centre moves by up to lambda * wh / 2, the size by +-lambda
+
+
+@dataclass
+class DinoDenoisingConfig(_DenoisingConfig):
+    """DINO's contrastive denoising (sec 3.3): positives and negatives, groups = max(dn_number // max GT, 1)."""
+
+    kind = "dino"
+    dn_number: int = knob(100, ge=1)  # denoising queries per batch (positives + negatives: 2 per GT and group)
+    label_noise: float = knob(0.5, ge=0, le=1)  # labels are flipped with half this probability, as released
+    box_noise: float = knob(1.0, ge=0)  # lambda: positives' corners move < lambda * wh / 2, negatives' [1, 2) times that
+
+
+@dataclass
+class MaskDinoDenoisingConfig(_DenoisingConfig):
+    """The Mask-DINO release's "seg" denoising: DN-DETR's positives and box noise, dn_number // max GT groups
+    (none when that is 0), labels flipped with half of label_noise."""
+
+    kind = "mask_dino"
+    dn_number: int = knob(100, ge=1)  # denoising queries per batch
+    label_noise: float = knob(0.4, ge=0, le=1)  # labels are flipped with half this probability, as released
+    box_noise: float = knob(0.4, ge=0)  # lambda, as DN-DETR's

@@ -8,8 +8,12 @@ signal) while inference keeps the one-to-one queries alone and needs no NMS.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
+
+from ...fields import Component, knob
 
 from ...structures import DetectorOutput, Target
 from ..memory import Memory
@@ -49,3 +53,16 @@ class HybridQueries(nn.Module):
         q.self_attn_mask = branch_mask(n1, n2, q.content.device)
         q.finalize = [lambda out: split_one2many(out, n1, self.k, self.weight)] + q.finalize
         return q
+
+
+@dataclass
+class OneToManyConfig(Component):
+    """H-DETR's one-to-many branch (training only; needs two-stage query selection)."""
+
+    kind = "one_to_many"
+    num_queries: int = knob(1500, ge=1)  # extra queries of the branch (H-Deformable-DETR: 1500)
+    k: int = knob(6, ge=1)  # the GT is repeated k times for the branch's matching
+    weight: float = knob(1.0, ge=0)  # multiplies every loss of the branch
+
+    def build(self, base: nn.Module) -> HybridQueries:
+        return HybridQueries(base, self.num_queries, self.k, self.weight)

@@ -28,6 +28,8 @@ class MaskHead(nn.Module):
     """Class, box and mask predictions per layer; ``detection`` holds the class/box branches (its entry
     ``layer`` as in :class:`DetectionHead`)."""
 
+    predicts_masks = True  # Detector.predicts_masks: the outputs carry mask logits
+
     def __init__(self, detection: DetectionHead, dim: int, mask_dim: int) -> None:
         super().__init__()
         self.detection = detection

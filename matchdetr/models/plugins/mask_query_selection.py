@@ -39,7 +39,7 @@ class MaskQuerySelection(nn.Module):
                  initial_pred: bool = True) -> None:
         super().__init__()
         if box_init not in BOX_INIT:
-            raise ValueError(f"model.mask.box_init must be one of {BOX_INIT}, got {box_init!r}")
+            raise ValueError(f"box_init must be one of {BOX_INIT}, got {box_init!r}")
         self.num_queries, self.enc_index, self.box_init, self.initial_pred = num_queries, enc_index, box_init, initial_pred
         self.enc_output = nn.Linear(dim, dim)
         self.enc_output_norm = nn.LayerNorm(dim)

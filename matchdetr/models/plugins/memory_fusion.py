@@ -12,18 +12,21 @@ fused tokens replace the memory for everything downstream (query selection and d
   input is ``Fuse(x_{k-1}, x_{L-k+1})`` (a mirror skip) for every k whose mirror output already exists
   (``L - k + 1 <= k - 1``, i.e. k > L/2 for even L, as the spec writes it; the same rule keeps odd L valid), and
   the final memory is ``Fuse(x_L, x_0)``.
-- ``none``.
+Off when the model's ``memory_fusion`` is None.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
+from ...fields import Component
 from ..encoders import Encoder
 from ..memory import Memory
 
-FUSIONS = ("none", "simple", "u_like", "dense")
+FUSIONS = ("simple", "u_like", "dense")
 
 
 class Fuse(nn.Module):
@@ -92,9 +95,7 @@ def add_memory_fusion(detector: nn.Module, kind: str, dim: int) -> None:
     """Plug memory fusion ``kind`` into a built detector in place (works for every architecture: it only
     needs an :class:`Encoder` and the detector's ``fusion`` slot)."""
     if kind not in FUSIONS:
-        raise ValueError(f"unknown model.memory_fusion '{kind}'; available: {', '.join(FUSIONS)}")
-    if kind == "none":
-        return
+        raise ValueError(f"unknown memory fusion '{kind}'; available: {', '.join(FUSIONS)}")
     encoder = detector.encoder
     if not isinstance(encoder, Encoder):
         raise ValueError(f"model.memory_fusion={kind} needs a layer-stack encoder, got {type(encoder).__name__}")
@@ -106,3 +107,30 @@ def add_memory_fusion(detector: nn.Module, kind: str, dim: int) -> None:
     fusion = MemoryFusion(list(range(n + 1)) if kind == "dense" else [0, n], dim)
     # a composition with its own fusion step (Mask-DINO's pixel embedding) reads the fused memory
     detector.fusion = fusion if isinstance(detector.fusion, nn.Identity) else nn.Sequential(fusion, detector.fusion)
+
+
+class _FusionConfig(Component):
+    def apply(self, detector: nn.Module, dim: int) -> None:
+        """Plug this fusion into a built detector in place."""
+        add_memory_fusion(detector, self.kind, dim)
+
+
+@dataclass
+class DenseFusionConfig(_FusionConfig):
+    """Stable-DINO's default: the backbone features and every encoder layer's output, fused."""
+
+    kind = "dense"
+
+
+@dataclass
+class SimpleFusionConfig(_FusionConfig):
+    """The backbone features and the last encoder layer's output, fused."""
+
+    kind = "simple"
+
+
+@dataclass
+class ULikeFusionConfig(_FusionConfig):
+    """U-Net-like mirror skips between encoder layers (our reading of the paper's figure)."""
+
+    kind = "u_like"

@@ -48,7 +48,7 @@ class SemanticAligner(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, resample: str = "keypoints_M", reweight: bool = True,
                  search_range: str = "box", extra_outputs: int = 0, roi_size: int = 7,
-                 sampling_ratio: int = -1) -> None:
+                 sampling_ratio: int | None = None) -> None:
         super().__init__()
         if resample not in RESAMPLE:
             raise ValueError(f"resample must be one of {RESAMPLE}, got {resample!r}")
