@@ -108,14 +108,29 @@ class Supervised:
 
 
 @dataclass
+class QuerySpan:
+    """A run of queries a training-time plug-in adds to the decoder's query axis (denoising groups, H-DETR's
+    one-to-many branch) and how each layer's predictions of it are supervised: ``size`` queries, the sets
+    named ``suffix`` (final layer) and ``_aux<i>`` + ``suffix`` (earlier layers), with the :class:`Supervised`
+    options ``assignment``, ``target_repeat``, ``weight`` and ``num_boxes_factor``."""
+
+    suffix: str
+    size: int
+    assignment: Assignment | None = None
+    target_repeat: int = 1
+    weight: float = 1.0
+    num_boxes_factor: float = 1.0
+
+
+@dataclass
 class DetectorOutput:
     """What a :class:`~matchdetr.models.detector.Detector` returns.
 
     logits: ``[B, Q, C]`` the last decoder layer's class logits.
     boxes: ``[B, Q, 4]`` the last decoder layer's boxes, normalised cxcywh.
     aux: the earlier decoder layers' predictions, first layer first.
-    extra: further prediction sets plug-ins add (encoder proposals, denoising, one-to-many), already
-        wrapped as :class:`Supervised` so the criterion needs no knowledge of where they came from.
+    extra: further prediction sets plug-ins add (denoising, one-to-many, encoder proposals), each a
+        :class:`Supervised` with its targets' rule, so the criterion needs no knowledge of where they came from.
     masks: ``[B, Q, H/4, W/4]`` the last layer's mask logits (instance segmentation), or None.
     """
 
@@ -129,23 +144,38 @@ class DetectorOutput:
     def final(self) -> Prediction:
         return Prediction(self.logits, self.boxes, self.masks)
 
-    def split_queries(self, keep: slice, branch: slice, suffix: str, **supervised: object) -> None:
-        """Cut a plug-in's queries out of every layer (in place): ``keep`` stays the detector's output, and
-        ``branch`` becomes one :class:`Supervised` set per layer (``suffix`` on the final layer,
-        ``_aux<i>`` + ``suffix`` on the others) with the given Supervised options."""
-        layers = [self.final] + list(self.aux)
-        suffixes = [suffix] + [f"_aux{i}{suffix}" for i in range(len(self.aux))]
-        self.logits, self.boxes = self.logits[:, keep], self.boxes[:, keep]
-        self.masks = None if self.masks is None else self.masks[:, keep]
-        self.aux = [p.select(keep) for p in self.aux]
-        for p, name in zip(layers, suffixes):
-            self.extra.append(Supervised(name, p.select(branch), **supervised))  # type: ignore[arg-type]
+    @classmethod
+    def from_layers(cls, layers: list[Prediction], before: list[QuerySpan], after: list[QuerySpan],
+                    proposals: list[Supervised]) -> "DetectorOutput":
+        """The output of a decoder whose query axis is ``[before spans | matching queries | after spans]``:
+        the matching queries' last layer and earlier layers, then one :class:`Supervised` set per span and layer
+        (spans in axis order, final layer first), then the sets made before the decoder (``proposals``)."""
+        total = layers[-1].logits.shape[1]
+        start = sum(s.size for s in before)
+        keep = slice(start, total - sum(s.size for s in after))
+        extra: list[Supervised] = []
+        for span, lo in zip(before + after, _offsets(before, 0) + _offsets(after, keep.stop)):
+            part = slice(lo, lo + span.size)
+            names = [span.suffix] + [f"_aux{i}{span.suffix}" for i in range(len(layers) - 1)]
+            extra += [Supervised(n, p.select(part), span.assignment, span.target_repeat, span.weight,
+                                 span.num_boxes_factor) for n, p in zip(names, [layers[-1]] + layers[:-1])]
+        final = layers[-1].select(keep)
+        return cls(logits=final.logits, boxes=final.boxes, aux=[p.select(keep) for p in layers[:-1]],
+                   extra=extra + list(proposals), masks=final.masks)
 
     def supervision(self) -> list[Supervised]:
         """Every prediction set that carries a loss: final, each auxiliary layer, then the plug-ins'."""
         sets = [Supervised("", self.final)]
         sets += [Supervised(f"_aux{i}", p) for i, p in enumerate(self.aux)]
         return sets + list(self.extra)
+
+
+def _offsets(spans: list[QuerySpan], start: int) -> list[int]:
+    out = []
+    for s in spans:
+        out.append(start)
+        start += s.size
+    return out
 
 
 @dataclass

@@ -82,7 +82,7 @@ def build_deformable_detr(cfg: ModelConfig, arch: DeformableDetrArch, post: Post
     if not arch.two_stage:
         _init_box_bias(head, -2.0)
     if arch.two_stage:
-        queries: nn.Module = TwoStageQueries(t.hidden_dim, t.num_queries, head, enc_index=t.dec_layers)
+        queries: nn.Module = TwoStageQueries(t.hidden_dim, t.num_queries)
         if cfg.hybrid is not None:
             queries = cfg.hybrid.build(queries)
     elif cfg.hybrid is not None:
@@ -116,7 +116,7 @@ def build_dino(cfg: ModelConfig, arch: DinoArch, post: PostProcessor) -> Detecto
     t = cfg.transformer
     backbone, neck, encoder, dec_layer = _deformable_parts(cfg, arch.pos_offset)
     head = DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=t.dec_layers + 1, zero_box_init=True)
-    queries = with_denoising(MixedQuerySelection(t.hidden_dim, t.num_queries, head, enc_index=t.dec_layers), cfg)
+    queries = with_denoising(MixedQuerySelection(t.hidden_dim, t.num_queries), cfg)
     decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=True, box_refine=head.box_delta,
                       query_pos=AnchorPosition(t.hidden_dim, scale_by_content=False),
                       look_forward_twice=arch.look_forward_twice)

@@ -42,7 +42,7 @@ def build_mask_dino(cfg: ModelConfig, m: MaskDinoArch, post: PostProcessor) -> D
     dec_layer = DeformableDecoderLayer(t.hidden_dim, t.num_heads, t.num_levels, t.dec_points, t.dim_feedforward, t.dropout)
     head = MaskHead(DetectionHead(t.hidden_dim, cfg.num_classes, num_heads=1, zero_box_init=True), t.hidden_dim,
                     m.mask_dim)
-    queries = with_denoising(MaskQuerySelection(t.hidden_dim, t.num_queries, head, box_init=m.box_init,
+    queries = with_denoising(MaskQuerySelection(t.hidden_dim, t.num_queries, box_init=m.box_init,
                                                 initial_pred=m.initial_pred), cfg)
     decoder = Decoder(dec_layer, t.dec_layers, t.hidden_dim, final_norm=True, box_refine=head.box_delta,
                       query_pos=AnchorPosition(t.hidden_dim, scale_by_content=False),

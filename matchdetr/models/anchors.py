@@ -24,7 +24,7 @@ class AnchorQueries(nn.Module):
         self.tgt_embed = nn.Embedding(num_queries, dim)
         self.refpoint_embed = nn.Embedding(num_queries, 4)
 
-    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+    def forward(self, memory: Memory, targets: list[Target] | None = None, head: nn.Module | None = None) -> Queries:
         b = memory.tokens.shape[0]
         content = self.tgt_embed.weight[None].expand(b, -1, -1)
         anchors = self.refpoint_embed.weight.sigmoid()[None].expand(b, -1, -1)

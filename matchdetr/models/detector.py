@@ -20,7 +20,7 @@ class Detector(nn.Module):
     neck: levels -> :class:`~matchdetr.models.memory.Memory` (projection + positions).
     encoder: Memory -> Memory.
     fusion: Memory -> Memory (memory fusion plug-in; identity by default).
-    queries: ``(Memory, targets) -> Queries`` (learned queries, anchors, query selection, denoising).
+    queries: ``(Memory, targets, head) -> Queries`` (learned queries, anchors, query selection, denoising).
     decoder: ``(Queries, Memory) -> DecoderOutput``.
     head: ``(hidden, references, memory) -> [Prediction per layer]`` (a mask head reads the memory).
     """
@@ -59,10 +59,8 @@ class Detector(nn.Module):
         if pixel_mask is None:
             pixel_mask = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
         memory = self.fusion(self.encoder(self.neck(self.backbone(images, pixel_mask), pixel_mask)))
-        queries = self.queries(memory, targets if self.training else None)
+        queries = self.queries(memory, targets if self.training else None, self.head)
         decoded = self.decoder(queries, memory)
         preds = self.head(decoded.hidden, decoded.references, memory)
-        out = DetectorOutput(logits=preds[-1].logits, boxes=preds[-1].boxes, aux=preds[:-1], masks=preds[-1].masks)
-        for finalize in queries.finalize:
-            finalize(out)
-        return out
+        # what the criterion supervises, explicitly: the matching queries, each plug-in span, the proposals
+        return DetectorOutput.from_layers(preds, queries.before, queries.after, queries.proposals)

@@ -39,6 +39,12 @@ class DetectionHead(nn.Module):
                 nn.init.zeros_(box.layers[-1].weight)
                 nn.init.zeros_(box.layers[-1].bias)
 
+    @property
+    def proposal_entry(self) -> int:
+        """The entry that scores the encoder's proposals (two-stage / query selection): the last one (the extra
+        entry after the decoder layers', or the one shared entry)."""
+        return len(self.bbox_embed) - 1
+
     def box_delta(self, layer: int, hidden: Tensor) -> Tensor:
         """Box branch of ``layer`` (logit space), ``[..., d] -> [..., 4]``; also drives box refinement."""
         return self.bbox_embed[layer if len(self.bbox_embed) > 1 else 0](hidden)

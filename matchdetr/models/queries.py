@@ -1,19 +1,18 @@
 """Decoder queries and the learned-query initialiser of DETR.
 
 Query initialisers (learned embeddings, reference points and reference boxes here; anchor boxes, two-stage
-selection and denoising as plug-ins)
-all return a :class:`Queries`, so the decoder runs the same loop whatever made its queries.
+selection and denoising as plug-ins) are called ``(memory, targets, head)`` (the detector's head: the two-stage
+selectors score the encoder's proposals with its proposal entry) and all return a :class:`Queries`, so the
+decoder runs the same loop whatever made its queries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 
-from ..structures import DetectorOutput, Target
+from ..structures import QuerySpan, Supervised, Target
 from .memory import Memory
 
 
@@ -25,15 +24,20 @@ class Queries:
     pos: ``[B, Q, d]`` positional queries, or None where a decoder derives them from ``reference``.
     reference: ``[B, Q, 4]`` normalised cxcywh reference boxes, or None (DETR has none).
     self_attn_mask: ``[Q, Q]`` bool, True where query i may NOT attend to query j (denoising groups).
-    finalize: callbacks a plug-in registers to split its own queries back out of the decoder output
-        (for example denoising groups) before the detector returns; each edits the output in place.
+    before, after: the spans training-time plug-ins put before the matching queries (denoising groups) and
+        after them (H-DETR's one-to-many branch), with how each is supervised; the detector returns the matching
+        queries and turns each span into its own prediction sets (``DetectorOutput.from_layers``).
+    proposals: prediction sets made before the decoder (the encoder's proposals, Mask-DINO's initial
+        prediction), supervised as they are.
     """
 
     content: Tensor
     pos: Tensor | None = None
     reference: Tensor | None = None
     self_attn_mask: Tensor | None = None
-    finalize: list[Callable[[DetectorOutput], None]] = field(default_factory=list)
+    before: list[QuerySpan] = field(default_factory=list)
+    after: list[QuerySpan] = field(default_factory=list)
+    proposals: list[Supervised] = field(default_factory=list)
 
 
 class LearnedQueries(nn.Module):
@@ -43,7 +47,7 @@ class LearnedQueries(nn.Module):
         super().__init__()
         self.query_embed = nn.Embedding(num_queries, dim)
 
-    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+    def forward(self, memory: Memory, targets: list[Target] | None = None, head: nn.Module | None = None) -> Queries:
         b = memory.tokens.shape[0]
         pos = self.query_embed.weight[None].expand(b, -1, -1)
         return Queries(content=torch.zeros_like(pos), pos=pos)
@@ -60,7 +64,7 @@ class ReferencePointQueries(nn.Module):
         nn.init.xavier_uniform_(self.reference_points.weight, gain=1.0)
         nn.init.zeros_(self.reference_points.bias)
 
-    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+    def forward(self, memory: Memory, targets: list[Target] | None = None, head: nn.Module | None = None) -> Queries:
         b, d = memory.tokens.shape[0], self.reference_points.in_features
         pos, content = self.query_embed.weight[None].expand(b, -1, -1).split(d, dim=-1)
         return Queries(content=content, pos=pos, reference=self.reference_points(pos).sigmoid())
@@ -75,7 +79,7 @@ class ReferenceBoxQueries(nn.Module):
         self.dim = dim
         self.query_embed = nn.Embedding(num_queries, 4)
 
-    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+    def forward(self, memory: Memory, targets: list[Target] | None = None, head: nn.Module | None = None) -> Queries:
         b = memory.tokens.shape[0]
         reference = self.query_embed.weight.sigmoid()[None].expand(b, -1, -1)
         content = memory.tokens.new_zeros(b, reference.shape[1], self.dim)

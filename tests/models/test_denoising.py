@@ -42,7 +42,7 @@ def test_perturbing_one_group_changes_nothing_elsewhere(name):
     det = matchdetr.build(name, num_classes=5, **SMALL).eval()
     memory = det.encoder(det.neck(det.backbone(torch.randn(2, 3, 128, 128), torch.zeros(2, 128, 128, dtype=torch.bool)),
                                   torch.zeros(2, 128, 128, dtype=torch.bool)))
-    base = det.queries.base(memory, None)
+    base = det.queries.base(memory, None, det.head)
     spec = det.queries.spec
     dn = build_denoising(targets(), base.content.shape[1], det.queries.label_enc, 5, spec, torch.Generator().manual_seed(1))
     content = torch.cat((dn.content, base.content), 1)

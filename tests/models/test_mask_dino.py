@@ -48,11 +48,9 @@ def test_pixel_embedding_and_query_selection():
     memory = det.fusion(det.encoder(det.neck(det.backbone(images, mask), mask)))
     assert memory.fine is not None and memory.pixel_embed is not None
     assert memory.pixel_embed.shape == (2, 16, 32, 40)  # stride 4, mask_dim channels
-    queries = det.queries(memory, None)
-    out = type("O", (), {"extra": []})()
-    for f in queries.finalize:
-        f(out)
-    enc, init = {s.suffix: s.prediction for s in out.extra}["_enc"], {s.suffix: s.prediction for s in out.extra}["_init"]
+    queries = det.queries(memory, None, det.head)
+    sets = {s.suffix: s.prediction for s in queries.proposals}
+    enc, init = sets["_enc"], sets["_init"]
     # the anchors are the boxes of the selected proposals' masks, of each image's valid extent
     valid = memory.valid_ratios[:, 0] * torch.tensor([40.0, 32.0])
     torch.testing.assert_close(queries.reference, mask_boxes(enc.masks > 0, valid))
@@ -90,7 +88,7 @@ def test_eval_computes_only_the_last_layers_masks():
         head = det.head
         memory = det.fusion(det.encoder(det.neck(det.backbone(images, torch.zeros(1, 128, 160, dtype=torch.bool)),
                                                    torch.zeros(1, 128, 160, dtype=torch.bool))))
-        decoded = det.decoder(det.queries(memory, None), memory)
+        decoded = det.decoder(det.queries(memory, None, det.head), memory)
         head.train()
         every = head(decoded.hidden, decoded.references, memory)
         head.eval()

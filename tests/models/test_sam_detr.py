@@ -169,7 +169,7 @@ def test_each_multiscale_layer_reads_only_its_level():
     torch.manual_seed(0)
     det = matchdetr.build("sam-detr-plus-plus-tiny", num_classes=5, **SMALL).eval()
     memory = _memory(det)
-    queries = det.queries(memory, None)
+    queries = det.queries(memory, None, det.head)
     with torch.no_grad():
         before = det.decoder(queries, memory).hidden
         h, w = memory.shapes[0]

@@ -19,14 +19,12 @@ probability ``label_noise / 2``); ``box_noise`` is lambda.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 
 from ...boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from ...fields import Component, knob
-from ...structures import Assignment, DetectorOutput, Target
+from ...structures import Assignment, QuerySpan, Target
 from ..memory import Memory
 from ..queries import Queries
 
@@ -149,11 +147,10 @@ def build_denoising(targets: list[Target], num_queries: int, label_embed: nn.Emb
     return DenoisingGroups(content, reference, mask, Assignment(indices), groups, pad)
 
 
-def split_denoising(out: DetectorOutput, dn: DenoisingGroups) -> None:
-    """Cut the denoising slots off every layer's predictions (in place) and add them as ``_dn`` sets with
-    their fixed assignment; the normaliser counts every group (num_boxes * groups)."""
-    out.split_queries(slice(dn.num_dn, None), slice(None, dn.num_dn), "_dn",
-                      assignment=dn.assignment, num_boxes_factor=dn.groups)
+def denoising_span(dn: DenoisingGroups) -> QuerySpan:
+    """The denoising slots as a span of the query axis: ``_dn`` sets with their fixed assignment; the normaliser
+    counts every group (num_boxes * groups)."""
+    return QuerySpan("_dn", dn.num_dn, assignment=dn.assignment, num_boxes_factor=dn.groups)
 
 
 class DenoisingQueries(nn.Module):
@@ -168,8 +165,8 @@ class DenoisingQueries(nn.Module):
         self.base, self.spec, self.num_classes = base, spec, num_classes
         self.label_enc = nn.Embedding(num_classes + 1, dim)
 
-    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
-        q = self.base(memory, targets)
+    def forward(self, memory: Memory, targets: list[Target] | None = None, head: nn.Module | None = None) -> Queries:
+        q = self.base(memory, targets, head)
         if not self.training or targets is None:
             return q
         if q.reference is None or q.pos is not None:
@@ -184,9 +181,9 @@ class DenoisingQueries(nn.Module):
         if q.self_attn_mask is not None:  # e.g. the one-to-many branch's own mask, kept for the matching part
             mask[dn.num_dn:, dn.num_dn:] |= q.self_attn_mask
         reference = torch.cat((dn.reference.to(q.reference.dtype), q.reference), 1)
-        finalize: list[Callable[[DetectorOutput], None]] = [lambda out: split_denoising(out, dn)] + q.finalize
         return Queries(content=torch.cat((dn.content.to(q.content.dtype), q.content), 1), pos=None,
-                       reference=reference, self_attn_mask=mask, finalize=finalize)
+                       reference=reference, self_attn_mask=mask, before=[denoising_span(dn)] + q.before,
+                       after=q.after, proposals=q.proposals)
 
 
 class _DenoisingConfig(Component):

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ...fields import Component, knob
 
-from ...structures import DetectorOutput, Target
+from ...structures import QuerySpan, Target
 from ..memory import Memory
 from ..queries import Queries
 
@@ -29,12 +29,6 @@ def branch_mask(num_one2one: int, num_one2many: int, device: torch.device) -> Te
     return mask
 
 
-def split_one2many(out: DetectorOutput, num_one2one: int, k: int, weight: float) -> None:
-    """Keep the one-to-one queries in the output (in place); add the rest as ``_o2m`` sets matched against
-    the GT repeated ``k`` times (final and every auxiliary layer)."""
-    out.split_queries(slice(None, num_one2one), slice(num_one2one, None), "_o2m", target_repeat=k, weight=weight)
-
-
 class HybridQueries(nn.Module):
     """Wraps a two-stage selector (which accepts ``num_queries``); training adds the one-to-many branch."""
 
@@ -42,16 +36,17 @@ class HybridQueries(nn.Module):
         super().__init__()
         self.base, self.num_one2many, self.k, self.weight = base, num_one2many, k, weight
 
-    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
+    def forward(self, memory: Memory, targets: list[Target] | None = None, head: nn.Module | None = None) -> Queries:
         if not self.training:
-            return self.base(memory, targets)
+            return self.base(memory, targets, head)
         n1 = self.base.num_queries
-        q = self.base(memory, targets, num_queries=n1 + self.num_one2many)
+        q = self.base(memory, targets, head, num_queries=n1 + self.num_one2many)
         n2 = q.content.shape[1] - n1
         if n2 <= 0:  # fewer tokens than queries: nothing left for the branch
             return q
         q.self_attn_mask = branch_mask(n1, n2, q.content.device)
-        q.finalize = [lambda out: split_one2many(out, n1, self.k, self.weight)] + q.finalize
+        # matched against the GT repeated k times (final and every auxiliary layer)
+        q.after = q.after + [QuerySpan("_o2m", n2, target_repeat=self.k, weight=self.weight)]
         return q
 
 

@@ -37,6 +37,10 @@ class MaskHead(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.mask_embed = MLP(dim, dim, mask_dim, 3)
 
+    @property
+    def proposal_entry(self) -> int:
+        return self.detection.proposal_entry
+
     def box_delta(self, layer: int, hidden: Tensor) -> Tensor:
         return self.detection.box_delta(layer, hidden)
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ...boxes import mask_extents, xyxy_to_cxcywh
-from ...structures import DetectorOutput, Prediction, Supervised, Target
+from ...structures import Prediction, Supervised, Target
 from ..memory import Memory
 from ..queries import Queries
 from .mask_head import MaskHead
@@ -32,28 +32,27 @@ def mask_boxes(masks: Tensor, valid_wh: Tensor) -> Tensor:
 
 
 class MaskQuerySelection(nn.Module):
-    """Query initialiser of Mask-DINO (module docstring). head: the detector's :class:`MaskHead` (its class
-    and box branches score the proposals; entry ``enc_index``)."""
+    """Query initialiser of Mask-DINO (module docstring); the detector's :class:`MaskHead`, given at the call,
+    scores the proposals (its class and box branches, proposal entry) and predicts their masks."""
 
-    def __init__(self, dim: int, num_queries: int, head: MaskHead, enc_index: int = 0, box_init: str = "bitmask",
-                 initial_pred: bool = True) -> None:
+    def __init__(self, dim: int, num_queries: int, box_init: str = "bitmask", initial_pred: bool = True) -> None:
         super().__init__()
         if box_init not in BOX_INIT:
             raise ValueError(f"box_init must be one of {BOX_INIT}, got {box_init!r}")
-        self.num_queries, self.enc_index, self.box_init, self.initial_pred = num_queries, enc_index, box_init, initial_pred
+        self.num_queries, self.box_init, self.initial_pred = num_queries, box_init, initial_pred
         self.enc_output = nn.Linear(dim, dim)
         self.enc_output_norm = nn.LayerNorm(dim)
-        self._head = [head]  # registered by the Detector, not twice here
 
-    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
-        head = self._head[0]
+    def forward(self, memory: Memory, targets: list[Target] | None = None, head: MaskHead | None = None) -> Queries:
+        if head is None:
+            raise ValueError("Mask-DINO's query selection needs the detector's MaskHead: call it with head=")
         # ranking reads the class branch on the tokens themselves (the release's enc_outputs_class_unselected)
         tokens, enc_logits, enc_coords = _encode_proposals(memory, self.enc_output, self.enc_output_norm,
-                                                           head.detection, self.enc_index)
+                                                           head.detection)
         k = min(self.num_queries, enc_logits.shape[1])
         top = torch.topk(enc_logits.max(-1).values, k, dim=1).indices
         selected, coords = _gather(tokens, top), _gather(enc_coords, top)
-        enc = Prediction(logits=head.classify(self.enc_index, selected), boxes=coords.sigmoid(),
+        enc = Prediction(logits=head.classify(head.proposal_entry, selected), boxes=coords.sigmoid(),
                          masks=head.masks(selected, memory))
         if self.box_init == "bitmask":
             assert enc.masks is not None
@@ -68,8 +67,4 @@ class MaskQuerySelection(nn.Module):
         if self.initial_pred:
             sets.append(Supervised("_init", Prediction(logits=head.classify(0, content), boxes=reference,
                                                        masks=head.masks(content, memory))))
-
-        def add_sets(out: DetectorOutput) -> None:
-            out.extra.extend(sets)
-
-        return Queries(content=content, pos=None, reference=reference, finalize=[add_sets])
+        return Queries(content=content, pos=None, reference=reference, proposals=sets)

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ...structures import DetectorOutput, Prediction, Supervised, Target
+from ...structures import Prediction, Supervised, Target
 from ..heads import DetectionHead
 from ..memory import Memory
 from ..queries import Queries
@@ -59,13 +59,20 @@ def proposal_sine_embed(coord_logits: Tensor, num_feats: int, temperature: float
     return pos.to(coord_logits.dtype)
 
 
-def _encode_proposals(memory: Memory, enc_output: nn.Module, enc_norm: nn.Module, head: DetectionHead,
-                      enc_index: int) -> tuple[Tensor, Tensor, Tensor]:
+def _encode_proposals(memory: Memory, enc_output: nn.Module, enc_norm: nn.Module,
+                      head: DetectionHead) -> tuple[Tensor, Tensor, Tensor]:
     """Score and refine every token's proposal: (token features, class logits ``[B, S, C]``, box logits
-    ``[B, S, 4]``; invalid tokens zeroed / inf)."""
+    ``[B, S, 4]``; invalid tokens zeroed / inf), by the head's proposal entry."""
     proposals, valid = encoder_proposals(memory)
     tokens = enc_norm(enc_output(memory.tokens.masked_fill(~valid[..., None], 0.0)))
-    return tokens, head.classify(enc_index, tokens), head.box_delta(enc_index, tokens) + proposals
+    entry = head.proposal_entry
+    return tokens, head.classify(entry, tokens), head.box_delta(entry, tokens) + proposals
+
+
+def _need(head: DetectionHead | None) -> DetectionHead:
+    if head is None:
+        raise ValueError("query selection scores the encoder's proposals with the detector's head: call it with head=")
+    return head
 
 
 def _gather(x: Tensor, index: Tensor) -> Tensor:
@@ -76,35 +83,31 @@ def _gather(x: Tensor, index: Tensor) -> Tensor:
 class TwoStageQueries(nn.Module):
     """Deformable-DETR's two-stage query initialiser.
 
-    head: the detector's head; its last class/box entry (index ``enc_index``) scores the proposals.
+    The detector's head, given at the call, scores the proposals with its proposal entry (its last one).
     Ranking uses the first class's logit, as the release and HF transformers do: the encoder head is trained
     class-agnostically (every GT is class 0), so that logit is the foreground score.
     """
 
-    def __init__(self, dim: int, num_queries: int, head: DetectionHead, enc_index: int) -> None:
+    def __init__(self, dim: int, num_queries: int) -> None:
         super().__init__()
-        self.num_queries, self.enc_index = num_queries, enc_index
+        self.num_queries = num_queries
         self.enc_output = nn.Linear(dim, dim)
         self.enc_output_norm = nn.LayerNorm(dim)
         self.pos_trans = nn.Linear(2 * dim, 2 * dim)
         self.pos_trans_norm = nn.LayerNorm(2 * dim)
-        self._head = [head]  # a plain list: the head is registered by the Detector, not twice here
 
-    def forward(self, memory: Memory, targets: list[Target] | None = None, num_queries: int | None = None) -> Queries:
+    def forward(self, memory: Memory, targets: list[Target] | None = None, head: DetectionHead | None = None,
+                num_queries: int | None = None) -> Queries:
         """num_queries: select this many proposals instead (H-DETR's one-to-many branch adds its own)."""
         d = memory.tokens.shape[-1]
-        _, enc_logits, enc_coords = _encode_proposals(memory, self.enc_output, self.enc_output_norm, self._head[0],
-                                                      self.enc_index)
+        _, enc_logits, enc_coords = _encode_proposals(memory, self.enc_output, self.enc_output_norm, _need(head))
         k = min(num_queries or self.num_queries, enc_logits.shape[1])
         top = torch.topk(enc_logits[..., 0], k, dim=1).indices
         top_coords = _gather(enc_coords, top).detach()
         pos, content = self.pos_trans_norm(self.pos_trans(proposal_sine_embed(top_coords, d // 2))).split(d, -1)
         enc = Prediction(logits=enc_logits, boxes=enc_coords.sigmoid())
-
-        def add_encoder_set(out: DetectorOutput) -> None:
-            out.extra.append(Supervised("_enc", enc, class_agnostic=True))
-
-        return Queries(content=content, pos=pos, reference=top_coords.sigmoid(), finalize=[add_encoder_set])
+        return Queries(content=content, pos=pos, reference=top_coords.sigmoid(),
+                       proposals=[Supervised("_enc", enc, class_agnostic=True)])
 
 
 class MixedQuerySelection(nn.Module):
@@ -112,25 +115,21 @@ class MixedQuerySelection(nn.Module):
     score give the initial anchors (detached), while the content queries stay learned embeddings. Only the
     selected proposals are supervised (``_enc``, class-specific), as the release does."""
 
-    def __init__(self, dim: int, num_queries: int, head: DetectionHead, enc_index: int) -> None:
+    def __init__(self, dim: int, num_queries: int) -> None:
         super().__init__()
-        self.num_queries, self.enc_index = num_queries, enc_index
+        self.num_queries = num_queries
         self.enc_output = nn.Linear(dim, dim)
         self.enc_output_norm = nn.LayerNorm(dim)
         self.tgt_embed = nn.Embedding(num_queries, dim)
-        self._head = [head]
 
-    def forward(self, memory: Memory, targets: list[Target] | None = None) -> Queries:
-        tokens, enc_logits, enc_coords = _encode_proposals(memory, self.enc_output, self.enc_output_norm,
-                                                           self._head[0], self.enc_index)
+    def forward(self, memory: Memory, targets: list[Target] | None = None, head: DetectionHead | None = None) -> Queries:
+        head = _need(head)
+        tokens, enc_logits, enc_coords = _encode_proposals(memory, self.enc_output, self.enc_output_norm, head)
         k = min(self.num_queries, enc_logits.shape[1])
         top = torch.topk(enc_logits.max(-1).values, k, dim=1).indices
         top_coords = _gather(enc_coords, top)
         # the selected tokens are re-scored for the loss, as the release supervises hs_enc
-        enc = Prediction(logits=self._head[0].classify(self.enc_index, _gather(tokens, top)), boxes=top_coords.sigmoid())
+        enc = Prediction(logits=head.classify(head.proposal_entry, _gather(tokens, top)), boxes=top_coords.sigmoid())
         content = self.tgt_embed.weight[:k][None].expand(memory.tokens.shape[0], -1, -1)
-
-        def add_encoder_set(out: DetectorOutput) -> None:
-            out.extra.append(Supervised("_enc", enc))
-
-        return Queries(content=content, pos=None, reference=top_coords.detach().sigmoid(), finalize=[add_encoder_set])
+        return Queries(content=content, pos=None, reference=top_coords.detach().sigmoid(),
+                       proposals=[Supervised("_enc", enc)])
