@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..structures import DetectorOutput, Target
+from .padding import outputs_on_valid_image, pad_to_multiple, targets_on_padded_input, valid_fraction
 from .postprocess import PostProcessor
 
 
@@ -25,6 +26,12 @@ class Detector(nn.Module):
     queries: ``(Memory, targets) -> Queries`` (learned queries, anchors, query selection, denoising).
     decoder: ``(Queries, Memory) -> DecoderOutput``.
     head: ``(hidden, references, memory) -> [Prediction per layer]`` (a mask head reads the memory).
+    size_divisibility: the input (and its padding mask) is first zero-padded to a multiple of this in H and W
+        (the Mask-DINO release: 32); 1 leaves it as given.
+    padding_is_content: the parts see no padding mask, so the padding is image content to the encoder, the
+        query selection and the decoder, and boxes are predicted on the padded input (the Mask-DINO release,
+        ``padding.py``); they are still returned, and the ground truth still given, on each valid image.
+        False (every other family): the padding is masked out.
     """
 
     # predict() and save() decode images and write checkpoint files, the work of layers above the models:
@@ -42,8 +49,11 @@ class Detector(nn.Module):
         head: nn.Module,
         postprocessor: PostProcessor,
         fusion: nn.Module | None = None,
+        size_divisibility: int = 1,
+        padding_is_content: bool = False,
     ) -> None:
         super().__init__()
+        self.size_divisibility, self.padding_is_content = size_divisibility, padding_is_content
         self.backbone, self.neck, self.encoder = backbone, neck, encoder
         self.fusion = fusion if fusion is not None else nn.Identity()
         self.queries, self.decoder, self.head = queries, decoder, head
@@ -64,6 +74,12 @@ class Detector(nn.Module):
             raise ValueError(f"images must be [B, 3, H, W], got {list(images.shape)}")
         if pixel_mask is None:
             pixel_mask = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
+        images, pixel_mask = pad_to_multiple(images, pixel_mask, self.size_divisibility)
+        fraction = None
+        if self.padding_is_content:
+            fraction = valid_fraction(pixel_mask, images.dtype)
+            pixel_mask = torch.zeros_like(pixel_mask)
+            targets = None if targets is None else targets_on_padded_input(targets, fraction)
         memory = self.fusion(self.encoder(self.neck(self.backbone(images, pixel_mask), pixel_mask)))
         queries = self.queries(memory, targets if self.training else None)
         decoded = self.decoder(queries, memory)
@@ -71,6 +87,8 @@ class Detector(nn.Module):
         out = DetectorOutput(logits=preds[-1].logits, boxes=preds[-1].boxes, aux=preds[:-1], masks=preds[-1].masks)
         for finalize in queries.finalize:
             finalize(out)
+        if fraction is not None:
+            outputs_on_valid_image(out, fraction)
         return out
 
     # ------------------------------------------------------------------ user-facing helpers (see api.py)
