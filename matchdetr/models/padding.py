@@ -26,10 +26,14 @@ from ..structures import DetectorOutput, Target
 def pad_to_multiple(images: Tensor, pixel_mask: Tensor, multiple: int) -> tuple[Tensor, Tensor]:
     """Zero-pad ``images [B, 3, H, W]`` bottom and right to a multiple of ``multiple`` in H and W; the
     ``pixel_mask [B, H, W]`` (True on padding) grows with it. Unchanged when already a multiple."""
-    h, w = images.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if not ph and not pw:
+    if multiple <= 1:
         return images, pixel_mask
+    if torch.jit.is_tracing():  # ONNX export: the pad amounts from the traced size, so the graph follows the input
+        ph, pw = (-torch._shape_as_tensor(images)[-2:]) % multiple
+    else:
+        ph, pw = -images.shape[-2] % multiple, -images.shape[-1] % multiple
+        if not ph and not pw:
+            return images, pixel_mask
     return F.pad(images, (0, pw, 0, ph)), F.pad(pixel_mask, (0, pw, 0, ph), value=True)
 
 
@@ -38,8 +42,8 @@ def valid_fraction(pixel_mask: Tensor, dtype: torch.dtype) -> Tensor:
     factor from boxes of the valid image to boxes of the padded input (the image sits top-left); float32 at
     least."""
     dtype = torch.promote_types(dtype, torch.float32)
-    h = (~pixel_mask[:, :, 0]).sum(1).to(dtype) / pixel_mask.shape[1]
-    w = (~pixel_mask[:, 0, :]).sum(1).to(dtype) / pixel_mask.shape[2]
+    h = (~pixel_mask[:, :, 0]).to(dtype).mean(1)  # a mean, not a count over H: an exported graph follows the size
+    w = (~pixel_mask[:, 0, :]).to(dtype).mean(1)
     return torch.stack((w, h, w, h), -1)
 
 

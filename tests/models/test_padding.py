@@ -82,3 +82,13 @@ def test_padding_is_content_in_training_moves_the_ground_truth():
     for g, w in zip(got_sets, want_sets):
         assert torch.equal(g.prediction.logits, w.prediction.logits), g.suffix
         torch.testing.assert_close(g.prediction.boxes, w.prediction.boxes / frac[:, None], rtol=0, atol=1e-6)
+
+
+def test_onnx_export_pads_as_the_model_does(tmp_path):
+    """An exported graph pads to the multiple of 32 at whatever size it is given, as the PyTorch model does."""
+    from matchdetr.inference.export import check_onnx, export_onnx
+
+    _, content = _models()
+    path = export_onnx(content.eval(), tmp_path / "m.onnx", topk=10, sample_size=(96, 128))
+    worst = check_onnx(content, path, sizes=((68, 110), (64, 64)))
+    assert worst["masks"] < 1e-3 and worst["logits"] < 1e-3 and worst["boxes"] < 1e-4, worst
