@@ -39,7 +39,13 @@ then ``srcsl.extend(srcs)``), the reverse of ours (C3, C4, C5, extras); its deco
 output again (maskdino_decoder.py ``forward``: ``idx = num_feature_levels - 1 - i``) and so reads our order.
 Hence the encoder's level embedding and the level axis of its ``sampling_offsets`` (heads x levels x points x 2)
 and ``attention_weights`` (heads x levels x points) are reversed, and the decoder's cross-attention is copied.
-The ``low2high`` configs (the ``*_2048`` headline models) are refused: see :func:`config`.
+The ``low2high`` configs (the ``*_2048`` headline models) are refused: see :func:`config`. With 5 levels the
+release's forward gives its two extra levels each other's positional embedding (maskdino_encoder.py:385 reverses
+``srcsl`` but not ``posl``); no released checkpoint has 5 levels, and ours gives each level its own.
+
+A converted model reproduces the release (to 1e-13 in float64, checked against the release's code) with the
+positional offset 0 (``InputProjection(pos_offset=0.0)``) and ``Detector(size_divisibility=32,
+padding_is_content=True)``, the release's conventions (``models/padding.py``).
 """
 
 from __future__ import annotations
