@@ -51,12 +51,13 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     hf.add_argument("src", help="directory with config.json and *.safetensors (use_timm_backbone=False)")
     hf.add_argument("out", help="output checkpoint, e.g. deformable-detr.safetensors")
     hf.set_defaults(func=cmd_convert_hf)
-    off = csub.add_parser("official", help="the authors' released DINO / Stable-DINO (detrex) or SAM-DETR checkpoint",
+    off = csub.add_parser("official", help="the authors' released DINO / Stable-DINO (detrex), SAM-DETR or Mask-DINO checkpoint",
                           description="Convert a released checkpoint (.pth, read with torch.load(weights_only=True) "
                                       "only, or .safetensors) into one matchdetr .safetensors file. The preset is "
                                       "inferred from the checkpoint unless --preset is given.")
-    off.add_argument("--family", required=True, choices=["dino", "stable-dino", "sam-detr"],
-                     help="dino: detrex projects/dino; stable-dino: IDEA-Research/Stable-DINO; sam-detr: ZhangGongjie/SAM-DETR")
+    off.add_argument("--family", required=True, choices=["dino", "stable-dino", "sam-detr", "maskdino", "stable-maskdino"],
+                     help="dino: detrex projects/dino; stable-dino: IDEA-Research/Stable-DINO; sam-detr: ZhangGongjie/SAM-DETR; "
+                          "maskdino: IDEA-Research/MaskDINO; stable-maskdino: its layout onto the Stable-MaskDINO preset")
     off.add_argument("--preset", help="matchdetr preset with the released architecture (default: inferred)")
     off.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="config override applied after the architecture is read from the checkpoint, e.g. "

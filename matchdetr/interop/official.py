@@ -1,10 +1,13 @@
-"""Import the authors' released checkpoints: ``matchdetr convert official --family dino|stable-dino|sam-detr``.
+"""Import the authors' released checkpoints: ``matchdetr convert official --family dino|stable-dino|sam-detr|
+maskdino|stable-maskdino``.
 
 - ``dino``: detrex-format DINO (``projects/dino``, e.g. ``dino_r50_4scale_12ep.pth``), detectron2 ResNet names.
 - ``stable-dino``: IDEA-Research/Stable-DINO (a detrex fork): DINO plus the dense memory-fusion layer.
 - ``sam-detr``: ZhangGongjie/SAM-DETR (a DETR fork): torchvision ResNet names, fused attention projections.
+- ``maskdino``: IDEA-Research/MaskDINO (detectron2): the R50 instance-segmentation models; ``stable-maskdino``
+  converts the same layout onto the Stable-MaskDINO preset.
 
-The per-family name rules live in ``official_dino.py`` and ``official_sam_detr.py``, the helpers they share in
+The per-family name rules live in ``official_dino.py``, ``official_sam_detr.py`` and ``official_maskdino.py``, the helpers they share in
 ``official_rules.py``. This module reads the file
 (``torch.load(weights_only=True)`` only: a checkpoint that pickles anything but tensors and plain containers is
 refused, never unpickled), runs a family's rules over every key, and checks the result against the state dict
@@ -28,7 +31,7 @@ from ..io.safe_load import refusal_reason, refused_global
 from .hf_deformable_detr import ConversionError
 from .official_rules import Family, listing
 
-FAMILIES = ("dino", "stable-dino", "sam-detr")
+FAMILIES = ("dino", "stable-dino", "sam-detr", "maskdino", "stable-maskdino")
 
 # COCO 2017 detection categories (instances_val2017.json): the 80 ids, sorted, and their names.
 COCO_IDS = [*range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70, *range(72, 83),
@@ -142,6 +145,8 @@ def _family(name: str) -> Family:
         from .official_dino import family
     elif name == "sam-detr":
         from .official_sam_detr import family  # type: ignore[no-redef]
+    elif name in ("maskdino", "stable-maskdino"):
+        from .official_maskdino import family  # type: ignore[no-redef]
     else:
         raise ConversionError(f"unknown family '{name}'; available: {', '.join(FAMILIES)}")
     return family(name)
@@ -167,6 +172,7 @@ def convert_official(family: str, src: str | Path, out: str | Path, preset: str 
     fam = _family(family)
     state = read_checkpoint(src)
     cfg = apply_overrides(fam.config(state, preset, str(src)), overrides)
+    fam.bind(cfg)
     cfg.model.backbone.weights = None  # the backbone comes from the checkpoint
     cfg.model.postprocess.nms_iou = NMS_IOU if nms else None
     model = from_config(cfg, coco_label_map(cfg.model.num_classes))

@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import re
 
-import torch
 from torch import Tensor
 
 from .. import presets
 from ..config import Config
 from ..models.backbone import ResNetConfig
 from .hf_deformable_detr import ConversionError
-from .official_rules import Family, count_indices, fold_tied, listing, split_qkv
+from .official_rules import (Family, count_indices, detectron2_resnet, detectron2_resnet_depth, fit_label_enc, fold_tied,
+                             listing, split_qkv)
 
 # Keys dropped on purpose.
 IGNORED = [
@@ -54,16 +54,7 @@ IGNORED = [
     "transformer.decoder.bbox_embed.*",  # decoder too, so state_dict() holds every head twice); checked equal
 ]
 _TIED = ("transformer.decoder.class_embed.", "transformer.decoder.bbox_embed.")
-_RESNET_DEPTH = {6: 50, 23: 101}  # blocks in res4 -> ResNet depth
 
-_BACKBONE = [
-    (r"backbone\.stem\.conv1\.weight", r"backbone.body.conv1.weight"),
-    (r"backbone\.stem\.conv1\.norm\.(\w+)", r"backbone.body.bn1.\1"),
-    (r"backbone\.res(\d)\.(\d+)\.conv(\d)\.weight", r"backbone.body.layer{s}.\2.conv\3.weight"),
-    (r"backbone\.res(\d)\.(\d+)\.conv(\d)\.norm\.(\w+)", r"backbone.body.layer{s}.\2.bn\3.\4"),
-    (r"backbone\.res(\d)\.(\d+)\.shortcut\.weight", r"backbone.body.layer{s}.\2.downsample.0.weight"),
-    (r"backbone\.res(\d)\.(\d+)\.shortcut\.norm\.(\w+)", r"backbone.body.layer{s}.\2.downsample.1.\3"),
-]
 _LAYER = {  # inside transformer.{encoder,decoder}.layers.{n}.
     "encoder": [("attentions.0.", "self_attn."), ("norms.0.", "norm."), ("norms.1.", "ffn.norm."),
                 ("ffns.0.layers.0.0.", "ffn.linear1."), ("ffns.0.layers.1.", "ffn.linear2.")],
@@ -93,12 +84,8 @@ def rename(key: str, value: Tensor) -> list[tuple[str, Tensor]] | None:
     """One detrex key -> our (key, tensor) pairs; None for IGNORED keys, [] for keys no rule knows."""
     if key.endswith("num_batches_tracked") or key.startswith("criterion."):
         return None
-    for pattern, repl in _BACKBONE:
-        m = re.fullmatch(pattern, key)
-        if m:
-            if "{s}" in repl:  # detectron2's res2..res5 are torchvision's layer1..layer4
-                repl = repl.replace("{s}", str(int(m.group(1)) - 1))
-            return [(m.expand(repl), value)]
+    if key.startswith("backbone."):
+        return detectron2_resnet(key, value)
     m = re.fullmatch(r"transformer\.(encoder|decoder)\.layers\.(\d+)\.(.+)", key)
     if m:
         part, n, rest = m.groups()
@@ -117,12 +104,6 @@ def rename(key: str, value: Tensor) -> list[tuple[str, Tensor]] | None:
     return []
 
 
-
-
-def fit(ours: str, value: Tensor, target: Tensor) -> Tensor:
-    if ours == "queries.label_enc.weight" and value.shape[0] + 1 == target.shape[0]:
-        return torch.cat([value, value.new_zeros(1, value.shape[1])])  # our padding label (never looked up)
-    return value
 
 
 
@@ -147,11 +128,8 @@ def config(family: str, state: dict[str, Tensor], preset: str | None, where: str
     if cfg.model.arch.kind != "dino" or dense != (family == "stable-dino"):
         raise ConversionError(f"{where}: preset '{preset}' is not a {family} preset")
     if preset.endswith("-r50"):
-        depth = count_indices(state, r"backbone\.res4\.(\d+)\.")
-        if depth not in _RESNET_DEPTH:
-            raise ConversionError(f"{where}: backbone res4 has {depth} blocks; only ResNet-50/101 are supported")
         assert isinstance(cfg.model.backbone, ResNetConfig)
-        cfg.model.backbone.depth = _RESNET_DEPTH[depth]
+        cfg.model.backbone.depth = detectron2_resnet_depth(state, where)
     m, t = cfg.model, cfg.model.transformer
     m.num_classes, t.num_queries = cls.shape[0], state["transformer.tgt_embed.weight"].shape[0]
     t.enc_layers = count_indices(state, r"transformer\.encoder\.layers\.(\d+)\.")
@@ -176,4 +154,4 @@ def family(name: str) -> Family:
                                   f"checkpoint; a plain DINO one converts with --family dino")
         return fold_tied(state, _TIED, where)
 
-    return Family(name, lambda s, p, w: config(name, s, p, w), missing_fusion, rename, fit, hint)
+    return Family(name, lambda s, p, w: config(name, s, p, w), missing_fusion, rename, fit_label_enc, hint)

@@ -46,6 +46,48 @@ def fold_tied(state: dict[str, Tensor], tied: tuple[str, ...], where: str) -> di
     return out
 
 
+# detectron2's ResNet (modeling/backbone/resnet.py; detrex and Mask-DINO checkpoints) -> torchvision's names
+_DETECTRON2_RESNET = [
+    (r"backbone\.stem\.conv1\.weight", r"backbone.body.conv1.weight"),
+    (r"backbone\.stem\.conv1\.norm\.(\w+)", r"backbone.body.bn1.\1"),
+    (r"backbone\.res(\d)\.(\d+)\.conv(\d)\.weight", r"backbone.body.layer{s}.\2.conv\3.weight"),
+    (r"backbone\.res(\d)\.(\d+)\.conv(\d)\.norm\.(\w+)", r"backbone.body.layer{s}.\2.bn\3.\4"),
+    (r"backbone\.res(\d)\.(\d+)\.shortcut\.weight", r"backbone.body.layer{s}.\2.downsample.0.weight"),
+    (r"backbone\.res(\d)\.(\d+)\.shortcut\.norm\.(\w+)", r"backbone.body.layer{s}.\2.downsample.1.\3"),
+]
+
+
+def detectron2_resnet(key: str, value: Tensor) -> list[tuple[str, Tensor]]:
+    """One detectron2 ResNet key (``backbone.stem.*``, ``backbone.res{2-5}.*``) -> our torchvision-named
+    ``backbone.body.*`` pair, or [] for a key that is not one."""
+    for pattern, repl in _DETECTRON2_RESNET:
+        m = re.fullmatch(pattern, key)
+        if m:
+            if "{s}" in repl:  # detectron2's res2..res5 are torchvision's layer1..layer4
+                repl = repl.replace("{s}", str(int(m.group(1)) - 1))
+            return [(m.expand(repl), value)]
+    return []
+
+
+_RESNET_DEPTH = {6: 50, 23: 101}  # blocks in res4 -> ResNet depth
+
+
+def detectron2_resnet_depth(state: dict[str, Tensor], where: str) -> int:
+    """The ResNet depth of a detectron2 ResNet checkpoint, from the block count of its res4 stage."""
+    depth = count_indices(state, r"backbone\.res4\.(\d+)\.")
+    if depth not in _RESNET_DEPTH:
+        raise ConversionError(f"{where}: backbone res4 has {depth} blocks; only ResNet-50/101 are supported")
+    return _RESNET_DEPTH[depth]
+
+
+def fit_label_enc(ours: str, value: Tensor, target: Tensor) -> Tensor:
+    """The releases' ``label_enc`` is ``nn.Embedding(num_classes, d)``; ours has one more row, a padding label
+    that denoising never looks up: appended as zeros. Every other tensor is returned as it is."""
+    if ours == "queries.label_enc.weight" and value.shape[0] + 1 == target.shape[0]:
+        return torch.cat([value, value.new_zeros(1, value.shape[1])])
+    return value
+
+
 Rule = Callable[[str, Tensor], "list[tuple[str, Tensor]] | None"]
 
 
@@ -59,3 +101,5 @@ class Family:
     rule: Rule
     fit: Callable[[str, Tensor, Tensor], Tensor]  # (our key, mapped tensor, target tensor) -> tensor
     hint: Callable[[list[str]], str]  # a hint for unmapped keys (another family's checkpoint?)
+    # the final config (after --set), for rules that depend on the architecture (Mask-DINO: the head count)
+    bind: Callable[[Config], None] = lambda cfg: None

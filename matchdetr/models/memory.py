@@ -95,7 +95,8 @@ def flatten_levels(features: list[Tensor], masks: list[Tensor], pos: list[Tensor
         shapes = [(int(h), int(w)) for h, w in shapes]
     sizes = spatial_shapes.prod(1)
     level_start = torch.cat((sizes.new_zeros(1), sizes.cumsum(0)[:-1]))
-    valid_ratios = torch.stack([_valid_ratio(m) for m in masks], 1)
+    # float32 at least (a half-precision ratio such as 173/200 is off by 1e-3), float64 for float64 features
+    valid_ratios = torch.stack([_valid_ratio(m) for m in masks], 1).to(torch.promote_types(features[0].dtype, torch.float32))
     return Memory(
         tokens=torch.cat([f.flatten(2).transpose(1, 2) for f in features], 1),
         mask=torch.cat([m.flatten(1) for m in masks], 1),

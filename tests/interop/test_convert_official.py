@@ -21,6 +21,7 @@ from matchdetr.cli import main
 from matchdetr.interop.hf_deformable_detr import ConversionError
 from matchdetr.interop.official import map_state_dict, read_checkpoint
 from matchdetr.interop.official_dino import family as dino_family
+from official_inverse import DETECTRON2_RESNET, is_packed, packed_self_attention, renamed
 
 # The releases' backbones are ResNets; the -tiny presets' is an EfficientNet-Lite0. The tiny checkpoints of these
 # tests are made with a quarter-width ResNet-18 instead, given to the converter with --set.
@@ -41,12 +42,7 @@ def tiny(preset: str, num_classes: int, **kw) -> matchdetr.Model:
 # ----------------------------------------------------------------------------------- detrex (DINO) names
 def to_detrex(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Our state dict -> a detrex DINO / Stable-DINO state dict (hand-written inverse, for the tests)."""
-    subs = [  # (our regex, detrex replacement), first match wins
-        (r"backbone\.body\.conv1\.", "backbone.stem.conv1."), (r"backbone\.body\.bn1\.", "backbone.stem.conv1.norm."),
-        (r"backbone\.body\.layer(\d)\.(\d+)\.downsample\.0\.", lambda m: f"backbone.res{int(m[1]) + 1}.{m[2]}.shortcut."),
-        (r"backbone\.body\.layer(\d)\.(\d+)\.downsample\.1\.", lambda m: f"backbone.res{int(m[1]) + 1}.{m[2]}.shortcut.norm."),
-        (r"backbone\.body\.layer(\d)\.(\d+)\.conv(\d)\.", lambda m: f"backbone.res{int(m[1]) + 1}.{m[2]}.conv{m[3]}."),
-        (r"backbone\.body\.layer(\d)\.(\d+)\.bn(\d)\.", lambda m: f"backbone.res{int(m[1]) + 1}.{m[2]}.conv{m[3]}.norm."),
+    subs = [*DETECTRON2_RESNET,  # (our regex, detrex replacement), first match wins
         (r"neck\.proj\.(\d+)\.0\.", r"neck.convs.\1.conv."), (r"neck\.proj\.(\d+)\.1\.", r"neck.convs.\1.norm."),
         (r"neck\.extra\.(\d+)\.0\.", r"neck.extra_convs.\1.conv."), (r"neck\.extra\.(\d+)\.1\.", r"neck.extra_convs.\1.norm."),
         (r"neck\.level_embed$", "transformer.level_embeds"),
@@ -67,22 +63,16 @@ def to_detrex(ours: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     ]
     out: dict[str, torch.Tensor] = {}
     for key, value in ours.items():
-        m = re.fullmatch(r"decoder\.layers\.(\d+)\.self_attn\.q_proj\.(weight|bias)", key)
-        if m:  # nn.MultiheadAttention's packed [W_q; W_k; W_v]
-            qkv = [ours[key.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")]
-            out[f"transformer.decoder.layers.{m[1]}.attentions.0.attn.in_proj_{m[2]}"] = torch.cat(qkv)
+        packed = packed_self_attention(ours, key)
+        if packed:
+            out[f"transformer.decoder.layers.{packed[0]}.attentions.0.attn.in_proj_{packed[1]}"] = packed[2]
             continue
-        if re.search(r"self_attn\.[kv]_proj\.", key) and key.startswith("decoder."):
+        if is_packed(key):
             continue
         if key == "queries.label_enc.weight":
             out["label_enc.weight"] = value[:-1]  # detrex: nn.Embedding(num_classes, d)
             continue
-        for pattern, repl in subs:
-            if re.match(pattern, key):
-                out[re.sub(pattern, repl, key, count=1)] = value
-                break
-        else:
-            raise AssertionError(f"test inverse has no rule for {key}")
+        out[renamed(key, subs)] = value
     for key in list(out):  # detrex assigns the heads to transformer.decoder too: state_dict() holds them twice
         if key.startswith(("class_embed.", "bbox_embed.")):
             out["transformer.decoder." + key] = out[key]

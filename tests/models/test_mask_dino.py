@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import matchdetr
+from matchdetr.boxes import inverse_sigmoid
 from matchdetr.models.plugins.denoising import DenoisingSpec, build_denoising
 from matchdetr.models.plugins.mask_query_selection import mask_boxes
 from matchdetr.models.postprocess import instance_masks
@@ -51,9 +52,10 @@ def test_pixel_embedding_and_query_selection():
     queries = det.queries(memory, None, det.head)
     sets = {s.suffix: s.prediction for s in queries.proposals}
     enc, init = sets["_enc"], sets["_init"]
-    # the anchors are the boxes of the selected proposals' masks, of each image's valid extent
+    # the anchors are the boxes of the selected proposals' masks, of each image's valid extent, through logit
+    # space and back as the release passes them (edges at 0 or 1 end 1e-5 inside)
     valid = memory.valid_ratios[:, 0] * torch.tensor([40.0, 32.0])
-    torch.testing.assert_close(queries.reference, mask_boxes(enc.masks > 0, valid))
+    torch.testing.assert_close(queries.reference, inverse_sigmoid(mask_boxes(enc.masks > 0, valid)).sigmoid(), rtol=0, atol=0)
     torch.testing.assert_close(init.boxes, queries.reference)
     assert not queries.content.requires_grad or queries.content.grad_fn is None  # detached selected tokens
     assert enc.masks.shape == init.masks.shape == (2, 12, 32, 40)

@@ -133,3 +133,42 @@ def test_sine_embed_dtype_follows_input(dtype: torch.dtype) -> None:
 def test_odd_feature_count_rejected() -> None:
     with pytest.raises(ValueError, match="even"):
         sine_embed(torch.rand(2, 2), num_pos_feats=7)
+
+
+def release_mask_dino_grid(x: torch.Tensor, num_pos_feats: int, temperature: float = 10000.0) -> torch.Tensor:
+    """The Mask-DINO release's ``PositionEmbeddingSine.forward(x, mask=None)`` with ``normalize=True``
+    (IDEA-Research/MaskDINO ``maskdino/modeling/pixel_decoder/position_encoding.py``), transcribed line by line in
+    float64. Its pixel decoder calls it on each feature map without a mask (``maskdino_encoder.py``
+    ``self.pe_layer(x)``): positions span the whole (padded) map, and there is no -0.5 offset."""
+    mask = torch.zeros((x.size(0), x.size(2), x.size(3)), device=x.device, dtype=torch.bool)
+    not_mask = ~mask
+    y_embed = not_mask.cumsum(1, dtype=torch.float64)
+    x_embed = not_mask.cumsum(2, dtype=torch.float64)
+    eps, scale = 1e-6, 2 * math.pi
+    y_embed = y_embed / (y_embed[:, -1:, :] + eps) * scale
+    x_embed = x_embed / (x_embed[:, :, -1:] + eps) * scale
+    dim_t = torch.arange(num_pos_feats, dtype=torch.float64, device=x.device)
+    dim_t = temperature ** (2 * (dim_t // 2) / num_pos_feats)
+    pos_x = x_embed[:, :, :, None] / dim_t
+    pos_y = y_embed[:, :, :, None] / dim_t
+    pos_x = torch.stack((pos_x[:, :, :, 0::2].sin(), pos_x[:, :, :, 1::2].cos()), dim=4).flatten(3)
+    pos_y = torch.stack((pos_y[:, :, :, 0::2].sin(), pos_y[:, :, :, 1::2].cos()), dim=4).flatten(3)
+    return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
+
+
+def test_mask_dino_positions_equal_the_release() -> None:
+    """Mask-DINO's setting (offset 0, the whole map: its Detector sees no padding mask) is the release's formula,
+    in the input projection too (plus the level embedding); Deformable-DETR's -0.5 offset is not."""
+    from matchdetr.models.neck import InputProjection
+
+    maps = [torch.randn(2, c, h, w, dtype=torch.float64) for c, h, w in ((8, 12, 10), (16, 6, 5), (32, 3, 3))]
+    no_padding = [torch.zeros(2, h, w, dtype=torch.bool) for _, _, h, w in (m.shape for m in maps)]
+    for m, mask in zip(maps, no_padding):
+        want = release_mask_dino_grid(m, 16)
+        torch.testing.assert_close(PositionEmbeddingSine(16, offset=0.0)(mask, dtype=torch.float64), want, rtol=0, atol=1e-12)
+        assert not torch.allclose(PositionEmbeddingSine(16, offset=-0.5)(mask, dtype=torch.float64), want, atol=1e-3)
+    proj = InputProjection([8, 16, 32], 32, group_norm=True, level_embed=True, pos_offset=0.0).double()
+    memory = proj(list(zip(maps, no_padding)), torch.zeros(2, 96, 80, dtype=torch.bool))
+    for i, m in enumerate(maps):
+        want = release_mask_dino_grid(m, 16) + proj.level_embed[i].view(1, -1, 1, 1)
+        torch.testing.assert_close(memory.level(i)[2], want, rtol=0, atol=1e-12)

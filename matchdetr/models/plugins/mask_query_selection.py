@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ...boxes import mask_extents, xyxy_to_cxcywh
+from ...boxes import inverse_sigmoid, mask_extents, xyxy_to_cxcywh
 from ...structures import Prediction, Supervised, Target
 from ..memory import Memory
 from ..queries import Queries
@@ -59,7 +59,9 @@ class MaskQuerySelection(nn.Module):
             # the map's (w, h) as a tensor op, so an exported graph follows the input size
             wh = torch._shape_as_tensor(enc.masks)[-2:].flip(0).to(memory.valid_ratios)
             valid = memory.valid_ratios[:, 0] * wh
-            reference = mask_boxes(enc.masks.detach() > 0, valid)
+            # through logit space and back, as the release hands them to its decoder (maskdino_decoder.py:438
+            # inverse_sigmoid, dino_decoder.py:119 sigmoid): an edge at 0 or 1 becomes 1e-5 from it
+            reference = inverse_sigmoid(mask_boxes(enc.masks.detach() > 0, valid)).sigmoid()
         else:
             reference = coords.detach().sigmoid()
         content = selected.detach()

@@ -27,14 +27,15 @@ def encoder_proposals(memory: Memory, base_wh: float = 0.05) -> tuple[Tensor, Te
     centres are normalised by each image's valid size on that level.
     """
     b = memory.tokens.shape[0]
+    dtype = torch.promote_types(memory.tokens.dtype, torch.float32)  # float32 at least; float64 stays float64
     props = []
     start = 0
     for lvl, (h, w) in enumerate(memory.shapes):
         mask = memory.mask[:, start : start + h * w].view(b, h, w)
         valid_h, valid_w = (~mask[:, :, 0]).sum(1), (~mask[:, 0, :]).sum(1)
         ys, xs = torch.meshgrid(  # arange == linspace(0, h - 1, h) exactly, and traces with a tensor h (export)
-            torch.arange(h, dtype=torch.float32, device=mask.device),
-            torch.arange(w, dtype=torch.float32, device=mask.device),
+            torch.arange(h, dtype=dtype, device=mask.device),
+            torch.arange(w, dtype=dtype, device=mask.device),
             indexing="ij",
         )
         grid = torch.stack((xs, ys), -1)[None].expand(b, -1, -1, -1)
