@@ -89,6 +89,7 @@ def test_onnx_export_pads_as_the_model_does(tmp_path):
     from matchdetr.inference.export import check_onnx, export_onnx
 
     _, content = _models()
-    path = export_onnx(content.eval(), tmp_path / "m.onnx", topk=10, sample_size=(96, 128))
+    content.eval()
+    path = export_onnx(content.module, content.config, content.label_map, tmp_path / "m.onnx", topk=10, sample_size=(96, 128))
     worst = check_onnx(content.module, path, sizes=((68, 110), (64, 64)))
     assert worst["masks"] < 1e-3 and worst["logits"] < 1e-3 and worst["boxes"] < 1e-4, worst
