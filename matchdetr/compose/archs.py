@@ -77,7 +77,14 @@ class MaskDinoArch(Component):
     box_init: str = knob("bitmask", choices=BOX_INIT)
     initial_pred: bool = True  # also supervise the selected queries before the first decoder layer (_init)
     look_forward_twice: bool = True  # as DINO
-    pos_offset: float = -0.5  # positions from pixel centres
+    # The release's pixel decoder embeds positions from pixel ends, without Deformable-DETR's -0.5
+    # (maskdino/modeling/pixel_decoder/position_encoding.py, PositionEmbeddingSine: y_embed = cumsum / max * 2pi)
+    pos_offset: float = 0.0
+    # The release pads each batch to a multiple of 32 (maskdino.py:250, ImageList.from_tensors(images, 32)) ...
+    size_divisibility: int = knob(32, ge=1)
+    # ... and calls its head without a padding mask (maskdino.py:265): the padding is image content to its encoder,
+    # query selection and decoder (models/padding.py); False masks the padding out, as every other family
+    padding_is_content: bool = True
 
 
 @dataclass

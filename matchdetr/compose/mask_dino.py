@@ -48,4 +48,5 @@ def build_mask_dino(cfg: ModelConfig, m: MaskDinoArch, post: PostProcessor) -> D
                       query_pos=AnchorPosition(t.hidden_dim, scale_by_content=False),
                       look_forward_twice=m.look_forward_twice)
     return Detector(backbone=backbone, neck=neck, encoder=Encoder(enc_layer, t.enc_layers), queries=queries,
-                    decoder=decoder, head=head, postprocessor=post, fusion=PixelEmbedding(t.hidden_dim, m.mask_dim))
+                    decoder=decoder, head=head, postprocessor=post, fusion=PixelEmbedding(t.hidden_dim, m.mask_dim),
+                    size_divisibility=m.size_divisibility, padding_is_content=m.padding_is_content)

@@ -100,8 +100,8 @@ def _arch(arch: str, t: dict[str, Any], sam: dict[str, Any], mask: dict[str, Any
         out.update(box_refine=t["box_refine"], two_stage=t["two_stage"])
     elif arch in ("dab_deformable_detr", "dino"):
         out.update(look_forward_twice=t["look_forward_twice"])
-    elif arch == "mask_dino":
-        out.update(mask, look_forward_twice=t["look_forward_twice"])
+    elif arch == "mask_dino":  # trained with Deformable-DETR's offset and the padding masked out
+        out.update(mask, look_forward_twice=t["look_forward_twice"], size_divisibility=1, padding_is_content=False)
     elif arch == "sam_detr":
         out.update(sam, sampling_ratio=sam["sampling_ratio"] if sam["sampling_ratio"] > 0 else None)
     return out

@@ -19,12 +19,19 @@ def _mask_dino() -> Config:
     300 queries, 8 heads, 4 points; unified query selection with mask-enhanced anchors and the initial
     prediction; denoising of the release's "seg" kind (100 queries, noise 0.4); loss and matching weights class
     4, box L1 5, GIoU 2, mask BCE 5, dice 5 on 12544 sampled points; class-agnostic top-k 100 at test time;
-    lr 1e-4 (backbone 1e-5), weight decay 0.05, 12 epochs as Stable-DINO table 4 trains it (drop at 11)."""
+    lr 1e-4 (backbone 1e-5), weight decay 0.05, 12 epochs as Stable-DINO table 4 trains it (drop at 11).
+
+    The release's conventions (so its converted checkpoints see what they were trained on): positions embedded
+    without an offset, each batch padded to a multiple of 32 and read whole (padding as content), gradients
+    clipped at 0.01, every weight trained (FREEZE_AT 0) and only the backbone at 0.1x; see compose/archs.py and
+    the lines below for the source of each."""
     cfg = Config()
     m, t, tr = cfg.model, cfg.model.transformer, cfg.train
     m.arch = MaskDinoArch(mask_dim=256, encoder_ffn_dim=1024, box_init="bitmask", initial_pred=True,
                           look_forward_twice=True)
-    m.backbone.return_levels, m.backbone.frozen_stages = [2, 3, 4, 5], 1
+    # FREEZE_AT 0 (Base-COCO-InstanceSegmentation.yaml:3): every backbone weight trained, BatchNorm frozen
+    # (detectron2's default FrozenBN)
+    m.backbone.return_levels, m.backbone.frozen_stages = [2, 3, 4, 5], 0
     t.num_levels, t.enc_layers, t.dec_layers, t.num_queries = 3, 6, 9, 300
     t.dim_feedforward, t.enc_points, t.dec_points, t.dropout = 2048, 4, 4, 0.0
     m.denoising = MaskDinoDenoisingConfig(dn_number=100, label_noise=0.4, box_noise=0.4)
@@ -35,7 +42,9 @@ def _mask_dino() -> Config:
     m.postprocess.topk = 100
     cfg.data.masks = True  # the training set reads the instance masks (data/segmentation.py)
     tr.lr, tr.lr_backbone, tr.weight_decay, tr.epochs, tr.lr_drop = 1e-4, 1e-5, 0.05, 12, 11
-    tr.lr_proj_names, tr.lr_proj_mult = ["sampling_offsets", "reference_points"], 0.1
+    # only the backbone trains at 0.1x (train_net.py:264-265, BACKBONE_MULTIPLIER 0.1): no slower sampling offsets
+    tr.lr_proj_names = []
+    tr.clip_max_norm = 0.01  # full-model L2 clipping at 0.01 (Base-COCO-InstanceSegmentation.yaml:29-33)
     return cfg
 
 

@@ -21,9 +21,11 @@ SIZES = [(68, 90), (52, 110)]  # padded to 68 x 110 by the collate, to 96 x 128 
 
 def _models() -> tuple[matchdetr.Detector, matchdetr.Detector]:
     torch.manual_seed(0)
-    masked = matchdetr.build("maskdino-tiny", num_classes=5, **SMALL)
+    masked = matchdetr.build("maskdino-tiny", num_classes=5, arch__padding_is_content=False, arch__size_divisibility=1,
+                             **SMALL)
     content = copy.deepcopy(masked)
-    content.padding_is_content, content.size_divisibility = True, 32  # what the Mask-DINO preset will set
+    content.padding_is_content, content.size_divisibility = True, 32  # what the Mask-DINO preset sets
+    assert matchdetr.build("maskdino-tiny", num_classes=5, **SMALL).config.model.arch.padding_is_content
     return masked, content
 
 
