@@ -217,7 +217,7 @@ class Pipeline:
 
 
 def build_transforms(cfg: DataConfig, train: bool) -> Callable[..., Output]:
-    """DETR's recipe (detr-family spec, "Recipe") with the sizes of ``cfg``.
+    """DETR's recipe (DETR appendix A.4, the releases' transforms) with the sizes of ``cfg``.
 
     train: flip; then 50/50 multi-scale resize, or resize to a crop scale + random crop + multi-scale resize.
     val/test: shorter side ``test_size``, longer side at most ``test_max_size``.

@@ -1,4 +1,4 @@
-"""Bad-input corpus, part 2 (issue 17): nonsense values, the one error policy, and the smaller items (file modes,
+"""Bad-input corpus, part 2: nonsense values, the one error policy, and the smaller items (file modes,
 refusal messages, "did you mean", preset aliases, `matchdetr models` speed, help texts, progress lines).
 
 Each case builds its input from nothing under tmp_path and asserts one ``matchdetr: error:`` line with exit
