@@ -44,7 +44,7 @@ class Study:
     default: bool = True  # part of the default `bench convergence` run (the one held to 60 minutes)
 
 
-# Issue 7's four comparisons, in the order docs/benchmarks.md shows them.
+# The papers' four comparisons, in the order docs/benchmarks.md shows them.
 STUDIES: dict[str, Study] = {
     "sam": Study("DETR vs SAM-DETR vs SAM-DETR++ (+ SMCA)",
                  ("detr-tiny", "sam-detr-tiny", "sam-detr-smca-tiny", "sam-detr-plus-plus-tiny"),
