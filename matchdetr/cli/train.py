@@ -110,13 +110,18 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score a checkpoint, or a COCO results file without a model",
-                       description="COCO bbox evaluation (AP in percent, per-class AP). An unreadable image is "
-                                   "reported and scored as an image without detections.")
+                       description="COCO evaluation of boxes, and of masks for an instance-segmentation model or a "
+                                   "results file with segmentations (AP in percent; mask metrics as segm_AP ...; "
+                                   "per-class AP; mask size ranges by mask area, as detectron2). COCO, YOLO and VOC "
+                                   "datasets. An unreadable image is reported and scored as an image without "
+                                   "detections.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint file (.safetensors) or run directory")
     src.add_argument("--predictions", help="COCO results JSON to score")
     add_data_args(p, ("val",))
     p.add_argument("--split", default="val", help="which split of --data to score")
+    p.add_argument("--iou-type", choices=["bbox", "segm", "both"],
+                   help="with --predictions: score boxes, masks or both (default: what every entry of the file holds)")
     p.add_argument("--out", help="folder for metrics.json, results.json, per-class AP and PR curves (default: print only)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -127,6 +132,8 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 def cmd_eval(a: argparse.Namespace) -> int:
     from ..data.coco import resolve_split
 
+    if a.iou_type and not a.predictions:
+        raise ValueError("eval: --iou-type is for --predictions; a checkpoint is scored on what it predicts")
     if a.out:
         from ..io.out_paths import output_dir
 
@@ -134,9 +141,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
     paths = resolve_split(a.data, a.split, a.val_images, a.val_ann)
     if a.predictions:
         from ..data.formats import ground_truth
-        from ..engine.coco_eval import evaluate_detections
+        from ..engine.coco_eval import evaluate_detections, iou_types_of
 
-        result = evaluate_detections(ground_truth(paths), a.predictions, out_dir=a.out)
+        types = {"both": ("bbox", "segm"), None: None}.get(a.iou_type, (a.iou_type,)) or iou_types_of(a.predictions)
+        result = evaluate_detections(ground_truth(paths), a.predictions, out_dir=a.out, iou_type=types)
     else:
         from .. import api
         from ..engine.distributed import init_from_env
