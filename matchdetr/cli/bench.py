@@ -11,7 +11,7 @@ from .errors import nonneg_int, positive_int
 # ----------------------------------------------------------------------------------------------- bench
 def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks: speed and convergence")
-    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence,docs,gpu}")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence,docs,profile,gpu}")
     from ..analysis.studies import STUDIES
     from .bench_gpu import add_bench_gpu
 
@@ -48,6 +48,24 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of the preset (HF's twin is built from the same config)")
     s.set_defaults(func=cmd_bench_speed)
+    f = bsub.add_parser("profile", help="where a training iteration's time goes, phase by phase",
+                        description="Run the trainer's own step on the training split and time every phase: data "
+                                    "wait, the backbone's frozen and trained blocks, neck, encoder, fusion, query "
+                                    "selection, denoising, decoder, head, matching (and its Hungarian calls), each "
+                                    "loss, backward, optimizer; then one iteration under torch.profiler charges the "
+                                    "backward to the forward part that made it. Medians; run it alone on the machine.")
+    f.add_argument("--model", default="stable-dino-tiny,dino-tiny,sam-detr-tiny,detr-tiny",
+                   help="comma-separated presets")
+    f.add_argument("--data", default="runs/synthetic", help="dataset folder; the synthetic set is generated if missing")
+    f.add_argument("--iters", type=positive_int, default=12, help="timed iterations")
+    f.add_argument("--warmup", type=nonneg_int, default=3, help="untimed iterations first")
+    f.add_argument("--batch-size", type=positive_int, default=8, help="images per step")
+    f.add_argument("--workers", type=nonneg_int, help="DataLoader workers (default: the preset's)")
+    f.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N | mps")
+    f.add_argument("--out", help="also write profile.md here")
+    f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of every preset")
+    f.set_defaults(func=cmd_bench_profile)
     add_bench_gpu(bsub)
 
 
@@ -122,4 +140,24 @@ def cmd_bench_speed(a: argparse.Namespace) -> int:
                        overrides=a.overrides, one_process=a.one_process, threads=a.threads)
     device = a.device if a.device != "auto" else ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     print(format_table(a.model, rows, device, (h, w)))
+    return 0
+
+
+def cmd_bench_profile(a: argparse.Namespace) -> int:
+    from ..analysis.profile import profile_training, report
+    from ..data.synthetic import generate
+
+    if not (Path(a.data) / "annotations" / "instances_train.json").exists() and not Path(a.data).exists():
+        print(f"generating the synthetic dataset in {a.data} ...")
+        generate(Path(a.data), workers=2)
+    models = [m.strip() for m in a.model.split(",") if m.strip()]
+    profiles = [profile_training(m, a.data, a.iters, a.warmup, a.batch_size, a.overrides, a.device, a.workers)
+                for m in models]
+    text = report(profiles)
+    print(text)
+    if a.out:
+        from ..io.files import atomic_write_text
+        from ..io.out_paths import output_dir
+
+        atomic_write_text(output_dir(a.out) / "profile.md", text)
     return 0
