@@ -44,9 +44,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from .. import api
     from ..data.images import load_rgb
     from ..engine.distributed import init_from_env
-    from ..inference.predict_io import check_outputs, run_predict, summary_line
+    from ..inference.predict_io import plan_predict, run_predict, summary_line
 
-    plan = check_outputs(a.images, a.out, a.coco_json)  # before loading the model
+    plan = plan_predict(a.images, a.out, a.coco_json, a.coco_gt)  # every check that can come before the model
     model = api.load(a.checkpoint, map_location=init_from_env(a.device))
     if a.compile:
         from ..engine.compile import compile_model
