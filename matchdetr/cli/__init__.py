@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from . import analyze, models, predict, synth, train
 from .bench import add_bench
-from .errors import Parser, UsageError, run_command
+from .errors import Parser, UsageError, flush_stdout, run_command
 from .paths import check_paths
 
 
@@ -36,6 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except UsageError as err:  # reported in one line already; --help and --version still exit normally
         return int(err.code or 2)
+    except SystemExit as done:  # --help printed: its text may still be buffered for a reader already gone
+        code = flush_stdout(int(done.code or 0))
+        if code == int(done.code or 0):
+            raise
+        return code
     warnings.formatwarning = lambda msg, cat, *_: f"warning: {msg}\n"
     return run_command(_with_path_check(parser, args.func), args)
 
