@@ -195,6 +195,12 @@ class CocoDetection(Dataset):
         """``[len(self)]`` number of (non-crowd) boxes of each sample."""
         return np.diff(self._offsets)
 
+    def segmentation_counts(self) -> tuple[int, int]:
+        """``(annotations with a usable segmentation, all kept annotations)``; needs ``masks=True``."""
+        if not self.masks:
+            raise TypeError("segmentation_counts needs a dataset opened with masks=True")
+        return self._segments.usable(), len(self._labels)
+
     def boxes_and_labels_digest(self) -> str:
         """SHA-256 of every parsed box and label (in image order): identifies the annotations whatever the format."""
         h = hashlib.sha256()

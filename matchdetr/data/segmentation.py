@@ -104,6 +104,10 @@ class Segmentations:
         store._check_numbers(sizes_hw, ids, problems)
         return store
 
+    def usable(self) -> int:
+        """How many annotations have a segmentation of their own (the others get their filled box)."""
+        return int((self.kind != _BOX).sum())
+
     def _bound_polygons(self, sizes_hw: Sequence[tuple[int, int]], ids: Sequence[Any], problems: Problems) -> None:
         """Clip to their image the polygon parts that reach far outside it (``polygons.py``: their rasterisation
         would cost memory in proportion to their extent). Found with numpy over all parts; only those are
