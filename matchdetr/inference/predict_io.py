@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from PIL import Image
 
-from ..io.files import atomic_write_text
+from ..io.files import atomic_write_text, read_json
 from .outputs import DETECTIONS_JSON, IMAGE_EXTS, VIDEO_EXTS, check_outputs, expand_inputs
 
 __all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "Frame", "iter_frames", "to_coco_results", "write_coco_results",
@@ -179,12 +179,7 @@ def read_gt_image_ids(coco_gt: str | os.PathLike, paths: Sequence[Path] = ()) ->
     """``{file name: image id}`` of the ``images`` of a COCO annotation file; ValueError (one line naming the file
     and the entry) when it is not one, or when it has no entry for one of ``paths``."""
     where = Path(coco_gt)
-    try:
-        data = json.loads(where.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"--coco-gt {where}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"--coco-gt {where}: not UTF-8 text, not a COCO annotation file") from None
+    data = read_json(where, "a COCO annotation file")
     images = data.get("images") if isinstance(data, dict) else None
     if not isinstance(images, list):
         got = f"'images' is {type(images).__name__}" if isinstance(data, dict) else f"got {type(data).__name__}"

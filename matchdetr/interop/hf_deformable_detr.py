@@ -8,7 +8,6 @@ one-line error listing the keys.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from torch import Tensor
 from .. import presets
 from ..config import Config
 from ..data.coco import LabelMap
+from ..io.files import read_json
 
 _RESNETS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
             ("bottleneck", (3, 4, 6, 3)): "resnet50", ("bottleneck", (3, 4, 23, 3)): "resnet101"}
@@ -41,12 +41,7 @@ def _read_source(src: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     cfg_path = src / "config.json"
     if not cfg_path.exists():
         raise ConversionError(f"{src}: no config.json (expected a save_pretrained directory)")
-    try:
-        hf = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ConversionError(f"{cfg_path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
-    except UnicodeDecodeError:
-        raise ConversionError(f"{cfg_path}: not UTF-8 text, not an HF config.json") from None
+    hf = read_json(cfg_path, "an HF config.json")
     if not isinstance(hf, dict):
         raise ConversionError(f"{cfg_path}: must be a JSON object (a DeformableDetrConfig), got {type(hf).__name__}")
     files = sorted(src.glob("*.safetensors"))
