@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .errors import nonneg_int, positive_int
+from .paths import dataset_path, in_place_path, output_dir
 
 
 # ----------------------------------------------------------------------------------------------- bench
@@ -30,7 +31,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                                     "budget; resumable), flops (parameters and GFLOPs beside the papers') and speed "
                                     "(deformable-detr-r50 against HF transformers).")
     d.add_argument("--only", default="convergence,flops,speed", help="comma-separated parts")
-    d.add_argument("--doc", default="docs/benchmarks.md", help="the markdown file whose bench:KEY blocks are rewritten")
+    d.add_argument("--doc", type=in_place_path, default="docs/benchmarks.md",
+                   help="the markdown file whose bench:KEY blocks are rewritten")
     d.add_argument("--study", help=f"comma-separated studies of the convergence part (default: all): {', '.join(STUDIES)}")
     _add_convergence_args(d)
     d.set_defaults(func=cmd_bench_docs)
@@ -76,8 +78,9 @@ def _add_convergence_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--eval-every", type=positive_int, default=DEFAULT_EVAL_EVERY, help="iterations between evaluations")
     c.add_argument("--batch-size", type=positive_int, default=8, help="images per step")
     c.add_argument("--seed", type=int, default=42, help="seed of every run")
-    c.add_argument("--data", default="runs/synthetic", help="dataset folder; the synthetic set is generated if missing")
-    c.add_argument("--out", default="runs/bench_convergence", help="where the trained runs go")
+    c.add_argument("--data", type=dataset_path, default="runs/synthetic",
+                   help="dataset folder; the synthetic set is generated if missing")
+    c.add_argument("--out", type=output_dir(), default="runs/bench_convergence", help="where the trained runs go")
     c.add_argument("--unstable-images", type=positive_int, default=20, help="validation images of the unstable score")
     c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

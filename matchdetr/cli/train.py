@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config.tree import ConfigError
 from .common import DEVICE_HELP, add_data_args
 from .errors import nonneg_int, positive_int
+from .paths import checkpoint_path, dataset_path, input_path, output_dir
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -108,6 +109,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+# What `eval --out` writes (engine/coco_eval.py, reports/report.py); with --checkpoint results.json too, which
+# no input of that form can be, while `--predictions DIR/results.json --out DIR` (rescoring) must stay allowed.
+EVAL_WRITES = ("metrics.json", "pr_curves.npz", "per_class_ap.csv", "per_class_ap.png", "per_class_segm_ap.png",
+               "pr_curves.png")
+
+
 def add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score a checkpoint, or a COCO results file without a model",
                        description="COCO evaluation of boxes, and of masks for an instance-segmentation model or a "
@@ -116,13 +123,14 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
                                    "datasets. An unreadable image is reported and scored as an image without "
                                    "detections.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint file (.safetensors) or run directory")
-    src.add_argument("--predictions", help="COCO results JSON to score")
+    src.add_argument("--checkpoint", type=checkpoint_path, help="checkpoint file (.safetensors) or run directory")
+    src.add_argument("--predictions", type=input_path, help="COCO results JSON to score")
     add_data_args(p, ("val",))
     p.add_argument("--split", default="val", help="which split of --data to score")
     p.add_argument("--iou-type", choices=["bbox", "segm", "both"],
                    help="with --predictions: score boxes, masks or both (default: what every entry of the file holds)")
-    p.add_argument("--out", help="folder for metrics.json, results.json, per-class AP and PR curves (default: print only)")
+    p.add_argument("--out", type=output_dir(*EVAL_WRITES),
+                   help="folder for metrics.json, results.json, per-class AP and PR curves (default: print only)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--workers", type=nonneg_int, default=2, help="DataLoader worker processes (0: load in the main process)")
@@ -169,9 +177,9 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="generate the synthetic data, train the default tiny preset, evaluate, plot")
     p.add_argument("--model", default=DEFAULT_TINY, help="preset to train")
-    p.add_argument("--data", default="runs/synthetic", help="dataset folder (generated when missing)")
-    p.add_argument("--out", default="runs/demo", help="the demo's run directory: continued when it holds a "
-                                                     "checkpoint, else started over")
+    p.add_argument("--data", type=dataset_path, default="runs/synthetic", help="dataset folder (generated when missing)")
+    p.add_argument("--out", type=output_dir(), default="runs/demo",
+                   help="the demo's run directory: continued when it holds a checkpoint, else started over")
     p.add_argument("--iters", type=positive_int, help="override the preset's iteration count")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_demo)

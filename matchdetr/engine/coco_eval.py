@@ -24,7 +24,7 @@ import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
 from ..io.files import atomic_write, atomic_write_json
-from .coco_masks import check_gt_segmentations, results_rle
+from .coco_masks import bound_gt_polygons, check_gt_segmentations, results_rle
 from .eval_result import IOU_PREFIXES, METRIC_NAMES, SEGM_PREFIX, EvalResult
 
 __all__ = [
@@ -207,6 +207,8 @@ def evaluate_detections(
         if "segm" in types else None
     if problem:
         raise EvalInputError(problem)
+    if "segm" in types:  # rasterising a polygon costs memory in proportion to its extent: bound it by its image
+        bound_gt_polygons(gt_coco)
     name, data = _results_data(results)
     result = EvalResult(metrics={})
     for kind in types:
