@@ -88,7 +88,7 @@ def shift_mask(hp: int | Tensor, wp: int | Tensor, window: int, shift: int, like
 
     After the cyclic shift by ``shift``, the last window of each axis holds tokens from up to three regions that
     were not neighbours (``[0, hp-window)``, ``[hp-window, hp-shift)``, ``[hp-shift, hp)``); pairs from different
-    regions get -100, as the release does (not -inf: a constant that exp() takes to 0 in float32)."""
+    regions get -100 as in the release (not -inf; exp(-100) ~ 4e-44 is negligible beside the other logits)."""
     def region(n: int | Tensor) -> Tensor:
         i = torch.arange(n, device=like.device)
         return (i >= n - window).long() + (i >= n - shift).long()
