@@ -290,11 +290,13 @@ def walk(node: Any, prefix: str = "") -> typing.Iterator[tuple[str, Any, datacla
 def check_ranges(node: Any, prefix: str = "") -> None:
     """Every value of the tree within the range its field states (``fields.knob``), else a one-line
     ConfigError naming the key and what is valid. ``None`` is valid wherever the type allows it."""
-    for path, owner, f, value in walk(node, prefix):
+    leaves = list(walk(node, prefix))
+    for path, owner, f, value in leaves:
         rng: Range | None = f.metadata.get("range")
         if rng is not None and value is not None and not rng.ok(value):
             off = " (or none)" if _optional(_hints(type(owner))[f.name])[0] else ""
             raise ConfigError(f"config key '{path}' must be {rng.describe()}{off}, got {value!r}")
+    for path, owner, f, value in leaves:  # relations after every single value is known to be in range
         validate = getattr(value, "validate", None) if dataclasses.is_dataclass(value) else None
         if validate is not None:  # a component's own check of what a range cannot state
             try:
