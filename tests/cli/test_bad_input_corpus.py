@@ -12,6 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from PIL import Image
 
 from cli_corpus import (assert_one_line_error, canonical_results, copy_dataset, onnx_model, run_cli, sets,  # noqa: F401
@@ -81,11 +83,17 @@ def test_pruning_never_deletes_another_runs_checkpoint(synth_dir, trained_run, t
     assert snapshot(ckdir / "iter_0000000.safetensors") | snapshot(ckdir / "iter_0000000.state.pt") == kept
 
 
-def test_exist_ok_refuses_to_delete_its_own_init_checkpoint(synth_dir, trained_run, tmp_path, capsys):
+@pytest.mark.parametrize("init, needles", [
+    ("", ("--init", "--out", "is an input folder")),                    # the run folder itself
+    ("model.safetensors", ("--init", "--out", "would write model.safetensors over")),  # a file train writes
+    ("checkpoints/iter_0000002.safetensors", ("--init", "inside --out", "--exist-ok")),  # a file it would delete
+])
+def test_exist_ok_refuses_to_delete_its_own_init_checkpoint(synth_dir, trained_run, tmp_path, capsys, init, needles):
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
     before = snapshot(run)
-    o = run_cli(train_args(synth_dir, run, "--exist-ok", "--init", str(run), *sets()), capsys)
-    assert_one_line_error(o, "--init", "inside --out")
+    o = run_cli(train_args(synth_dir, run, "--exist-ok", "--init", str(run / init) if init else str(run), *sets()),
+                capsys)
+    assert_one_line_error(o, *needles)
     assert snapshot(run) == before
 
 
