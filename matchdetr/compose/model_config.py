@@ -17,6 +17,7 @@ from ..matching.costs import FocalCostConfig, PositionModulatedCostConfig
 from ..matching.mask_costs import MaskCostConfig
 from ..models.backbone import ResNetConfig
 from ..models.efficientnet_lite import EfficientNetLiteConfig
+from ..models.swin import SwinConfig
 from ..models.plugins.denoising import DinoDenoisingConfig, DnDetrDenoisingConfig, MaskDinoDenoisingConfig
 from ..models.plugins.hybrid_matching import OneToManyConfig
 from ..models.plugins.memory_fusion import DenseFusionConfig, SimpleFusionConfig, ULikeFusionConfig
@@ -26,7 +27,7 @@ from .archs import (DabDeformableDetrArch, DeformableDetrArch, DetrArch, DinoArc
 # ---------------------------------------------------------------------------------------- one table per kind
 ARCHS = Kinds("architecture", [DetrArch, SmcaDetrArch, DeformableDetrArch, DabDeformableDetrArch, DinoArch,
                                MaskDinoArch, SamDetrArch])
-BACKBONES = Kinds("backbone", [ResNetConfig, EfficientNetLiteConfig])
+BACKBONES = Kinds("backbone", [ResNetConfig, EfficientNetLiteConfig, SwinConfig])
 CLASS_LOSSES = Kinds("class loss", [FocalLossConfig, PositionSupervisedLossConfig, VarifocalLossConfig,
                                     QualityFocalLossConfig, IaBceLossConfig, MatchabilityAwareLossConfig])
 MASK_LOSSES = Kinds("mask loss", [PointSampledMaskLossConfig])
@@ -37,7 +38,7 @@ HYBRID = Kinds("one-to-many branch", [OneToManyConfig])
 FUSIONS = Kinds("memory fusion", [DenseFusionConfig, SimpleFusionConfig, ULikeFusionConfig])
 
 Arch = DetrArch | SmcaDetrArch | DeformableDetrArch | DabDeformableDetrArch | DinoArch | MaskDinoArch | SamDetrArch
-Backbone = ResNetConfig | EfficientNetLiteConfig
+Backbone = ResNetConfig | EfficientNetLiteConfig | SwinConfig
 ClassLoss = (FocalLossConfig | PositionSupervisedLossConfig | VarifocalLossConfig | QualityFocalLossConfig
              | IaBceLossConfig | MatchabilityAwareLossConfig)
 ClassCost = FocalCostConfig | PositionModulatedCostConfig
@@ -98,7 +99,7 @@ class PostprocessConfig:
 class ModelConfig:
     arch: Arch = one_of(ARCHS, DetrArch)  # which composition (compose/detectors.py), with its own knobs
     num_classes: int = knob(91, ge=1)  # classes the heads predict (training sets it from the dataset)
-    backbone: Backbone = one_of(BACKBONES, ResNetConfig)  # resnet | efficientnet_lite
+    backbone: Backbone = one_of(BACKBONES, ResNetConfig)  # resnet | efficientnet_lite | swin
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     # training-only denoising queries: dn_detr | dino | mask_dino; None: off
     denoising: Denoising | None = one_of(DENOISING, None)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..fields import Component, knob
 from .backbone import LEVELS, level_outputs
 from .layers import run_layer
 
@@ -326,3 +327,48 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
     elif isinstance(m, WindowAttention):
         nn.init.trunc_normal_(m.relative_position_bias_table, std=0.02)
+
+
+@dataclass
+class SwinConfig(Component):
+    """A Swin Transformer backbone (Liu et al. 2021) as detectron2 builds it for detrex and the Stable-DINO and
+    Mask-DINO releases; :meth:`of` gives a released size. Defaults: Swin-T."""
+
+    kind = "swin"
+    embed_dim: int = knob(96, ge=1)  # channels of the first stage (96 T/S, 128 B, 192 L); stage s has embed_dim * 2^s
+    depths: list[int] = knob(factory=lambda: [2, 2, 6, 2], ge=1, min_items=4)  # blocks per stage (4 stages)
+    num_heads: list[int] = knob(factory=lambda: [3, 6, 12, 24], ge=1, min_items=4)  # attention heads per stage
+    window_size: int = knob(7, ge=1)  # window side in tokens: 7 for the 224-pixel ImageNet models, 12 for the 384 ones
+    mlp_ratio: float = knob(4.0, gt=0)  # MLP hidden width / channels
+    drop_path_rate: float = knob(0.1, ge=0, lt=1)  # stochastic depth of the last block, linear from 0 over all blocks
+    return_levels: list[int] = knob(factory=lambda: [3, 4, 5], ge=2, le=5, min_items=1)  # stride exponents returned
+    frozen_stages: int = knob(0, ge=0, le=5)  # 0: nothing (the releases), 1: patch embedding, k: + stages to level k
+    # levels whose stage recomputes each block in the backward pass (Swin-L at 800 x 1333 is memory-hungry)
+    checkpoint_levels: list[int] = knob(factory=list, ge=2, le=5)
+    qkv_bias: bool = True  # bias on the fused q/k/v projection
+    patch_size: int = knob(4, ge=1)  # side of the stem's patches (4 in every release)
+    patch_norm: bool = True  # LayerNorm after the patch projection
+    weights: str | None = None  # a microsoft/Swin-Transformer ImageNet file (.pth, under `model`); None: random
+
+    def validate(self) -> None:
+        if len(self.depths) != 4 or len(self.num_heads) != 4:
+            raise ValueError(f"Swin has 4 stages: depths and num_heads need 4 entries, got {self.depths}, "
+                             f"{self.num_heads}")
+        if any(self.embed_dim * 2**s % h for s, h in enumerate(self.num_heads)):
+            raise ValueError(f"stage widths {[self.embed_dim * 2**s for s in range(4)]} must be divisible by the "
+                             f"heads {self.num_heads}")
+
+    @classmethod
+    def of(cls, size: str, **fields: object) -> "SwinConfig":
+        """The config of a released size (``swin-t``, ``swin-s``, ``swin-b-384``, ``swin-l-224``, ``swin-l-384``)."""
+        s = SIZES[size]
+        values: dict[str, object] = {"embed_dim": s.embed_dim, "depths": list(s.depths), "num_heads": list(s.num_heads),
+                                     "window_size": s.window_size, "drop_path_rate": s.drop_path_rate}
+        return cls(**{**values, **fields})  # type: ignore[arg-type]
+
+    def build(self) -> SwinBackbone:
+        return SwinBackbone(embed_dim=self.embed_dim, depths=tuple(self.depths), num_heads=tuple(self.num_heads),
+                            window_size=self.window_size, mlp_ratio=self.mlp_ratio,
+                            drop_path_rate=self.drop_path_rate, return_levels=tuple(self.return_levels),
+                            frozen_stages=self.frozen_stages, checkpoint_levels=tuple(self.checkpoint_levels),
+                            qkv_bias=self.qkv_bias, patch_size=self.patch_size, patch_norm=self.patch_norm)

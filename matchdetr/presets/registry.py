@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
 
 # The modules that register presets, imported on the first lookup.
-FAMILIES = ("detr_family", "stable", "sam_detr", "mask_dino")
+FAMILIES = ("detr_family", "stable", "sam_detr", "mask_dino", "swin")
 
 _PRESETS: dict[str, Callable[[], Config]] = {}
 

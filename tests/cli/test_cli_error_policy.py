@@ -270,7 +270,7 @@ def test_old_preset_names_resolve_to_the_new_ones(capsys):
         assert presets.get(old).preset == new and new in presets.names() and old not in presets.names()
     o = run_cli(["models", "--presets", "sam-detr-r50-dc5,deformable-detr-r50-refine"], capsys)
     assert o.code == 0 and "sam-detr-dc5-r50" in o.out and "deformable-detr-refine-r50" in o.out
-    assert all(n.endswith(("-r50", "-tiny")) for n in presets.names())  # one scheme: the size last
+    assert all(n.endswith(("-r50", "-swin-t", "-swin-l", "-tiny")) for n in presets.names())  # the backbone last
 
 
 def test_models_prints_in_under_two_seconds(cli_env):

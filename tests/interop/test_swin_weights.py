@@ -199,3 +199,22 @@ def test_architecture_errors() -> None:
     three = {k: v for k, v in tiny(0).state_dict().items() if not k.startswith("layers.3.")}
     with pytest.raises(ConversionError, match=r"3 Swin stages with \[2, 2, 2\] blocks"):
         swin_arch_from_state(three)
+
+
+def test_config_weights_key_loads_the_file_into_a_detector(tmp_path, capsys) -> None:
+    """``model.backbone.weights=<Microsoft file>`` (the way to train Stable-DINO Swin-L from ImageNet): the
+    detector's backbone gets the file's weights and the loader's line is printed; a wrong size is refused."""
+    import matchdetr
+
+    source = tiny(0)
+    path = tmp_path / "swin_micro_patch4_window7_224.pth"
+    torch.save({"model": microsoft(source)}, path)
+    backbone = {"kind": "swin", **{k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()},
+                "weights": str(path)}
+    det = matchdetr.build("stable-dino-tiny", num_classes=3, backbone=backbone)
+    got = det.module.backbone.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in source.state_dict().items() if not k.startswith("norm"))
+    assert "ignored" in capsys.readouterr().out
+    with pytest.raises(Exception) as err:  # a file of another Swin: one line naming the file and the keys
+        matchdetr.build("stable-dino-tiny", num_classes=3, backbone={**backbone, "embed_dim": 32})
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
