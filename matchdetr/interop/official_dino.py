@@ -43,6 +43,7 @@ from .. import presets
 from ..config import Config
 from ..models.backbone import ResNetConfig
 from .hf_deformable_detr import ConversionError
+from .swin_weights import SwinArch, drop_index_buffers, rename_swin, swin_arch_from_state, swin_prefix
 from .official_rules import (Family, count_indices, detectron2_resnet, detectron2_resnet_depth, fit_label_enc, fold_tied,
                              listing, split_qkv)
 
@@ -85,7 +86,7 @@ def rename(key: str, value: Tensor) -> list[tuple[str, Tensor]] | None:
     if key.endswith("num_batches_tracked") or key.startswith("criterion."):
         return None
     if key.startswith("backbone."):
-        return detectron2_resnet(key, value)
+        return rename_swin(key, value, "backbone.") or detectron2_resnet(key, value)
     m = re.fullmatch(r"transformer\.(encoder|decoder)\.layers\.(\d+)\.(.+)", key)
     if m:
         part, n, rest = m.groups()
@@ -118,17 +119,19 @@ def config(family: str, state: dict[str, Tensor], preset: str | None, where: str
     if cls is None or "transformer.tgt_embed.weight" not in state:
         raise ConversionError(f"{where}: no class_embed.0.weight / transformer.tgt_embed.weight: not a detrex "
                               f"DINO checkpoint (keys {listing(sorted(state))})")
+    swin = swin_arch_from_state(state, "backbone.", where) if swin_prefix(state) == "backbone." else None
     if preset is None:
         levels = count_indices(state, r"neck\.convs\.(\d+)\.") + count_indices(state, r"neck\.extra_convs\.(\d+)\.")
         if levels not in (4, 5):
             raise ConversionError(f"{where}: {levels} feature levels; only the 4- and 5-scale models are released")
-        preset = f"{family}-{levels}scale-r50"
+        preset = _swin_preset(family, levels, swin) if swin is not None else f"{family}-{levels}scale-r50"
     cfg = presets.get(preset)
     dense = cfg.model.memory_fusion is not None and cfg.model.memory_fusion.kind == "dense"
     if cfg.model.arch.kind != "dino" or dense != (family == "stable-dino"):
         raise ConversionError(f"{where}: preset '{preset}' is not a {family} preset")
-    if preset.endswith("-r50"):
-        assert isinstance(cfg.model.backbone, ResNetConfig)
+    if swin is not None:  # the checkpoint's own Swin (T, S, B, L at 224 or 384) at its levels (its output norms)
+        cfg.model.backbone = swin.config()
+    elif isinstance(cfg.model.backbone, ResNetConfig):
         cfg.model.backbone.depth = detectron2_resnet_depth(state, where)
     m, t = cfg.model, cfg.model.transformer
     m.num_classes, t.num_queries = cls.shape[0], state["transformer.tgt_embed.weight"].shape[0]
@@ -139,6 +142,14 @@ def config(family: str, state: dict[str, Tensor], preset: str | None, where: str
         t.dim_feedforward = ffn.shape[0]
     m.postprocess.topk = min(m.postprocess.topk, t.num_queries * m.num_classes)
     return cfg
+
+
+def _swin_preset(family: str, levels: int, swin: SwinArch) -> str:
+    """The preset a DINO-Swin checkpoint is closest to: its own where one exists (Swin-T, Swin-L), else the
+    Swin-L one of its scale (the backbone itself is then set from the weights)."""
+    sized = {"swin-t": "swin-t", "swin-l-384": "swin-l"}.get(swin.size or "", "swin-l")
+    name = f"{family}-{levels}scale-{sized}"
+    return name if name in presets.names() else f"{family}-{levels}scale-swin-l"
 
 
 def hint(unknown: list[str]) -> str:
@@ -152,6 +163,8 @@ def family(name: str) -> Family:
         if name == "stable-dino" and not any(k.startswith("transformer.encoder.fusion_layer.") for k in state):
             raise ConversionError(f"{where}: no transformer.encoder.fusion_layer.*: not a Stable-DINO (dense fusion) "
                                   f"checkpoint; a plain DINO one converts with --family dino")
+        if swin_prefix(state) == "backbone.":  # the index buffers are checked against the window, then dropped
+            state = drop_index_buffers(state, where)
         return fold_tied(state, _TIED, where)
 
     return Family(name, lambda s, p, w: config(name, s, p, w), missing_fusion, rename, fit_label_enc, hint)

@@ -10,6 +10,7 @@ Module structure read from the release: ``maskdino/maskdino.py`` (MaskDINO: ``ba
 official (MaskDINO)                                     matchdetr
 ======================================================  ==================================================
 backbone.stem / backbone.res{s}.*                       backbone.body.* (as ``--family dino``)
+backbone.patch_embed / layers / norm{i} (Swin)          backbone.* (unchanged; index buffers checked, dropped)
 P input_proj.{i}.{0,1} (i < 3: res5, res4, res3)        neck.neck.proj.{2-i}.{0,1} (C3, C4, C5)
 P input_proj.{3+k}.{0,1} (3x3 stride-2 extra levels)    neck.neck.extra.{k}.{0,1}
 P transformer.level_embed [L, d]                        neck.neck.level_embed, rows reversed
@@ -59,9 +60,11 @@ from .. import presets
 from ..compose.archs import MaskDinoArch
 from ..config import Config
 from ..models.backbone import ResNetConfig
+from ..models.swin import SwinConfig
 from .hf_deformable_detr import ConversionError
 from .official_rules import (Family, count_indices, detectron2_resnet, detectron2_resnet_depth, fit_label_enc, listing,
                              split_qkv)
+from .swin_weights import drop_index_buffers, rename_swin, swin_arch_from_state, swin_prefix
 
 P, D = "sem_seg_head.pixel_decoder.", "sem_seg_head.predictor."
 _P, _D = re.escape(P), re.escape(D)
@@ -133,6 +136,8 @@ class _Rules:
             if not torch.equal(out[original], value):
                 raise ConversionError(f"{where}: {key} differs from {original}; the release ties them, so the file is "
                                       f"inconsistent")
+        if swin_prefix(out) == "backbone.":  # Swin: the index buffers are checked against the window, then dropped
+            out = drop_index_buffers(out, where)
         embed = state.get(P + "transformer.level_embed")
         self.levels = 0 if embed is None else embed.shape[0]
         return out
@@ -142,7 +147,7 @@ class _Rules:
         if key.endswith("num_batches_tracked") or key == "criterion.empty_weight":
             return None
         if key.startswith("backbone."):
-            return detectron2_resnet(key, value)
+            return rename_swin(key, value, "backbone.") or detectron2_resnet(key, value)
         if key == P + "transformer.level_embed":
             return [("neck.neck.level_embed", value.flip(0))]
         m = re.fullmatch(_P + r"input_proj\.(\d+)\.([01])\.(\w+)", key)
@@ -183,8 +188,11 @@ def config(family: str, state: dict[str, Tensor], preset: str | None, where: str
     class count, level count (3, 4 or 5 scales: C3-C5 and 0-2 extra stride-2 levels), layer counts, FFN widths,
     mask and hidden dims.
 
-    Refused, one line each: a Swin backbone (``backbone.layers.*``; not in matchdetr yet) and the
-    ``FEATURE_ORDER: low2high`` configs (the README's ``*_2048`` headline models): their decoder reads the
+    A Swin backbone (the release's D2SwinTransformer: detectron2's Swin under Mask2Former's names, res2-res5
+    through ``norm0-3``) is read off the weights (size, window) at the preset's levels; without ``--preset``,
+    ``maskdino-swin-l`` (its drop path) or ``stable-maskdino-r50`` with the Swin put in.
+
+    Refused, one line: the ``FEATURE_ORDER: low2high`` configs (the README's ``*_2048`` headline models): their decoder reads the
     levels coarse to fine, which alone is a permutation of the weights, but the proposals take their size from
     that order (``gen_encoder_output_proposals``: ``0.05 * 2**level``, now the largest on the finest level), and
     the instance model's anchors are ``mask2box`` ones (``box_ops.masks_to_boxes``: max index, one pixel smaller
@@ -194,7 +202,6 @@ def config(family: str, state: dict[str, Tensor], preset: str | None, where: str
     if cls is None or P + "transformer.level_embed" not in state:
         raise ConversionError(f"{where}: no {D}class_embed.weight / {P}transformer.level_embed: not a Mask-DINO "
                               f"checkpoint (keys {listing(sorted(state))})")
-    backbone = swin_backbone(state, where) or "resnet"
     proj = _input_proj(state)
     lateral = [w.shape[1] for w in proj if w.shape[-1] == 1]  # 1x1: backbone levels; 3x3 stride 2: extra levels
     if lateral != sorted(lateral, reverse=True):
@@ -205,15 +212,18 @@ def config(family: str, state: dict[str, Tensor], preset: str | None, where: str
     if len(lateral) != _BACKBONE_LEVELS:
         raise ConversionError(f"{where}: the encoder reads {len(lateral)} backbone levels; ours reads res3-res5 (3), "
                               f"res2 only for the per-pixel embedding")
+    swin = swin_arch_from_state(state, "backbone.", where) if swin_prefix(state) == "backbone." else None
     if preset is None:
-        preset = f"{family}-r50"
+        preset = "maskdino-swin-l" if swin is not None and family == "maskdino" else f"{family}-r50"
     cfg = presets.get(preset)
     stable = cfg.model.loss.class_loss.kind == "position_supervised"
     if not isinstance(cfg.model.arch, MaskDinoArch) or stable != (family == "stable-maskdino"):
         raise ConversionError(f"{where}: preset '{preset}' is not a {family} preset")
     m, t = cfg.model, cfg.model.transformer
-    if backbone == "resnet" and preset.endswith("-r50"):
-        assert isinstance(m.backbone, ResNetConfig)
+    if swin is not None:  # the weights' own Swin and levels (its output norms); drop path (not in weights) the preset's
+        keep = {"drop_path_rate": m.backbone.drop_path_rate} if isinstance(m.backbone, SwinConfig) else {}
+        m.backbone = swin.config(**keep)
+    elif isinstance(m.backbone, ResNetConfig):
         m.backbone.depth = detectron2_resnet_depth(state, where)
     m.num_classes, t.num_levels = cls.shape[0], len(proj)
     t.hidden_dim = state[D + "enc_output.weight"].shape[0]
@@ -224,16 +234,6 @@ def config(family: str, state: dict[str, Tensor], preset: str | None, where: str
     m.arch.mask_dim = state[P + "mask_features.weight"].shape[0]
     m.postprocess.topk = min(m.postprocess.topk, t.num_queries * m.num_classes)
     return cfg
-
-
-# The Swin-L checkpoint (maskdino_swinl_*): detectron2's D2SwinTransformer names (backbone.patch_embed.*,
-# backbone.layers.{s}.blocks.{b}.*, backbone.norm{i}.*). When matchdetr has a Swin backbone, this returns its
-# backbone name and ``rule`` sends ``backbone.*`` keys to its renamer instead of ``detectron2_resnet``.
-def swin_backbone(state: dict[str, Tensor], where: str) -> str | None:
-    if any(k.startswith(("backbone.layers.", "backbone.patch_embed.")) for k in state):
-        raise ConversionError(f"{where}: a Swin backbone (backbone.layers.*, backbone.patch_embed.*): matchdetr has "
-                              f"no Swin backbone yet, so the Swin-L Mask-DINO checkpoint cannot be converted")
-    return None
 
 
 def hint(unknown: list[str]) -> str:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from ..models.swin import SIZES, SwinBackbone, relative_position_index
+from ..models.swin import SIZES, SwinBackbone, SwinConfig, relative_position_index
 from .hf_deformable_detr import ConversionError
 from .official_rules import count_indices, listing
 from .torchvision_resnet import load_checked, read_state_dict
@@ -151,6 +151,12 @@ class SwinArch:
         if self.size is not None:
             kw["drop_path_rate"] = SIZES[self.size].drop_path_rate
         return kw
+
+    def config(self, **fields: object) -> SwinConfig:
+        """The :class:`~matchdetr.models.swin.SwinConfig` of these weights (``fields`` set on top, e.g. a
+        preset's drop path)."""
+        kw = {k: list(v) if isinstance(v, tuple) else v for k, v in self.backbone_kwargs().items()}
+        return SwinConfig(**{**kw, **fields})  # type: ignore[arg-type]
 
 
 def swin_arch_from_state(state: dict[str, Tensor], prefix: str = "", where: str = "state dict") -> SwinArch:

@@ -64,6 +64,27 @@ def test_onnx_round_trip_two_sizes(tmp_path, name: str) -> None:
     assert max(diffs.values()) < 1e-3, diffs
 
 
+# A micro Swin (2 blocks a stage: the second shifted) on DINO: the window padding, the shift mask and the odd-size
+# padding of patch merging are computed from the input size inside the graph.
+MICRO_SWIN = {"kind": "swin", "embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4], "window_size": 7,
+              "return_levels": [3, 4, 5]}
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_onnx_swin_two_sizes(tmp_path) -> None:
+    torch.manual_seed(0)
+    det = matchdetr.build("dino-tiny", num_classes=5, backbone=MICRO_SWIN, **MICRO).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in det.state_dict().values():
+            if p.is_floating_point():
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+    path = export_onnx(det.module, det.config, det.label_map, tmp_path / "swin.onnx", sample_size=(112, 112))
+    # 96 x 96: 24 x 24 tokens, padded to 28 in the first stage; 90 x 150: not a multiple of 4 nor of 32
+    diffs = check_onnx(det.module, path, sizes=((96, 96), (90, 150)))
+    assert max(diffs.values()) < 1e-3, diffs
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_onnx_images_only_and_batch_of_three(tmp_path) -> None:
     det = micro_model("detr-tiny", seed=1)  # the missing mask is made inside Detector.forward, for every family

@@ -240,13 +240,6 @@ def test_errors_name_the_keys(tmp_path, capsys):
         map_state_dict(fam, broken, target, "x")
     with pytest.raises(ConversionError, match="not a stable-maskdino preset"):
         family("stable-maskdino").config(official, "maskdino-tiny", "x")
-    # the Swin-L checkpoint: one line naming what is missing
-    swin = {**{k: v for k, v in official.items() if not k.startswith("backbone.")},
-            "backbone.patch_embed.proj.weight": torch.zeros(1), "backbone.layers.0.blocks.0.norm1.weight": torch.zeros(1)}
-    torch.save({"model": swin}, tmp_path / "swin.pth")
-    assert main(["convert", "official", "--family", "maskdino", str(tmp_path / "swin.pth"), str(tmp_path / "o.safetensors")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "no Swin backbone" in err and "\n" not in err
     # FEATURE_ORDER low2high (the *_2048 models): the encoder's input_proj read res3 first
     low2high = dict(official)
     for i, j in ((0, 2), (2, 0)):
@@ -257,3 +250,51 @@ def test_errors_name_the_keys(tmp_path, capsys):
     # a DINO (detrex) checkpoint given as maskdino
     with pytest.raises(ConversionError, match="not a Mask-DINO checkpoint"):
         fam.config({"class_embed.0.weight": torch.zeros(7, 32)}, None, "x")
+
+
+# A micro Swin in the release's D2SwinTransformer layout (detectron2's Swin, Mask2Former's names: res2-res5 through
+# norm0-norm3, each block's relative_position_index buffer stored)
+MICRO_SWIN = {"kind": "swin", "embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4], "window_size": 7,
+              "return_levels": [2, 3, 4, 5]}
+
+
+def test_swin_release_checkpoint_converts_and_runs_identically(tmp_path):
+    from test_convert_swin import microsoft_index
+
+    torch.manual_seed(0)
+    det = matchdetr.build("maskdino-tiny", num_classes=7, **{**TINY, "backbone": MICRO_SWIN})
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in det.state_dict().values():
+            if p.is_floating_point():
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+        det.head.norm.load_state_dict(det.decoder.norm.state_dict())
+        det.queries.label_enc.weight[-1] = 0
+    ref = det.eval()
+    ours = ref.state_dict()
+    official = to_release({k: v for k, v in ours.items() if not k.startswith("backbone.")})
+    for key, value in ours.items():
+        if key.startswith("backbone."):
+            official[key] = value
+            if key.endswith("relative_position_bias_table"):
+                official[key.replace("bias_table", "index")] = microsoft_index(7)
+    assert {"backbone.norm0.weight", "backbone.layers.3.blocks.1.attn.relative_position_index"} <= set(official)
+    src = tmp_path / "maskdino_swin.pth"
+    torch.save({"model": official}, src)
+    out = tmp_path / "converted.safetensors"
+    sets = [x for k, v in TINY.items() if k != "backbone" for x in ("--set", f"model.{k}={json.dumps(v)}")]
+    assert main(["convert", "official", "--family", "maskdino", "--preset", "maskdino-tiny", *sets, str(src),
+                 str(out)]) == 0
+    got = matchdetr.load(out)
+    assert got.config.model.backbone.kind == "swin" and got.config.model.backbone.embed_dim == 16
+    assert all(torch.equal(v, ours[k]) for k, v in got.state_dict().items())
+    images = torch.randn(2, 3, 96, 136, generator=torch.Generator().manual_seed(1))
+    pad = torch.zeros(2, 96, 136, dtype=torch.bool)
+    pad[1, 64:], pad[1, :, 100:] = True, True
+    with torch.no_grad():
+        want, have = ref(images * ~pad[:, None], pad), got(images * ~pad[:, None], pad)
+    assert torch.equal(have.logits, want.logits) and torch.equal(have.masks, want.masks)
+    # without --preset a Mask-DINO Swin checkpoint is read as maskdino-swin-l with its own backbone
+    cfg = family("maskdino").config(official, None, "x")
+    assert cfg.preset == "maskdino-swin-l" and cfg.model.backbone.embed_dim == 16
+    assert cfg.model.backbone.drop_path_rate == 0.3
