@@ -10,6 +10,9 @@ Parts (JSON keys), in the order they run, cheap and safe first, the compiling on
 - ``inference`` (b): batch-1 latency (ms, images/s) at 640x640 and 800x1333, float32 and bf16 autocast.
 - ``train_step`` (a): the training step of Stable-DINO-4scale-R50 and SAM-DETR++-R50 at 800x1333, batch 2,
   bf16 autocast, eager and compiled (median ms, peak memory, compile time).
+- ``swin_train`` (f): the training step of Stable-DINO's headline model, Stable-DINO-4scale Swin-L (218M), at
+  800x1333, batch 2, bf16 autocast, eager, with activation checkpointing in the Swin stages and in every encoder
+  and decoder layer (what fits it on one GPU).
 
 Each job runs in its own spawned process with a time budget: a job that fails (an error, a crash of the
 device, running out of memory) or overruns is recorded as such, with the rows it finished, and the next part
@@ -27,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PARTS = ("deform_attn", "parity", "bf16_train", "inference", "train_step")
+PARTS = ("deform_attn", "parity", "bf16_train", "inference", "train_step", "swin_train")
 TITLES = {"train_step": "(a) training step", "inference": "(b) inference latency, batch 1",
           "deform_attn": "(c) deformable attention op", "parity": "(d) device vs float64 CPU",
-          "bf16_train": "(e) bf16 training run"}
+          "bf16_train": "(e) bf16 training run", "swin_train": "(f) Swin-L training step"}
 # Micro sizes for --smoke (as the tests' MICRO): the same code path in seconds on a CPU; a narrow ResNet-18 at the
 # smoke presets' levels (C4, C5) in place of their EfficientNet-Lite0.
 SMOKE_OVERRIDES = [
@@ -41,6 +44,11 @@ SMOKE_OVERRIDES = [
     "model.transformer.num_queries=20", "data.train_scales=[96,112]", "data.train_max_size=160",
     "data.crop_resize_scales=[96]", "data.crop_min=64", "data.crop_max=96",
 ]
+
+
+# A micro Swin at the smoke presets' levels, every stage checkpointed: the Swin part's code path on a CPU.
+SMOKE_SWIN = ('{"kind": "swin", "embed_dim": 16, "depths": [2, 2, 2, 2], "num_heads": [1, 2, 2, 4], "window_size": 7, '
+              '"return_levels": [4, 5], "checkpoint_levels": [2, 3, 4, 5]}')
 
 
 @dataclass
@@ -69,9 +77,13 @@ class GpuBenchPlan:
     stable_sides: list[int] = field(default_factory=lambda: [160, 256])
     workers: int = 2
     overrides: list[str] = field(default_factory=list)
+    swin_preset: str = "stable-dino-4scale-swin-l"
+    # every Swin stage recomputed in the backward pass (with train.checkpoint_activations for the transformer)
+    swin_overrides: list[str] = field(default_factory=lambda: ["model.backbone.checkpoint_levels=[2,3,4,5]"])
     # 455 s in all: under 8 minutes with the parent's own start-up and CUDA initialisation.
     budgets: dict[str, float] = field(default_factory=lambda: {"deform_attn": 25, "parity": 60, "bf16_train": 60,
-                                                               "inference": 50, "train_step": 260})
+                                                               "inference": 50, "train_step": 200,
+                                                               "swin_train": 60})
 
     @classmethod
     def full(cls, device: str) -> "GpuBenchPlan":
@@ -83,8 +95,10 @@ class GpuBenchPlan:
                    train_size=[96, 128], compile_backend="eager", infer_sizes=[[96, 96], [128, 160]], num_classes=10,
                    warmup=1, repeats=2, parity_preset="stable-dino-tiny", parity_size=[96, 128], stable_iters=2,
                    stable_batch=2, stable_images=4, stable_sides=[96, 128], workers=0, overrides=list(SMOKE_OVERRIDES),
+                   swin_preset="stable-dino-tiny", swin_overrides=[f"model.backbone={SMOKE_SWIN}"],
                    # caps, not targets: the smoke run takes about a minute on an idle 2-core machine
-                   budgets={"deform_attn": 60, "parity": 60, "bf16_train": 90, "inference": 60, "train_step": 180})
+                   budgets={"deform_attn": 60, "parity": 60, "bf16_train": 90, "inference": 60, "train_step": 180,
+                            "swin_train": 60})
 
     def jobs(self, part: str) -> list[dict[str, Any]]:
         """The spawned jobs of ``part``: one per preset where presets are measured, else one."""
@@ -92,6 +106,9 @@ class GpuBenchPlan:
             return [{"preset": p} for p in self.train_presets]
         if part == "inference":
             return [{"preset": p} for p in self.train_presets]
+        if part == "swin_train":
+            return [{"preset": self.swin_preset, "modes": ["eager"], "overrides": list(self.swin_overrides),
+                     "checkpointing": True}]
         return [{}]
 
 
@@ -99,6 +116,7 @@ class GpuBenchPlan:
 JOB_FUNCTIONS = {part: f"matchdetr.analysis.{module}:{part}" for part, module in (
     ("train_step", "gpu_bench_parts"), ("inference", "gpu_bench_parts"), ("deform_attn", "gpu_bench_parts"),
     ("parity", "gpu_bench_checks"), ("bf16_train", "gpu_bench_checks"))}
+JOB_FUNCTIONS["swin_train"] = JOB_FUNCTIONS["train_step"]  # the same step, on the Swin-L preset
 
 
 def _child(function: str, plan: dict[str, Any], kwargs: dict[str, Any], deadline: float, out: Any) -> None:

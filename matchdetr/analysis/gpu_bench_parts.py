@@ -56,12 +56,13 @@ def _autocast(device: torch.device, amp: str) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext()
 
 
-def _model(plan: dict[str, Any], preset: str, device: torch.device, dtype: torch.dtype = torch.float32) -> Any:
+def _model(plan: dict[str, Any], preset: str, device: torch.device, dtype: torch.dtype = torch.float32,
+           extra: list[str] | tuple[str, ...] = ()) -> Any:
     from .. import api
     from ..config import apply_overrides
 
     torch.manual_seed(0)
-    cfg = apply_overrides(api.build_config(preset, plan["num_classes"]), plan["overrides"])
+    cfg = apply_overrides(api.build_config(preset, plan["num_classes"]), [*plan["overrides"], *extra])
     return api.from_config(cfg).to(device=device, dtype=dtype)
 
 
@@ -82,13 +83,20 @@ def _images(batch: int, size: tuple[int, int], device: torch.device) -> torch.Te
 
 
 # -------------------------------------------------------------------------------------------- (a) training
-def train_step(plan: dict[str, Any], emit: Emit, deadline: float, preset: str) -> None:
-    """Median training step (forward under autocast, criterion, backward, AdamW) eagerly, then compiled."""
+def train_step(plan: dict[str, Any], emit: Emit, deadline: float, preset: str,
+               modes: tuple[str, ...] = ("eager", "compiled"), overrides: tuple[str, ...] = (),
+               checkpointing: bool = False) -> None:
+    """Median training step (forward under autocast, criterion, backward, AdamW) in each of ``modes`` (eager,
+    then compiled); ``checkpointing``: every encoder and decoder layer recomputed in the backward pass
+    (``train.checkpoint_activations``), with ``overrides`` on top of the plan's."""
     from ..compose import build_criterion
     from ..engine.compile import compile_model
+    from ..models.layers import set_activation_checkpointing
 
     device, size, batch = torch.device(plan["device"]), tuple(plan["train_size"]), plan["train_batch"]
-    model = _model(plan, preset, device).train()
+    model = _model(plan, preset, device, extra=overrides).train()
+    if checkpointing:
+        set_activation_checkpointing(model.module, True)
     criterion = build_criterion(model.config.model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     images, targets = _images(batch, size, device), _targets(batch, size, plan["num_classes"], device)
@@ -103,8 +111,10 @@ def train_step(plan: dict[str, Any], emit: Emit, deadline: float, preset: str) -
         opt.step()
         losses.append(loss.detach())
 
-    for mode in ("eager", "compiled"):
+    for mode in modes:
         row: dict[str, Any] = {"preset": preset, "mode": mode, "size": list(size), "batch": batch, "amp": plan["amp"]}
+        if checkpointing:
+            row["checkpointing"] = True
         compile_s = None
         if mode == "compiled":
             if not compile_model(model, device, backend=plan["compile_backend"]):
@@ -190,3 +200,4 @@ def deform_attn(plan: dict[str, Any], emit: Emit, deadline: float) -> None:
             times = _times_ms(run, device, plan["warmup"], plan["repeats"], deadline)
             emit({"impl": impl, "pass": passes, "status": "ok", "ms": statistics.median(times), "runs": len(times),
                   "peak_mem_mib": _peak_mib(device), **shape})
+

@@ -43,9 +43,10 @@ def _row_cells(part: str, row: dict[str, Any]) -> tuple[str, str]:
     if row.get("status") != "ok":
         what = row.get("preset") or row.get("op") or row.get("impl") or ""
         return what, f"{row.get('status')}: {row.get('error', '')}"
-    if part == "train_step":
+    if part in ("train_step", "swin_train"):
         extra = f", compile {row['compile_s']:.0f} s ({row['backend']})" if "compile_s" in row else ""
-        return (f"{row['preset']} {row['mode']}, {_size(row['size'])}, batch {row['batch']}, {row['amp']}",
+        ckpt = ", activation checkpointing" if row.get("checkpointing") else ""
+        return (f"{row['preset']} {row['mode']}, {_size(row['size'])}, batch {row['batch']}, {row['amp']}{ckpt}",
                 f"{_num(row['ms'])} ms, peak {_num(row['peak_mem_mib'], 0)} MiB{extra}")
     if part == "inference":
         return (f"{row['preset']}, {_size(row['size'])}, {row['amp']}",

@@ -42,6 +42,8 @@ def test_smoke_run_records_every_part_with_finite_numbers(tmp_path, cli_env):
     parts = results["parts"]
     presets = GpuBenchPlan.smoke_plan("cpu").train_presets
     assert {(r["preset"], r["mode"]) for r in parts["train_step"]["rows"]} == {(p, m) for p in presets for m in ("eager", "compiled")}
+    (swin,) = parts["swin_train"]["rows"]
+    assert swin["checkpointing"] and swin["mode"] == "eager" and swin["ms"] > 0
     assert all(r["ms"] > 0 and r["peak_mem_mib"] > 0 for r in parts["train_step"]["rows"])
     assert len(parts["inference"]["rows"]) == 2 * 2 * 2  # presets x sizes x (float32, bf16)
     assert {r["impl"] for r in parts["deform_attn"]["rows"]} == {"ms_deform_attn", "stacked reference"}
