@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import multiprocessing as mp
 import resource
+import signal
 import statistics
 import sys
 import time
@@ -46,7 +47,8 @@ class SpeedResult:
 
     @property
     def train_ms(self) -> float:
-        return statistics.median(self.train_runs)
+        """NaN when the training step was not timed (``infer_only``)."""
+        return statistics.median(self.train_runs) if self.train_runs else float("nan")
 
 
 @dataclass
@@ -198,24 +200,28 @@ class _Remote:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker, args=(child, threads, *args), daemon=True)
         self.proc.start()
-        self._answer()
+        self._answer("building the model")
 
-    def _answer(self) -> Any:
+    def _answer(self, doing: str) -> Any:
         if not self.conn.poll(3600):
             raise RuntimeError(f"speed measurement ({IMPLS[self.impl]}) did not answer within an hour")
         try:
             status, value = self.conn.recv()
         except EOFError:
             self.proc.join()
-            raise RuntimeError(f"speed measurement ({IMPLS[self.impl]}) died with exit code "
-                               f"{self.proc.exitcode}") from None
+            code = self.proc.exitcode
+            # SIGKILL with no answer is, on a desktop or a container, the kernel's out-of-memory killer
+            why = " (killed: most likely out of memory)" if code == -signal.SIGKILL else ""
+            raise RuntimeError(f"speed measurement ({IMPLS[self.impl]}) died while {doing} with exit code "
+                               f"{code}{why}") from None
         if status == "error":
             raise RuntimeError(f"speed measurement ({IMPLS[self.impl]}) failed: {value}")
         return value
 
     def run(self, kind: str) -> float:
         self.conn.send(kind)
-        return self._answer()
+        return self._answer({"infer": "timing inference", "train": "timing a training step",
+                             "peak": "reading its peak memory"}.get(kind, kind))
 
     def peak_mb(self) -> float:
         return self.run("peak")
@@ -243,11 +249,14 @@ def _interleave(runners: list[Any], kind: str, warmup: int, repeats: int) -> lis
 
 def bench_speed(preset: str, vs_hf: bool = False, device: str = "auto", size: tuple[int, int] = (640, 640),
                 warmup: int = 2, repeats: int = 5, overrides: list[str] | None = None,
-                one_process: bool = False, threads: int | None = None) -> list[SpeedResult]:
+                one_process: bool = False, threads: int | None = None,
+                infer_only: bool = False) -> list[SpeedResult]:
     """Time ``preset`` (and its HF twin) in interleaved pairs; one row per implementation, ours first.
 
     ``repeats`` timed pairs after ``warmup`` untimed ones, for inference (batch 1) and then the training step
-    (batch 2). ``threads``: intra-op threads of each model (default: this process's)."""
+    (batch 2). ``threads``: intra-op threads of each model (default: this process's). ``infer_only``: no
+    training step, so the peak memory is inference's (a full-size model at 800x1333 on a laptop)."""
+    kinds = ("infer",) if infer_only else ("infer", "train")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -259,21 +268,23 @@ def bench_speed(preset: str, vs_hf: bool = False, device: str = "auto", size: tu
         torch.set_num_threads(threads)
         try:
             runners = [_Runner(preset, impl, vs_hf, dev, size, overrides) for impl in impls]
-            times = {k: _interleave(runners, k, warmup, repeats) for k in ("infer", "train")}
+            times = {k: _interleave(runners, k, warmup, repeats) for k in kinds}
         finally:
             torch.set_num_threads(saved)
-        return [SpeedResult(IMPLS[impl], times["infer"][j], times["train"][j]) for j, impl in enumerate(impls)]
+        return [SpeedResult(IMPLS[impl], times["infer"][j], times["train"][j] if "train" in times else [])
+                for j, impl in enumerate(impls)]
     ctx = mp.get_context("spawn")
     runners = []
     try:
         for impl in impls:
             runners.append(_Remote(ctx, impl, threads, preset, impl, vs_hf, dev, size, overrides))
-        times = {k: _interleave(runners, k, warmup, repeats) for k in ("infer", "train")}
+        times = {k: _interleave(runners, k, warmup, repeats) for k in kinds}
         peaks = [r.peak_mb() for r in runners]
     finally:
         for r in runners:
             r.close()
-    return [SpeedResult(IMPLS[impl], times["infer"][j], times["train"][j], peaks[j]) for j, impl in enumerate(impls)]
+    return [SpeedResult(IMPLS[impl], times["infer"][j], times["train"][j] if "train" in times else [], peaks[j])
+            for j, impl in enumerate(impls)]
 
 
 def _mem(row: SpeedResult) -> str:
@@ -288,12 +299,14 @@ def _mem_ratio(rows: list[SpeedResult]) -> str:
 def format_table(preset: str, rows: list[SpeedResult], device: str, size: tuple[int, int]) -> str:
     """The terminal table: medians, and for a pair the per-pair ratio's median (min-max)."""
     n = len(rows[0].infer_runs)
-    lines = [f"{preset} at {size[0]}x{size[1]} on {device} (inference batch 1, training step batch 2; medians of "
+    step = ", training step batch 2" if rows[0].train_runs else ""
+    lines = [f"{preset} at {size[0]}x{size[1]} on {device} (inference batch 1{step}; medians of "
              f"{n} interleaved runs)",
              f"{'implementation':18s} {'inference ms':>16s} {'train step ms':>16s} {'peak MiB':>9s}"]
     for r in rows:
-        lines.append(f"{r.impl:18s} {r.infer_ms:16.1f} {r.train_ms:16.1f} {_mem(r):>9s}")
-    if len(rows) == 2:
+        train = f"{r.train_ms:16.1f}" if r.train_runs else f"{'-':>16s}"
+        lines.append(f"{r.impl:18s} {r.infer_ms:16.1f} {train} {_mem(r):>9s}")
+    if len(rows) == 2 and rows[0].train_runs:
         s = pair_ratios(rows)
         lines.append(f"{'ratio ours/HF':18s} {s['infer'].text():>16s} {s['train'].text():>16s} {_mem_ratio(rows):>9s}")
         lines.append(f"(ratios: median of the {n} per-pair ratios, their min-max in brackets)")
@@ -303,8 +316,9 @@ def format_table(preset: str, rows: list[SpeedResult], device: str, size: tuple[
 def markdown_table(rows: list[SpeedResult]) -> str:
     """The rows (and the per-pair ratio ours / HF, median and min-max, when both were measured) as markdown."""
     lines = ["| implementation | inference (ms) | training step (ms) | peak memory (MiB) |", "|---|---|---|---|"]
-    lines += [f"| {r.impl} | {r.infer_ms:.0f} | {r.train_ms:.0f} | {_mem(r)} |" for r in rows]
-    if len(rows) == 2:
+    lines += [f"| {r.impl} | {r.infer_ms:.0f} | {f'{r.train_ms:.0f}' if r.train_runs else '-'} | {_mem(r)} |"
+              for r in rows]
+    if len(rows) == 2 and rows[0].train_runs:
         s = pair_ratios(rows)
         lines.append(f"| **ratio ours / HF** (per pair: median, min-max) | **{s['infer'].text()}** | "
                      f"**{s['train'].text()}** | {_mem_ratio(rows)} |")

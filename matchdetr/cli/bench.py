@@ -47,6 +47,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--one-process", action="store_true",
                    help="run both models in this process (the check of the two-process figures; no peak memory)")
     s.add_argument("--threads", type=positive_int, help="intra-op threads of each model (default: torch's)")
+    s.add_argument("--infer-only", action="store_true",
+                   help="time inference only (no training step, so the peak memory is inference's)")
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of the preset (HF's twin is built from the same config)")
     s.set_defaults(func=cmd_bench_speed)
@@ -141,7 +143,8 @@ def cmd_bench_speed(a: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--size must look like 640x640, got {a.size!r}") from None
     rows = bench_speed(a.model, vs_hf=a.vs_hf, device=a.device, size=(h, w), warmup=a.warmup, repeats=a.repeats,
-                       overrides=a.overrides, one_process=a.one_process, threads=a.threads)
+                       overrides=a.overrides, one_process=a.one_process, threads=a.threads,
+                       infer_only=a.infer_only)
     device = a.device if a.device != "auto" else ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     print(format_table(a.model, rows, device, (h, w)))
     return 0

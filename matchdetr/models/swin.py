@@ -361,6 +361,8 @@ class SwinConfig(Component):
     @classmethod
     def of(cls, size: str, **fields: object) -> "SwinConfig":
         """The config of a released size (``swin-t``, ``swin-s``, ``swin-b-384``, ``swin-l-224``, ``swin-l-384``)."""
+        if size not in SIZES:
+            raise ValueError(f"Swin size {size!r}: choose one of {', '.join(SIZES)}")
         s = SIZES[size]
         values: dict[str, object] = {"embed_dim": s.embed_dim, "depths": list(s.depths), "num_heads": list(s.num_heads),
                                      "window_size": s.window_size, "drop_path_rate": s.drop_path_rate}

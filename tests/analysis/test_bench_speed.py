@@ -76,3 +76,34 @@ def test_hf_twin_trains_what_ours_trains_and_drops_out_alike():
     hf(pixel_values=x, pixel_mask=torch.ones(1, 64, 64, dtype=torch.long), labels=labels).loss.backward()
     stages = [p for n, p in hf.named_parameters() if ".encoder.stages.3." in n]
     assert stages and all(p.grad is not None and p.grad.abs().sum() > 0 for p in stages)
+
+
+def test_a_worker_killed_for_memory_is_one_line_from_the_cli(capsys) -> None:
+    """The kernel's OOM killer ends a worker with SIGKILL and no answer: the command says which measurement died
+    and why, in one line (a full-size model at 800x1333 is the usual way to get there)."""
+    import argparse
+    import signal
+    from types import SimpleNamespace
+
+    from matchdetr.analysis.speed import _Remote
+    from matchdetr.cli.errors import run_command
+
+    def eof() -> None:
+        raise EOFError
+
+    remote = object.__new__(_Remote)
+    remote.impl = "ours"
+    remote.conn = SimpleNamespace(poll=lambda timeout: True, recv=eof, send=lambda msg: None)
+    remote.proc = SimpleNamespace(join=lambda: None, exitcode=-signal.SIGKILL)
+    code = run_command(lambda args: remote.run("train"), argparse.Namespace())
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1
+    assert "timing a training step" in err[0] and "out of memory" in err[0] and "Traceback" not in err[0]
+
+
+def test_infer_only_times_no_training_step() -> None:
+    rows = bench_speed("dino-tiny", size=(64, 64), warmup=0, repeats=1, infer_only=True, one_process=True,
+                       overrides=resnet18("dino-tiny"))
+    assert rows[0].infer_runs and rows[0].train_runs == []
+    table = format_table("dino-tiny", rows, "cpu", (64, 64))
+    assert "nan" not in table and "nan" not in markdown_table(rows)

@@ -100,3 +100,16 @@ def test_dino_gflops_within_10_percent_at_the_wide_size(name):
 
     cost = model_cost(name, 91, WIDE_SIZE)
     assert cost.gflops == pytest.approx(PAPER[name][1], rel=0.10), f"{name}: {cost.gflops:.1f} GFLOPs"
+
+
+def test_swin_t_backbone_flops_equal_the_swin_papers() -> None:
+    """Swin-T at 224x224 is 4.5 GFLOPs in the Swin paper (table 1); our counter gives 4.49 for the backbone (the
+    classifier head it lacks is 0.8 MFLOPs), so the Swin presets' GFLOPs are counted on the same rules."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from matchdetr.models.swin import SwinConfig
+
+    backbone = SwinConfig.of("swin-t", return_levels=[2, 3, 4, 5]).build().eval().requires_grad_(False)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        backbone(torch.zeros(1, 3, 224, 224), torch.zeros(1, 224, 224, dtype=torch.bool))
+    assert counter.get_total_flops() / 2e9 == pytest.approx(4.5, rel=0.01)

@@ -219,3 +219,10 @@ def test_onnx_export_follows_the_input_size() -> None:
             expected = flat(images, mask)
         for g, e in zip(got, expected):
             torch.testing.assert_close(torch.from_numpy(g), e, rtol=0, atol=1e-4)
+
+
+def test_unknown_swin_size_is_one_line() -> None:
+    from matchdetr.models.swin import SwinConfig
+
+    with pytest.raises(ValueError, match="'swin-xl': choose one of swin-t, swin-s"):
+        SwinConfig.of("swin-xl")
