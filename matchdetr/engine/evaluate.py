@@ -1,10 +1,18 @@
-"""Run a detector over a COCO-format split and score it (bbox AP in percent, per-class AP)."""
+"""Run a detector over a COCO-format split and score it (bbox AP in percent, per-class AP).
+
+**One answer per image.** Each image is padded to its own canvas, its test-time size rounded up to
+``data.collate.CANVAS_MULTIPLE`` (32), and only images of one canvas share a batch (``CanvasBatchSampler``,
+``collate_canvases``). An image's detections therefore do not depend on the batch size, on which images are
+evaluated beside it, or on the number of processes: ``eval --batch-size 1`` and ``8``, the evaluation printed by
+``train`` and a later ``eval`` give the same detections up to float rounding. Results are written in the
+dataset's image order.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Hashable
 
 import torch
 from torch.utils.data import DataLoader
@@ -12,11 +20,11 @@ from torch.utils.data import DataLoader
 from ..boxes import xyxy_to_xywh
 from ..config import Config
 from ..data.coco import CocoDetection
+from ..data.collate import Batch, canvas, collate_canvases
 from ..data.common import SplitPaths
 from ..data.label_map import LabelMap
+from ..data.sampler import CanvasBatchSampler
 from ..data.transforms import build_transforms
-from ..data.collate import collate
-from ..data.sampler import EpochBatchSampler
 from ..models.detector import Detector
 from ..io.progress import Progress
 from . import distributed as dist
@@ -24,11 +32,49 @@ from .coco_eval import EvalResult, evaluate_detections, write_results
 from .coco_masks import masks_to_rle
 
 
+def canvas_keys(dataset: CocoDetection) -> list[Hashable]:
+    """The canvas of every image, from its annotated size and the dataset's test-time resize (None where the
+    transforms do not fix the size: each such image is then batched alone)."""
+    fixed = getattr(dataset.transforms, "output_size", None)
+    keys: list[Hashable] = []
+    for i in range(len(dataset)):
+        info = dataset.image_info(i)
+        size = fixed((int(info["width"]), int(info["height"]))) if fixed is not None else None
+        keys.append(None if size is None else canvas(size))
+    return keys
+
+
 def make_eval_loader(dataset: CocoDetection, batch_size: int, num_workers: int) -> DataLoader:
-    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=False, rank=dist.rank(), world=dist.world_size(), pad=False)
+    """Batches of up to ``batch_size`` images of one canvas (this process's share); each loader item is a list
+    of ``(positions, Batch)``, one per canvas (one unless an image decodes to another size than annotated)."""
+    sampler = CanvasBatchSampler(canvas_keys(dataset), batch_size, rank=dist.rank(), world=dist.world_size())
     # Its own generator: creating the iterator must not draw from the global RNG (exact resume).
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_canvases, num_workers=num_workers,
                       generator=torch.Generator().manual_seed(0), persistent_workers=False)
+
+
+def _results(model: Detector, batch: Batch, out: Any, label_map: LabelMap, unscored: set[int],
+             threshold: float) -> list[dict[str, Any]]:
+    """COCO results entries of one forward's images."""
+    device = batch.images.device
+    sizes = torch.tensor([t.orig_size for t in batch.targets], device=device)
+    inputs = torch.tensor([t.size for t in batch.targets], device=device)
+    results: list[dict[str, Any]] = []
+    for tgt, det in zip(batch.targets, model.postprocessor(out.final, sizes, inputs)):
+        if not tgt.readable:
+            continue
+        det = det.select(det.scores > threshold)
+        boxes = xyxy_to_xywh(det.boxes).cpu().tolist()
+        rles = masks_to_rle(det.masks.cpu()) if det.masks is not None else [None] * len(boxes)
+        for box, score, label, rle in zip(boxes, det.scores.cpu().tolist(), det.labels.cpu().tolist(), rles):
+            if label in unscored:
+                continue
+            entry = {"image_id": int(tgt.image_id), "category_id": label_map.to_category(int(label)),
+                     "bbox": [round(v, 2) for v in box], "score": round(float(score), 5)}
+            if rle is not None:
+                entry["segmentation"] = rle
+            results.append(entry)
+    return results
 
 
 @torch.no_grad()
@@ -37,7 +83,8 @@ def predict_dataset(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """COCO results (``image_id``, ``category_id``, ``bbox`` xywh pixels, ``score``; an instance-segmentation
-    model adds ``segmentation``, compressed RLE at the original size) for this process's share.
+    model adds ``segmentation``, compressed RLE at the original size) for this process's share, in the
+    dataset's image order.
 
     Images whose file could not be decoded (``Target.readable`` False) contribute no detections: they are scored
     as images the model found nothing in, under their own id, never another image's."""
@@ -50,31 +97,23 @@ def predict_dataset(
     total = sum(len(b) for b in loader.batch_sampler) if loader.batch_sampler is not None else len(loader.dataset)
     bar = Progress(total, "eval", "images", enabled=progress and dist.is_main())  # this process's images
     try:
-        for batch in loader:
-            bar.update(len(batch))
-            batch = batch.to(device)
-            with autocast() if autocast else _null():
-                out = model(batch.images, batch.pixel_mask)
-            sizes = torch.tensor([t.orig_size for t in batch.targets], device=device)
-            inputs = torch.tensor([t.size for t in batch.targets], device=device)
-            for tgt, det in zip(batch.targets, model.postprocessor(out.final, sizes, inputs)):
-                if not tgt.readable:
-                    continue
-                det = det.select(det.scores > threshold)
-                boxes = xyxy_to_xywh(det.boxes).cpu().tolist()
-                rles = masks_to_rle(det.masks.cpu()) if det.masks is not None else [None] * len(boxes)
-                for box, score, label, rle in zip(boxes, det.scores.cpu().tolist(), det.labels.cpu().tolist(), rles):
-                    if label in unscored:
-                        continue
-                    entry = {"image_id": int(tgt.image_id), "category_id": label_map.to_category(int(label)),
-                             "bbox": [round(v, 2) for v in box], "score": round(float(score), 5)}
-                    if rle is not None:
-                        entry["segmentation"] = rle
-                    results.append(entry)
+        for groups in loader:
+            for _, batch in groups:
+                bar.update(len(batch))
+                batch = batch.to(device)
+                with autocast() if autocast else _null():
+                    out = model(batch.images, batch.pixel_mask)
+                results += _results(model, batch, out, label_map, unscored, threshold)
     finally:
         bar.close()
         model.train(was_training)
-    return results
+    return in_image_order(results, loader.dataset.image_ids)
+
+
+def in_image_order(results: list[dict[str, Any]], image_ids: list[int]) -> list[dict[str, Any]]:
+    """``results`` sorted by their image's place in the dataset (stable: each image's detections keep theirs)."""
+    place = {int(i): k for k, i in enumerate(image_ids)}
+    return sorted(results, key=lambda r: place.get(int(r["image_id"]), len(place)))
 
 
 class _null:
@@ -91,15 +130,16 @@ def evaluate(
 ) -> EvalResult | None:
     """Predict on every image of ``dataset`` (split across processes) and score on the main process.
 
-    Writes ``out_dir/results.json`` (COCO results) and ``out_dir/metrics.json`` when ``out_dir`` is given.
-    Returns the EvalResult on the main process and None on the others.
+    The detections of an image do not depend on ``batch_size`` (module doc). Writes ``out_dir/results.json``
+    (COCO results) and ``out_dir/metrics.json`` when ``out_dir`` is given. Returns the EvalResult on the main process and None
+    on the others.
     """
     loader = make_eval_loader(dataset, batch_size, num_workers)
     local = predict_dataset(model, loader, device, threshold=threshold, autocast=autocast, progress=progress)
     gathered = dist.all_gather_objects(local)
     if not dist.is_main():
         return None
-    results = [r for part in gathered for r in part]  # type: ignore[union-attr]
+    results = in_image_order([r for part in gathered for r in part], dataset.image_ids)  # type: ignore[union-attr]
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         write_results(results, Path(out_dir) / "results.json")
