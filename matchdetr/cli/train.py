@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config.tree import ConfigError
 from .common import DEVICE_HELP, add_data_args
-from .errors import nonneg_int, positive_int
+from .errors import nonneg_int, positive_int, probability
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -118,7 +118,10 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     add_data_args(p, ("val",))
     p.add_argument("--split", default="val", help="which split of --data to score")
     p.add_argument("--out", help="folder for metrics.json, results.json, per-class AP and PR curves (default: print only)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (each image is padded "
+                                                                      "to its own canvas: the scores do not depend on it)")
+    p.add_argument("--conf", type=probability, default=0.25, help="score threshold of the confusion matrix and the per-class "
+                                                            "precision / recall (IoU 0.5)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--workers", type=nonneg_int, default=2, help="DataLoader worker processes (0: load in the main process)")
     p.set_defaults(func=cmd_eval)
@@ -136,7 +139,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         from ..data.formats import ground_truth
         from ..engine.coco_eval import evaluate_detections
 
-        result = evaluate_detections(ground_truth(paths), a.predictions, out_dir=a.out)
+        result = evaluate_detections(ground_truth(paths), a.predictions, out_dir=a.out, conf=a.conf)
     else:
         from .. import api
         from ..engine.distributed import init_from_env
@@ -145,7 +148,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         device = init_from_env(a.device)
         model = api.load(a.checkpoint, map_location=device)
         result = evaluate(model.module, eval_dataset(model.config, model.label_map, paths), device,
-                          batch_size=a.batch_size, num_workers=a.workers, out_dir=a.out)
+                          batch_size=a.batch_size, num_workers=a.workers, out_dir=a.out, conf=a.conf)
     if result is not None:
         print(result.table())
         if a.out:

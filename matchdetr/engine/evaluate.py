@@ -1,4 +1,4 @@
-"""Run a detector over a COCO-format split and score it (bbox AP in percent, per-class AP).
+"""Run a detector over a COCO-format split and score it (bbox AP in percent, per-class AP, the confusion matrix).
 
 **One answer per image.** Each image is padded to its own canvas, its test-time size rounded up to
 ``data.collate.CANVAS_MULTIPLE`` (32), and only images of one canvas share a batch (``CanvasBatchSampler``,
@@ -30,6 +30,7 @@ from ..io.progress import Progress
 from . import distributed as dist
 from .coco_eval import EvalResult, evaluate_detections, write_results
 from .coco_masks import masks_to_rle
+from .confusion import CONF
 
 
 def canvas_keys(dataset: CocoDetection) -> list[Hashable]:
@@ -127,11 +128,13 @@ class _null:
 def evaluate(
     model: Detector, dataset: CocoDetection, device: torch.device, *, batch_size: int = 8, num_workers: int = 2,
     out_dir: str | os.PathLike | None = None, threshold: float = 0.0, autocast: Any = None, progress: bool = True,
+    conf: float = CONF,
 ) -> EvalResult | None:
     """Predict on every image of ``dataset`` (split across processes) and score on the main process.
 
     The detections of an image do not depend on ``batch_size`` (module doc). Writes ``out_dir/results.json``
-    (COCO results) and ``out_dir/metrics.json`` when ``out_dir`` is given. Returns the EvalResult on the main process and None
+    (COCO results), ``metrics.json``, ``pr_curves.npz`` and ``confusion.npz`` (the box confusion matrix at score
+    > ``conf``, IoU 0.5) when ``out_dir`` is given. Returns the EvalResult on the main process and None
     on the others.
     """
     loader = make_eval_loader(dataset, batch_size, num_workers)
@@ -146,7 +149,7 @@ def evaluate(
     # an instance-segmentation model is scored on its masks too (segm_* metrics beside the box ones)
     iou_type = ("bbox", "segm") if any("segmentation" in r for r in results) else "bbox"
     return evaluate_detections(dataset.coco_gt, results, out_dir=out_dir, image_ids=dataset.image_ids,
-                               iou_type=iou_type)
+                               iou_type=iou_type, conf=conf)
 
 
 def eval_dataset(config: Config, label_map: LabelMap, paths: SplitPaths) -> CocoDetection:
