@@ -38,6 +38,9 @@ class EvalResult:
     # 100 (-1 where a category has no GT), "iou_thrs" [T], "rec_thrs" [R], "cat_ids" [K]; None when not scored.
     # Of the boxes when they were scored, else of the masks.
     curves: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # The validation loss when the evaluation was given the criterion (training's evaluations): ``val_loss``
+    # (the weighted total) and ``val_loss_<term>`` per term, image-weighted means over the split.
+    losses: dict[str, float] = field(default_factory=dict)
     confusion: Any = field(default=None, repr=False, compare=False)
 
     def _prefixes(self) -> list[str]:
@@ -69,10 +72,13 @@ class EvalResult:
 
     def to_json(self) -> dict:
         """JSON-safe dict {"metrics", "per_class"}; NaN becomes None (JSON has no NaN)."""
-        return {
+        out = {
             "metrics": {k: _nan_to_none(v) for k, v in self.metrics.items()},
             "per_class": [{k: _nan_to_none(v) for k, v in c.items()} for c in self.per_class],
         }
+        if self.losses:
+            out["losses"] = {k: _nan_to_none(v) for k, v in self.losses.items()}
+        return out
 
 
 def _fmt(value: float | None) -> str:

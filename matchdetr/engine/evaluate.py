@@ -1,4 +1,5 @@
-"""Run a detector over a COCO-format split and score it (bbox AP in percent, per-class AP, the confusion matrix).
+"""Run a detector over a COCO-format split and score it (bbox AP in percent, per-class AP, the confusion matrix,
+and with a criterion the validation loss).
 
 **One answer per image.** Each image is padded to its own canvas, its test-time size rounded up to
 ``data.collate.CANVAS_MULTIPLE`` (32), and only images of one canvas share a batch (``CanvasBatchSampler``,
@@ -25,12 +26,15 @@ from ..data.common import SplitPaths
 from ..data.label_map import LabelMap
 from ..data.sampler import CanvasBatchSampler
 from ..data.transforms import build_transforms
+from ..losses.criterion import SetCriterion
 from ..models.detector import Detector
+from ..models.plugins.mask_head import every_layer_masks
 from ..io.progress import Progress
 from . import distributed as dist
 from .coco_eval import EvalResult, evaluate_detections, write_results
 from .coco_masks import masks_to_rle
 from .confusion import CONF
+from .val_loss import ValLoss
 
 
 def canvas_keys(dataset: CocoDetection) -> list[Hashable]:
@@ -81,11 +85,11 @@ def _results(model: Detector, batch: Batch, out: Any, label_map: LabelMap, unsco
 @torch.no_grad()
 def predict_dataset(
     model: Detector, loader: DataLoader, device: torch.device, *, threshold: float = 0.0, autocast: Any = None,
-    progress: bool = True,
+    progress: bool = True, val_loss: ValLoss | None = None,
 ) -> list[dict[str, Any]]:
     """COCO results (``image_id``, ``category_id``, ``bbox`` xywh pixels, ``score``; an instance-segmentation
     model adds ``segmentation``, compressed RLE at the original size) for this process's share, in the
-    dataset's image order.
+    dataset's image order. ``val_loss``: accumulates the criterion on each forward.
 
     Images whose file could not be decoded (``Target.readable`` False) contribute no detections: they are scored
     as images the model found nothing in, under their own id, never another image's."""
@@ -102,8 +106,12 @@ def predict_dataset(
             for _, batch in groups:
                 bar.update(len(batch))
                 batch = batch.to(device)
-                with autocast() if autocast else _null():
+                # the validation loss reads every layer's masks, which eval mode otherwise skips (Mask-DINO)
+                masks = every_layer_masks(model) if val_loss is not None else _null()
+                with autocast() if autocast else _null(), masks:
                     out = model(batch.images, batch.pixel_mask)
+                if val_loss is not None:
+                    val_loss.add(out, batch.targets)
                 results += _results(model, batch, out, label_map, unscored, threshold)
     finally:
         bar.close()
@@ -128,28 +136,35 @@ class _null:
 def evaluate(
     model: Detector, dataset: CocoDetection, device: torch.device, *, batch_size: int = 8, num_workers: int = 2,
     out_dir: str | os.PathLike | None = None, threshold: float = 0.0, autocast: Any = None, progress: bool = True,
-    conf: float = CONF,
+    criterion: SetCriterion | None = None, conf: float = CONF,
 ) -> EvalResult | None:
     """Predict on every image of ``dataset`` (split across processes) and score on the main process.
 
     The detections of an image do not depend on ``batch_size`` (module doc). Writes ``out_dir/results.json``
     (COCO results), ``metrics.json``, ``pr_curves.npz`` and ``confusion.npz`` (the box confusion matrix at score
-    > ``conf``, IoU 0.5) when ``out_dir`` is given. Returns the EvalResult on the main process and None
+    > ``conf``, IoU 0.5) when ``out_dir`` is given.
+    ``criterion``: also the validation loss (``EvalResult.losses``: ``val_loss`` and ``val_<term>``), computed
+    in eval mode without touching the global random state. Returns the EvalResult on the main process and None
     on the others.
     """
     loader = make_eval_loader(dataset, batch_size, num_workers)
-    local = predict_dataset(model, loader, device, threshold=threshold, autocast=autocast, progress=progress)
-    gathered = dist.all_gather_objects(local)
+    val_loss = ValLoss(criterion, device) if criterion is not None else None
+    local = predict_dataset(model, loader, device, threshold=threshold, autocast=autocast, progress=progress,
+                            val_loss=val_loss)
+    gathered = dist.all_gather_objects((local, val_loss.sums() if val_loss is not None else None))
     if not dist.is_main():
         return None
-    results = in_image_order([r for part in gathered for r in part], dataset.image_ids)  # type: ignore[union-attr]
+    results = in_image_order([r for part, _ in gathered for r in part], dataset.image_ids)  # type: ignore[misc]
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         write_results(results, Path(out_dir) / "results.json")
     # an instance-segmentation model is scored on its masks too (segm_* metrics beside the box ones)
     iou_type = ("bbox", "segm") if any("segmentation" in r for r in results) else "bbox"
-    return evaluate_detections(dataset.coco_gt, results, out_dir=out_dir, image_ids=dataset.image_ids,
-                               iou_type=iou_type, conf=conf)
+    result = evaluate_detections(dataset.coco_gt, results, out_dir=out_dir, image_ids=dataset.image_ids,
+                                 iou_type=iou_type, conf=conf)
+    if val_loss is not None:
+        result.losses = ValLoss.mean([s for _, s in gathered])  # type: ignore[misc]
+    return result
 
 
 def eval_dataset(config: Config, label_map: LabelMap, paths: SplitPaths) -> CocoDetection:
