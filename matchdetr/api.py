@@ -104,7 +104,12 @@ def train(config: Config | str, data: str | os.PathLike | None = None, out: str 
 
     cfg = presets.get(config) if isinstance(config, str) else copy.deepcopy(config)
     cfg = train_config(overridden(cfg, overrides), data, iters, epochs, batch_size)
-    return run(cfg, out, device=device, resume=resume, progress=progress, exist_ok=exist_ok, val=val, initial=initial)
+    result = run(cfg, out, device=device, resume=resume, progress=progress, exist_ok=exist_ok, val=val, initial=initial)
+    if val:
+        from .reports.val_predictions import write_run_predictions
+
+        write_run_predictions(result)
+    return result
 
 
 def resume(run_dir: str | os.PathLike, *, iters: int | None = None, epochs: int | None = None, device: str = "auto",

@@ -167,7 +167,9 @@ class Model:
             resume: bool = False, exist_ok: bool = False, device: str = "auto", val: bool = True,
             progress: bool = True, **overrides: Any) -> "TrainResult":
         """Train on ``data`` into the run directory ``out`` and return the run's :class:`TrainResult` (``.metrics``:
-        the final evaluation). The model then holds the trained weights (the EMA weights when EMA is on).
+        the final evaluation). The model then holds the trained weights (the EMA weights when EMA is on; the last
+        ones, also after an early stop: ``matchdetr.load(out, best=True)`` gives the best by val AP). The run
+        directory also gets ``best.safetensors`` and ``predictions.png`` (detections on validation images).
 
         As ``matchdetr train``: ``iters`` / ``epochs`` set the schedule's length (the learning-rate drop keeps its
         place in it), ``overrides`` are config values (``lr=2e-4`` for ``train.lr``, ``transformer__num_queries=50``
@@ -184,6 +186,10 @@ class Model:
                                            self.config.preset)
         result = train(cfg, out, device=device, resume=resume, progress=progress, exist_ok=exist_ok, val=val,
                        initial=initial)
+        if val:
+            from .reports.val_predictions import write_run_predictions
+
+            write_run_predictions(result)
         if result.module is not None:  # the main process: adopt the trained model
             self.module, self.config, self.label_map, self.fresh = (result.module, result.config, result.label_map,
                                                                     False)

@@ -44,6 +44,7 @@ def test_fit_trains_evaluates_and_the_model_holds_the_trained_weights(synth_dir,
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():
         assert torch.equal(loaded.eval()(x).logits, model.eval()(x).logits)
+    assert (tmp_path / "run" / "predictions.png").is_file() and (tmp_path / "run" / "best.safetensors").is_file()
     dets = model.predict([str(next((synth_dir / "val").iterdir()))], threshold=0.0)
     assert set(dets[0]) == {"boxes", "scores", "labels", "names"}
 

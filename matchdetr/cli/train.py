@@ -103,7 +103,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     if dist.is_main():
         if result.evaluation is not None:
             print(result.evaluation.table())
-        print(f"trained {result.iterations} iterations in {result.seconds / 60:.1f} min; run directory: {result.run_dir}")
+        print(f"trained {result.iterations} iterations in {result.seconds / 60:.1f} min; run directory: {result.run_dir} "
+              f"(model.safetensors: the last weights{', best.safetensors, predictions.png' if not a.no_val else ''})")
     dist.cleanup()
     return 0
 

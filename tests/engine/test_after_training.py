@@ -1,5 +1,6 @@
 """What a YOLO or RF-DETR user looks for after training: early stopping on val AP with patience (resumable), the
-best weights beside the last, the validation loss in the log, and a first line before anything slow."""
+best weights beside the last, the validation loss in the log, prediction images of the val split, and a first
+line before anything slow."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def test_early_stop_keeps_the_best_and_the_run_resumes_to_the_uninterrupted_weig
     assert [r["iter"] for r in _evals(run)] == [r["iter"] for r in _evals(ref.run_dir)] == [2, 4, 6]
 
 
-def test_evaluations_log_the_validation_loss(synth_dir, tmp_path) -> None:
+def test_evaluations_log_the_validation_loss_and_train_draws_predictions(synth_dir, tmp_path) -> None:
     result = api.train(micro_cfg(synth_dir, iters=2), out=tmp_path / "run", device="cpu", progress=False)
     (record,) = _evals(tmp_path / "run")
     terms = {"val_loss_class", "val_loss_bbox", "val_loss_giou", "val_loss_class_aux0"}
@@ -90,6 +91,7 @@ def test_evaluations_log_the_validation_loss(synth_dir, tmp_path) -> None:
     w = {"class": 2.0, "bbox": 5.0, "giou": 2.0}
     total = sum(w[k.split("_")[2]] * v for k, v in record.items() if k.startswith("val_loss_"))
     assert total == pytest.approx(record["val_loss"], rel=1e-5)
+    assert (tmp_path / "run" / "predictions.png").stat().st_size > 1000
 
 
 def test_an_evaluation_leaves_the_global_random_state_alone(synth_dir) -> None:
