@@ -119,8 +119,8 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     add_data_args(p, ("val",))
     p.add_argument("--split", default="val", help="which split of --data to score")
     p.add_argument("--out", help="folder for metrics.json, results.json, per-class AP and PR curves (default: print only)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (each image is padded "
-                                                                      "to its own canvas: the scores do not depend on it)")
+    p.add_argument("--batch-size", type=positive_int, default=8,
+                   help="images per forward pass (the scores do not depend on it)")
     p.add_argument("--conf", type=probability, default=0.25, help="score threshold of the confusion matrix and the per-class "
                                                             "precision / recall (IoU 0.5)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
