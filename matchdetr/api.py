@@ -23,7 +23,7 @@ from . import presets
 from .compose.model import build_detector
 from .config import Config, ConfigError, overridden, train_config
 from .data.label_map import LabelMap
-from .engine.checkpoint import CheckpointError, load_weights, newest_weights
+from .engine.checkpoint import CheckpointError, best_weights, load_weights, newest_weights
 from .model import Model
 
 def build_config(name: str, num_classes: int | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -72,9 +72,10 @@ def without_backbone_file(cfg: Config) -> Config:
     return out
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Model:
-    """Load a Model from a checkpoint file or a run directory (its newest complete weights)."""
-    weights = newest_weights(path)
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", *, best: bool = False) -> Model:
+    """Load a Model from a checkpoint file or a run directory: its newest complete weights, or with ``best=True``
+    the weights of its best evaluation by val AP (``RUN/best.safetensors``)."""
+    weights = best_weights(path) if best else newest_weights(path)
     state, meta = load_weights(weights)
     if "config" not in meta or "label_map" not in meta:
         raise CheckpointError(f"{weights}: metadata lacks config/label_map")
@@ -103,7 +104,12 @@ def train(config: Config | str, data: str | os.PathLike | None = None, out: str 
 
     cfg = presets.get(config) if isinstance(config, str) else copy.deepcopy(config)
     cfg = train_config(overridden(cfg, overrides), data, iters, epochs, batch_size)
-    return run(cfg, out, device=device, resume=resume, progress=progress, exist_ok=exist_ok, val=val, initial=initial)
+    result = run(cfg, out, device=device, resume=resume, progress=progress, exist_ok=exist_ok, val=val, initial=initial)
+    if val:
+        from .reports.val_predictions import write_run_predictions
+
+        write_run_predictions(result)
+    return result
 
 
 def resume(run_dir: str | os.PathLike, *, iters: int | None = None, epochs: int | None = None, device: str = "auto",

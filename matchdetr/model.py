@@ -105,7 +105,8 @@ class Model:
     def predict(self, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
         """Detections per image (paths, PIL images or ``H x W x 3`` uint8 arrays): ``boxes`` ``[K, 4]`` xyxy pixels
         of the original image, ``scores``, ``labels`` (dataset category ids), ``names`` (+ ``masks`` ``[K, H, W]``
-        for instance segmentation); see :func:`matchdetr.inference.predict.predict_images`."""
+        for instance segmentation); see :func:`matchdetr.inference.predict.predict_images`. An image's detections
+        do not depend on the other images or on ``batch_size`` (each is padded to its own canvas)."""
         from .inference.predict import predict_images
 
         return predict_images(self.module, self.config, self.label_map, images, threshold, batch_size)
@@ -147,7 +148,9 @@ class Model:
                  progress: bool = True) -> "EvalResult":
         """COCO evaluation of a split of ``data`` (a COCO, YOLO or VOC dataset folder, or a data.yaml): AP, AP50,
         ... in percent and per-class AP (``segm_*`` too for a mask model); ``out`` also writes metrics.json,
-        the results file, per-class AP and PR curves there."""
+        the results file, per-class AP, PR curves and the confusion matrix there. The scores do not depend on
+        ``batch_size`` (each image is padded to its own canvas: ``engine/evaluate.py``), so they equal those
+        ``fit`` printed for the same weights."""
         from .data.coco import resolve_split
         from .engine.evaluate import eval_dataset, evaluate
 
@@ -167,7 +170,9 @@ class Model:
             resume: bool = False, exist_ok: bool = False, device: str = "auto", val: bool = True,
             progress: bool = True, **overrides: Any) -> "TrainResult":
         """Train on ``data`` into the run directory ``out`` and return the run's :class:`TrainResult` (``.metrics``:
-        the final evaluation). The model then holds the trained weights (the EMA weights when EMA is on).
+        the final evaluation). The model then holds the trained weights (the EMA weights when EMA is on; the last
+        ones, also after an early stop: ``matchdetr.load(out, best=True)`` gives the best by val AP). The run
+        directory also gets ``best.safetensors`` and ``predictions.png`` (detections on validation images).
 
         As ``matchdetr train``: ``iters`` / ``epochs`` set the schedule's length (the learning-rate drop keeps its
         place in it), ``overrides`` are config values (``lr=2e-4`` for ``train.lr``, ``transformer__num_queries=50``
@@ -184,6 +189,10 @@ class Model:
                                            self.config.preset)
         result = train(cfg, out, device=device, resume=resume, progress=progress, exist_ok=exist_ok, val=val,
                        initial=initial)
+        if val:
+            from .reports.val_predictions import write_run_predictions
+
+            write_run_predictions(result)
         if result.module is not None:  # the main process: adopt the trained model
             self.module, self.config, self.label_map, self.fresh = (result.module, result.config, result.label_map,
                                                                     False)

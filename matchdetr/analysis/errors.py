@@ -106,8 +106,8 @@ def error_breakdown(results: list[dict[str, Any]], coco_gt: dict[str, Any], iou:
     return ErrorBreakdown(rows, iou, per_image, len(coco_gt.get("categories", [])), len(images))
 
 
-# Images per batch when predicting for a breakdown. Batching pads images to the batch's largest, which moves
-# the detections a little, so detections made at another batch size give a (slightly) different breakdown.
+# Images per batch when predicting for a breakdown (each image padded to its own canvas, engine/evaluate.py: the
+# breakdown does not depend on it).
 PREDICT_BATCH = 8
 
 

@@ -36,22 +36,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--study", help=f"comma-separated studies of the convergence part (default: all): {', '.join(STUDIES)}")
     _add_convergence_args(d)
     d.set_defaults(func=cmd_bench_docs)
-    s = bsub.add_parser("speed", help="inference latency, training-step time and peak memory of a preset")
-    s.add_argument("--model", required=True, help="preset name")
-    s.add_argument("--vs-hf", action="store_true", help="also time HF transformers' twin on identical weights")
-    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    s.add_argument("--size", default="640x640", help="HxW of the input image")
-    s.add_argument("--warmup", type=nonneg_int, default=2, help="untimed runs first")
-    s.add_argument("--repeats", type=positive_int, default=5,
-                   help="timed runs of each (with --vs-hf: interleaved pairs; the median ratio and its spread are reported)")
-    s.add_argument("--one-process", action="store_true",
-                   help="run both models in this process (the check of the two-process figures; no peak memory)")
-    s.add_argument("--threads", type=positive_int, help="intra-op threads of each model (default: torch's)")
-    s.add_argument("--infer-only", action="store_true",
-                   help="time inference only (no training step, so the peak memory is inference's)")
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override of the preset (HF's twin is built from the same config)")
-    s.set_defaults(func=cmd_bench_speed)
+    _add_speed(bsub)
     f = bsub.add_parser("profile", help="where a training iteration's time goes, phase by phase",
                         description="Run the trainer's own step on the training split and time every phase: data "
                                     "wait, the backbone's frozen and trained blocks, neck, encoder, fusion, query "
@@ -72,6 +57,25 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                    help="config override of every preset")
     f.set_defaults(func=cmd_bench_profile)
     add_bench_gpu(bsub)
+
+
+def _add_speed(bsub: argparse._SubParsersAction) -> None:
+    s = bsub.add_parser("speed", help="inference latency, training-step time and peak memory of a preset")
+    s.add_argument("--model", required=True, help="preset name")
+    s.add_argument("--vs-hf", action="store_true", help="also time HF transformers' twin on identical weights")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    s.add_argument("--size", default="640x640", help="HxW of the input image")
+    s.add_argument("--warmup", type=nonneg_int, default=2, help="untimed runs first")
+    s.add_argument("--repeats", type=positive_int, default=5,
+                   help="timed runs of each (with --vs-hf: interleaved pairs; the median ratio and its spread are reported)")
+    s.add_argument("--one-process", action="store_true",
+                   help="run both models in this process (the check of the two-process figures; no peak memory)")
+    s.add_argument("--threads", type=positive_int, help="intra-op threads of each model (default: torch's)")
+    s.add_argument("--infer-only", action="store_true",
+                   help="time inference only (no training step, so the peak memory is inference's)")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of the preset (HF's twin is built from the same config)")
+    s.set_defaults(func=cmd_bench_speed)
 
 
 def _add_convergence_args(c: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config.tree import ConfigError
 from .common import DEVICE_HELP, add_data_args
-from .errors import nonneg_int, positive_int
+from .errors import nonneg_int, positive_int, probability
 from ..engine.run_dir import RUN_FILES
 from .paths import checkpoint_path, dataset_path, input_path, output_dir
 
@@ -106,7 +106,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     if dist.is_main():
         if result.evaluation is not None:
             print(result.evaluation.table())
-        print(f"trained {result.iterations} iterations in {result.seconds / 60:.1f} min; run directory: {result.run_dir}")
+        print(f"trained {result.iterations} iterations in {result.seconds / 60:.1f} min; run directory: {result.run_dir} "
+              f"(model.safetensors: the last weights{', best.safetensors, predictions.png' if not a.no_val else ''})")
     dist.cleanup()
     return 0
 
@@ -114,7 +115,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 # What `eval --out` writes (engine/coco_eval.py, reports/report.py); with --checkpoint results.json too, which
 # no input of that form can be, while `--predictions DIR/results.json --out DIR` (rescoring) must stay allowed.
 EVAL_WRITES = ("metrics.json", "pr_curves.npz", "per_class_ap.csv", "per_class_ap.png", "per_class_segm_ap.png",
-               "pr_curves.png")
+               "pr_curves.png", "confusion.npz", "confusion_matrix.png", "confusion_matrix.csv")
 
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
@@ -132,8 +133,12 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iou-type", choices=["bbox", "segm", "both"],
                    help="with --predictions: score boxes, masks or both (default: what every entry of the file holds)")
     p.add_argument("--out", type=output_dir(*EVAL_WRITES),
-                   help="folder for metrics.json, results.json, per-class AP and PR curves (default: print only)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
+                   help="folder for metrics.json, results.json, per-class AP, PR curves and the confusion matrix "
+                        "(default: print only)")
+    p.add_argument("--batch-size", type=positive_int, default=8,
+                   help="images per forward pass (the scores do not depend on it)")
+    p.add_argument("--conf", type=probability, default=0.25,
+                   help="score threshold of the confusion matrix and the per-class precision / recall (IoU 0.5)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--workers", type=nonneg_int, default=2, help="DataLoader worker processes (0: load in the main process)")
     p.set_defaults(func=cmd_eval)
@@ -154,7 +159,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         from ..engine.coco_eval import evaluate_detections, iou_types_of
 
         types = {"both": ("bbox", "segm"), None: None}.get(a.iou_type, (a.iou_type,)) or iou_types_of(a.predictions)
-        result = evaluate_detections(ground_truth(paths), a.predictions, out_dir=a.out, iou_type=types)
+        result = evaluate_detections(ground_truth(paths), a.predictions, out_dir=a.out, iou_type=types, conf=a.conf)
     else:
         from .. import api
         from ..engine.distributed import init_from_env
@@ -163,7 +168,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         device = init_from_env(a.device)
         model = api.load(a.checkpoint, map_location=device)
         result = evaluate(model.module, eval_dataset(model.config, model.label_map, paths), device,
-                          batch_size=a.batch_size, num_workers=a.workers, out_dir=a.out)
+                          batch_size=a.batch_size, num_workers=a.workers, out_dir=a.out, conf=a.conf)
     if result is not None:
         print(result.table())
         if a.out:

@@ -48,6 +48,9 @@ def schedule_warnings(cfg: TrainConfig, total_iters: int, iters_per_epoch: int =
             length = cfg.iters if cfg.iters is not None else cfg.epochs
             warnings.warn(f"train.lr_drop={cfg.lr_drop:g} is at or after the end of the run ({length} {unit}): the "
                           f"learning rate never drops (set train.lr_drop inside the run, or none)", stacklevel=2)
+    if cfg.early_stop_patience is not None and not cfg.eval_every:
+        warnings.warn(f"train.early_stop_patience={cfg.early_stop_patience} without train.eval_every: only the final "
+                      "evaluation runs, so the run never stops early (set train.eval_every)", stacklevel=2)
 
 
 __all__ = ["check_config", "check_model", "schedule_warnings"]

@@ -72,6 +72,10 @@ class TrainConfig:
     checkpoint_activations: bool = False
     ema_decay: float = knob(0.0, ge=0, lt=1)  # > 0 keeps an exponential moving average of the weights
     eval_every: int | None = knob(None, ge=1)  # iterations between evaluations; None: only at the end
+    # Stop when this many evaluations in a row (train.eval_every) do not beat the best val box AP by more than
+    # train.early_stop_min_delta; None: train to the end. best.safetensors keeps the best weights either way.
+    early_stop_patience: int | None = knob(None, ge=1)
+    early_stop_min_delta: float = knob(0.0, ge=0)  # AP points (percent) an evaluation must gain to count as better
     checkpoint_every: int = knob(500, ge=1)  # iterations between checkpoints; the last iteration always saves
     keep_last: int = knob(2, ge=1)  # checkpoints kept on disk (the newest is what --resume continues from)
     # A step whose loss or gradient is NaN/inf is skipped with a warning; after this many in a row the run saves

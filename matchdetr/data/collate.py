@@ -1,4 +1,12 @@
-"""Batching images of different sizes: zero-pad to a common size and record where the padding is."""
+"""Batching images of different sizes: zero-pad to a common size and record where the padding is.
+
+Training pads a batch to its largest image (:func:`collate`). Evaluation and prediction give each image one
+answer whatever shares its batch (:func:`collate_canvases`): every image is padded to its own *canvas*, its size
+rounded up to :data:`CANVAS_MULTIPLE`, and only images of one canvas are batched together. Padding moves a
+detector's outputs (the backbone's convolutions and the neck's GroupNorm read the padded pixels, EfficientNet's
+TF "same" padding follows the padded size), so padding that depends on the neighbours would move an image's
+scores with them.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +45,30 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+
+# The canvas of an image at evaluation and prediction: its size rounded up to a multiple of this (the largest
+# stride of the backbones). 32 groups the synthetic val split's 250 sizes into 11 canvases at 5.6 % more pixels.
+CANVAS_MULTIPLE = 32
+
+
+def canvas(size: tuple[int, int], multiple: int = CANVAS_MULTIPLE) -> tuple[int, int]:
+    """``(h, w)`` rounded up to multiples of ``multiple``: the padded size an image is evaluated at."""
+    return -(-int(size[0]) // multiple) * multiple, -(-int(size[1]) // multiple) * multiple
+
+
+def collate_canvases(samples: list[tuple[Tensor, Target]],
+                     multiple: int = CANVAS_MULTIPLE) -> list[tuple[list[int], Batch]]:
+    """Samples grouped by :func:`canvas`, each group one :class:`Batch` padded to exactly that canvas, with the
+    positions in ``samples`` of its images (groups in order of their first sample). A batch sampler that groups
+    by canvas (``sampler.CanvasBatchSampler``) makes this one group; the split only guards what it cannot see
+    (an image whose decoded size differs from its annotation's)."""
+    if not samples:
+        raise ValueError("collate_canvases: empty list of samples")
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (image, _) in enumerate(samples):
+        groups.setdefault(canvas(image.shape[1:], multiple), []).append(i)
+    return [(idx, collate([samples[i] for i in idx], multiple)) for idx in groups.values()]
 
 
 def collate(samples: list[tuple[Tensor, Target]], size_divisibility: int = 1) -> Batch:

@@ -6,6 +6,8 @@ the batches it already consumed; every process takes its own strided share (Dist
 
 from __future__ import annotations
 
+from typing import Hashable, Sequence
+
 import torch
 from torch.utils.data import Sampler
 
@@ -56,3 +58,27 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return self.batches_per_epoch() - self.start_batch
+
+
+class CanvasBatchSampler(Sampler[list[int]]):
+    """Batches of at most ``batch_size`` indices that share a key (evaluation and prediction: the canvas an image
+    is padded to, ``collate.canvas``), so an image's batch never changes its padding.
+
+    keys[i]: the key of index i (None: unknown, its own group); rank/world: this process's strided share, as
+    :class:`EpochBatchSampler` without padding. Groups come in order of their first index, indices in order
+    within each; the same keys and batch size always give the same batches.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], batch_size: int, *, rank: int = 0, world: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        groups: dict[Hashable, list[int]] = {}
+        for i in range(rank, len(keys), world):
+            groups.setdefault(keys[i] if keys[i] is not None else ("index", i), []).append(i)
+        self.batches = [g[b : b + batch_size] for g in groups.values() for b in range(0, len(g), batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)

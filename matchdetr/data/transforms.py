@@ -112,6 +112,10 @@ class RandomResize:
             raise ValueError("RandomResize needs at least one size")
         self.sizes, self.max_size = list(sizes), max_size
 
+    def output_size(self, size_wh: tuple[int, int]) -> tuple[int, int] | None:
+        """``(h, w)`` of an image of ``size_wh`` after this step when that is fixed (one size), else None."""
+        return resized_hw(size_wh, self.sizes[0], self.max_size) if len(self.sizes) == 1 else None
+
     def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: random.Random,
                  masks: Tensor | None = None) -> Sample:
         image, boxes = resize(image, boxes, rng.choice(self.sizes), self.max_size)
@@ -151,6 +155,17 @@ class Compose:
     def __init__(self, steps: Sequence[Step]) -> None:
         self.steps = list(steps)
 
+    def output_size(self, size_wh: tuple[int, int]) -> tuple[int, int] | None:
+        """``(h, w)`` after every step when each step's output size is fixed (test-time resizing), else None."""
+        h, w = size_wh[1], size_wh[0]
+        for step in self.steps:
+            fixed = getattr(step, "output_size", None)
+            out = fixed((w, h)) if fixed is not None else None
+            if out is None:
+                return None
+            h, w = out
+        return h, w
+
     def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: random.Random,
                  masks: Tensor | None = None) -> Sample:
         for step in self.steps:
@@ -171,6 +186,12 @@ class Pipeline:
         self.steps = steps
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def output_size(self, size_wh: tuple[int, int]) -> tuple[int, int] | None:
+        """``(h, w)`` of the tensor an upright ``(w, h)`` image becomes, when the steps fix it (the test-time
+        pipeline), else None: what evaluation batches by (``collate.canvas``) before reading any image."""
+        fixed = getattr(self.steps, "output_size", None)
+        return fixed(size_wh) if fixed is not None else None
 
     def __call__(self, image: Image.Image, boxes: Tensor, labels: Tensor, rng: random.Random) -> Output:
         pixels, normalised, labels, _, size = self._run(image, boxes, labels, None, rng)

@@ -7,6 +7,7 @@ Layout of a run directory::
     RUN_DIR/checkpoints/iter_0000500.safetensors   weights + metadata (config, label map, iteration)
     RUN_DIR/checkpoints/iter_0000500.state.pt      optimizer, schedule, RNG, EMA, data position
     RUN_DIR/model.safetensors       the final weights (EMA weights when EMA is on)
+    RUN_DIR/best.safetensors        the weights of the best evaluation by val AP (engine/best.py)
 
 Every file is written to a temporary name, fsynced and renamed, so a crash or a full disk during a save
 leaves the previous checkpoint intact. A checkpoint counts as complete only when both of its files exist and
@@ -241,3 +242,15 @@ def newest_weights(path: str | os.PathLike) -> Path:
     if not candidates:
         raise CheckpointError(f"{path}: run directory holds no checkpoint (checkpoints/iter_*.safetensors or model.safetensors)")
     return max(candidates, key=lambda p: (read_meta(p).get("iteration", -1), p.name == "model.safetensors"))
+
+
+def best_weights(run_dir: str | os.PathLike) -> Path:
+    """``run_dir/best.safetensors``, the weights of a run's best evaluation (``engine/best.py``)."""
+    path = Path(run_dir)
+    if path.is_file():
+        raise CheckpointError(f"{path}: best=True takes a run directory, whose best.safetensors it loads")
+    best = path / "best.safetensors"
+    if not best.is_file():
+        raise CheckpointError(f"{best}: not found; a run writes it at its first evaluation (it needs a validation "
+                              "split); load the run's newest weights without best=True")
+    return best

@@ -25,6 +25,7 @@ from faster_coco_eval import COCO, COCOeval_faster
 
 from ..io.files import atomic_write, atomic_write_json
 from .coco_masks import bound_gt_polygons, check_gt_segmentations, results_rle
+from .confusion import CONF, confusion_matrix
 from .eval_result import IOU_PREFIXES, METRIC_NAMES, SEGM_PREFIX, EvalResult
 
 __all__ = [
@@ -189,6 +190,7 @@ def evaluate_detections(
     out_dir: str | os.PathLike | None = None,
     image_ids: list[int] | None = None,
     iou_type: str | Sequence[str] = "bbox",
+    conf: float = CONF,
 ) -> EvalResult:
     """COCO evaluation of `results` against `gt`; writes out_dir/metrics.json when out_dir is given.
 
@@ -196,6 +198,9 @@ def evaluate_detections(
     iou_type: "bbox" (boxes), "segm" (masks: every entry needs a ``segmentation``, every GT annotation one
     too), or ("bbox", "segm") for both in one EvalResult: box metrics under COCO's names (AP, AP50, ...), mask
     metrics under the same after ``segm_`` (segm_AP, segm_AP50, ...), per-class rows with both.
+
+    With boxes, also the confusion matrix at score > ``conf`` and IoU 0.5 (``engine/confusion.py``, written as
+    ``out_dir/confusion.npz``) and each class's precision ``P`` and recall ``R`` from it (percent).
 
     Empty results give zero metrics (NaN where undefined) and a warning. The results file is only read.
     """
@@ -220,13 +225,28 @@ def evaluate_detections(
         result.metrics.update(metrics)
         result.per_class = [dict(a, **b) for a, b in zip(result.per_class, per_class)] or per_class
         result.curves = result.curves or curves
+        if kind == "bbox":
+            result.confusion = confusion_matrix(gt_coco, dets, image_ids, conf)
+            _add_precision_recall(result)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "metrics.json", result.to_json(), allow_nan=False)
         # the curves behind AP, for `matchdetr report` (precision-recall plots) without re-scoring
         atomic_write(out / "pr_curves.npz", lambda tmp: _save_npz(tmp, result.curves))
+        if result.confusion is not None:
+            atomic_write(out / "confusion.npz", lambda tmp: _save_npz(tmp, result.confusion.to_arrays()))
     return result
+
+
+def _add_precision_recall(result: EvalResult) -> None:
+    """Each per-class row's ``P`` and ``R`` (percent, NaN where undefined) at the confusion matrix's threshold."""
+    confusion = result.confusion
+    precision, recall = confusion.precision_recall()
+    at = {c: k for k, c in enumerate(confusion.cat_ids)}
+    for row in result.per_class:
+        k = at[int(row["category_id"])]
+        row["P"], row["R"] = float(precision[k]) * 100.0, float(recall[k]) * 100.0
 
 def _score(gt: COCO, dets: list[dict], iou_type: str,
            image_ids: list[int] | None) -> tuple[dict[str, float], list[dict], dict[str, Any]]:

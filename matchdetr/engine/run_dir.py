@@ -33,9 +33,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Files and folders a run (training, its evaluations, `report`, `demo`, `analyze` defaults) writes into its
 # directory. Folders are removed whole: nothing else writes into them.
-RUN_FILES = ("config.json", "metrics.jsonl", "results.csv", "model.safetensors", "training_curves.png",
+RUN_FILES = ("config.json", "metrics.jsonl", "results.csv", "model.safetensors", "best.safetensors", "training_curves.png",
              "predictions.png", "per_class_ap.csv", "per_class_ap.png", "per_class_segm_ap.png", "pr_curves.png",
-             "pr_curves.npz")
+             "pr_curves.npz", "confusion_matrix.csv", "confusion_matrix.png")
 RUN_FOLDERS = ("eval", "tensorboard", "unstable", "errors")
 _CHECKPOINT_FILE = re.compile(r"^(iter_\d+\.(safetensors|state\.pt)|\.iter_\d+\.(safetensors|state\.pt)\..*\.tmp)$")
 

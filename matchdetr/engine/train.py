@@ -13,7 +13,9 @@ optimisation, schedule, restore, wrap); the step itself is ``engine/step.py``.
 from __future__ import annotations
 
 import copy
+import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ from ..models.layers import set_activation_checkpointing
 from . import checkpoint as ck
 from . import distributed as dist
 from .backbone_pretrain import pretrain_if_asked
+from .best import BEST_WEIGHTS, BestTracker
 from .coco_eval import EvalResult
 from .compile import compile_model
 from .device import autocast_for
@@ -59,8 +62,9 @@ Initial = tuple[dict[str, torch.Tensor], LabelMap, str, str]
 @dataclass
 class TrainResult:
     """run_dir, iterations trained, the final evaluation (None without a validation split / off the main
-    process), wall seconds; on the main process the trained ``module`` (EMA weights when EMA is on) with its
-    ``config`` and ``label_map``."""
+    process), wall seconds; on the main process the trained ``module`` (EMA weights when EMA is on; the last
+    weights, also after an early stop: the best are in ``run_dir/best.safetensors``) with its ``config`` and
+    ``label_map``; ``early_stopped``: the run ended on ``train.early_stop_patience``."""
 
     run_dir: Path
     iterations: int
@@ -69,6 +73,7 @@ class TrainResult:
     module: Detector | None = None
     config: Config | None = None
     label_map: LabelMap | None = None
+    early_stopped: bool = False
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -86,8 +91,11 @@ class Trainer:
                  progress: bool = True, exist_ok: bool = False, val: bool = True, initial: Initial | None = None) -> None:
         cfg = copy.deepcopy(cfg)
         check_config(cfg)  # before anything is read, built or deleted
+        start = time.time()
         self.device = dist.init_from_env(device)
         self.out_dir, self.progress = Path(out_dir), progress and dist.is_main()
+        if dist.is_main():  # the first line, before the datasets are read and the model is built
+            print(_start_line(cfg, self.out_dir, self.device, resume), flush=True)
         self._open_run_dir(cfg, resume, exist_ok)
         cfg, saved_labels = self._resumed(cfg)
         self.cfg = cfg
@@ -99,6 +107,8 @@ class Trainer:
         self._schedule()
         self._restore()
         self._wrap()
+        if dist.is_main():
+            print(self._ready_line(time.time() - start), flush=True)
 
     # ----------------------------------------------------------------------------------------- set-up steps
     def _open_run_dir(self, cfg: Config, resume: bool, exist_ok: bool) -> None:
@@ -191,19 +201,29 @@ class Trainer:
             schedule_warnings(t, self.total_iters, self.iters_per_epoch)
 
     def _restore(self) -> None:
-        """The checkpoint's weights, optimizer, scaler, EMA and RNG when resuming; else each process seeds its
-        own dropout and denoising noise (by rank), like distinct GPUs."""
+        """The checkpoint's weights, optimizer, scaler, EMA, RNG and best-evaluation count when resuming; else
+        each process seeds its own dropout and denoising noise (by rank), like distinct GPUs. A run that stopped
+        early and is resumed with the same patience ends at once."""
+        t = self.cfg.train
         self.iteration = 0
-        self.guard, self.signals, self.stop_requested = NonFiniteGuard(self.cfg.train.max_nonfinite_skips), StopSignals(), False
+        self.guard, self.signals, self.stop_requested = NonFiniteGuard(t.max_nonfinite_skips), StopSignals(), False
+        self.best, self.early_stopped = BestTracker(t.early_stop_patience, t.early_stop_min_delta), False
+        self.last_eval: tuple[int, EvalResult | None] | None = None  # (iteration, result) of the latest evaluation
+        self.missed_eval = False
         if self.resume_from is None:
-            torch.manual_seed(self.cfg.train.seed + dist.rank())
+            torch.manual_seed(t.seed + dist.rank())
             return
         iteration, weights, state_path = self.resume_from
-        load_training_state(weights, state_path, self.model, self.optimizer, self.scaler, self.ema, self.device)
-        self.iteration = iteration
+        best = load_training_state(weights, state_path, self.model, self.optimizer, self.scaler, self.ema, self.device)
+        self.best.load_state_dict(best)
+        self.iteration, self.early_stopped = iteration, self.best.exhausted
+        # a stop signal at an evaluation's iteration saves without evaluating: evaluate first on resuming
+        self.missed_eval = bool(best) and self._evaluates_at(iteration) and best.get("last_iter") != iteration
         if dist.is_main():
             truncate_metrics(self.out_dir / "metrics.jsonl", iteration)
             print(f"resumed from {weights} at iteration {iteration}")
+            if self.early_stopped:
+                print(self.best.stop_message(iteration, self.total_iters))
 
     def _wrap(self) -> None:
         """DDP across processes, activation checkpointing, torch.compile (in place: the state dict and the
@@ -220,10 +240,18 @@ class Trainer:
         self.step = Step(self.net, self.model, self.criterion, self.optimizer, self.scaler, self.autocast, self.ema,
                          self.guard, self.signals, t.clip_max_norm)
 
+    def _ready_line(self, seconds: float) -> str:
+        """What was set up, and when the first progress line comes."""
+        params = sum(p.numel() for p in self.model.parameters()) / 1e6
+        val = f", {len(self.val_set)} validation" if self.val_set is not None else ", no validation"
+        return (f"set up in {seconds:.1f} s: {params:.2f}M parameters, {len(self.train_set)} training images{val}; "
+                f"iterations {self.iteration}..{self.total_iters} of batch {self.cfg.train.batch_size} "
+                f"({self.iters_per_epoch} an epoch), a log line every {self.cfg.train.log_every}")
+
     # ------------------------------------------------------------------------------------ checkpoints
     def _save(self) -> None:
         save_training_state(self.out_dir / "checkpoints", self.iteration, self.model, self.cfg, self.label_map,
-                            self.optimizer, self.scaler, self.ema, self.device, self.run_id)
+                            self.optimizer, self.scaler, self.ema, self.device, self.run_id, self.best.state_dict())
         if dist.is_main():
             ck.prune(self.out_dir, self.cfg.train.keep_last, self.own_run_ids)
 
@@ -248,16 +276,36 @@ class Trainer:
         return iter(loader)
 
     def _evaluate(self, final: bool = False) -> EvalResult | None:
+        """Score the weights (EMA when on) on the validation split, log AP and the validation loss, keep the best.
+        After an early stop the final evaluation is the one that stopped the run (its files copied to ``eval/``;
+        evaluated again, but not counted, when the run was resumed after it)."""
         if self.val_set is None:
             return None
-        model = self.ema.module if self.ema is not None else self.model
         sub = self.out_dir / ("eval" if final else f"eval/iter_{self.iteration:07d}")
+        if final and self.early_stopped and self.last_eval is not None:
+            if dist.is_main():
+                shutil.copytree(self.out_dir / f"eval/iter_{self.iteration:07d}", sub, dirs_exist_ok=True)
+            return self.last_eval[1]
+        model = self.ema.module if self.ema is not None else self.model
         result = evaluate(model, self.val_set, self.device, batch_size=self.cfg.train.batch_size,
                           num_workers=self.cfg.data.num_workers, out_dir=sub if dist.is_main() else None,
-                          threshold=self.cfg.train.eval_threshold, autocast=self.autocast, progress=self.progress)
+                          threshold=self.cfg.train.eval_threshold, autocast=self.autocast, progress=self.progress,
+                          criterion=self.criterion)
+        if final and self.early_stopped:
+            return result
         if result is not None:
-            self.log.write({"type": "eval", "iter": self.iteration, **result.metrics})
+            self.log.write({"type": "eval", "iter": self.iteration, **result.metrics, **result.losses})
+        self._keep_best(model, result)
+        self.last_eval = (self.iteration, result)
         return result
+
+    def _keep_best(self, model: Detector, result: EvalResult | None) -> None:
+        """Count the evaluation (every process, on the main process's AP) and write ``best.safetensors`` when it
+        improves on the best (atomic: a kill leaves the previous best)."""
+        ap = dist.all_gather_objects(result.metrics.get("AP", math.nan) if result is not None else None)[0]
+        if self.best.update(ap, self.iteration) and dist.is_main():  # type: ignore[arg-type]
+            ck.save_model(model, self.cfg, self.label_map, self.out_dir / BEST_WEIGHTS, iteration=self.iteration,
+                          run_id=self.run_id)
 
     def _log_unstable(self) -> None:
         """The per-layer unstable score (Stable-DINO sec 2.4.3) on the first validation images, logged as a
@@ -283,17 +331,32 @@ class Trainer:
         bar.record(self.iteration, record)
 
     def _after_step(self) -> None:
-        """Checkpoint, stop, evaluate and score stability on their iterations."""
+        """Evaluate, checkpoint, stop (a signal, non-finite steps, no improvement) and score stability on their
+        iterations. The evaluation comes before the checkpoint, so the checkpoint holds its verdict (a resumed
+        run stops early where the uninterrupted one does); a stop skips it."""
         t, last = self.cfg.train, self.iteration == self.total_iters
-        saved = self.iteration % t.checkpoint_every == 0 or last
+        stopping = self.guard.exhausted or (self.stop_requested and not last)
+        if self._evaluates_at(self.iteration) and not stopping:
+            self._periodic_evaluation()
+        saved = self.iteration % t.checkpoint_every == 0 or last or self.early_stopped
         if saved:
             self._save()
-        if self.guard.exhausted or (self.stop_requested and not last):
+        if stopping:
             self._stop(saved=saved)
-        if t.eval_every and self.iteration % t.eval_every == 0 and not last:
-            self._evaluate()
         if t.unstable_every and self.iteration % t.unstable_every == 0:
             self._log_unstable()
+
+    def _evaluates_at(self, iteration: int) -> bool:
+        """Whether a periodic evaluation belongs to ``iteration`` (the last one has the final evaluation)."""
+        every = self.cfg.train.eval_every
+        return bool(every) and 0 < iteration < self.total_iters and iteration % every == 0
+
+    def _periodic_evaluation(self) -> None:
+        """Evaluate, and stop early (one line) when ``train.early_stop_patience`` evaluations brought nothing."""
+        self._evaluate()
+        self.early_stopped = self.best.exhausted
+        if self.early_stopped and dist.is_main():
+            print(self.best.stop_message(self.iteration, self.total_iters), flush=True)
 
     def _run(self) -> TrainResult:
         t, start = self.cfg.train, time.time()
@@ -302,9 +365,11 @@ class Trainer:
             (self.out_dir / "config.json").write_text(self.cfg.to_json())
         self.log = RunLog(self.out_dir, t.tensorboard, dist.is_main())
         self.model.train()
+        if self.missed_eval:
+            self._periodic_evaluation()
         bar = TrainProgress(self.total_iters, self.iteration, bar=self.progress, enabled=dist.is_main())
         data_iter, window = None, []
-        while self.iteration < self.total_iters:
+        while self.iteration < self.total_iters and not self.early_stopped:
             epoch, in_epoch = divmod(self.iteration, self.iters_per_epoch)
             if data_iter is None or in_epoch == 0:
                 data_iter = self._loader(epoch, in_epoch)
@@ -335,7 +400,17 @@ class Trainer:
         self.log.close()
         main = dist.is_main()
         return TrainResult(self.out_dir, self.iteration, evaluation, time.time() - start,
-                           final if main else None, self.cfg if main else None, self.label_map if main else None)
+                           final if main else None, self.cfg if main else None, self.label_map if main else None,
+                           self.early_stopped)
+
+
+def _start_line(cfg: Config, out_dir: Path, device: torch.device, resume: bool) -> str:
+    """``training PRESET on DATA -> OUT (device, N processes)``: printed before anything slow."""
+    d = cfg.data
+    data = d.path or d.train_images or "?"
+    n = dist.world_size()
+    return (f"{'resuming' if resume else 'training'} {cfg.preset or 'a custom config'} on {data} -> {out_dir} "
+            f"({device}, {n} process{'es' if n > 1 else ''})")
 
 
 def train(cfg: Config, out_dir: str | os.PathLike, device: str = "auto", resume: bool = False, progress: bool = True,

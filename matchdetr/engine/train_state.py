@@ -20,7 +20,7 @@ from .optim import ModelEMA
 # How to run, not what is trained: on resume the command's values of these are used.
 HOW_TO_RUN = ("train.iters", "train.epochs", "train.compile", "train.checkpoint_activations", "train.log_every",
               "train.tensorboard", "train.keep_last", "train.checkpoint_every", "train.eval_every",
-              "train.unstable_every", "data.num_workers")
+              "train.unstable_every", "train.early_stop_patience", "train.early_stop_min_delta", "data.num_workers")
 
 
 # Where the data is: the command's value when it gives one (a dataset moved since), else the run's.
@@ -64,9 +64,10 @@ def resume_config(cfg: Config, meta: dict[str, Any], run_dir: Path) -> Config:
 
 def save_training_state(ckdir: Path, iteration: int, model: torch.nn.Module, config: Config, label_map: LabelMap,
                         optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, ema: ModelEMA | None,
-                        device: torch.device, run_id: str) -> None:
+                        device: torch.device, run_id: str, best: dict[str, Any] | None = None) -> None:
     """Checkpoint ``iteration``: the state file first, then the weights, whose file marks it complete. Every
-    process takes part (the RNG states are gathered); the main process writes."""
+    process takes part (the RNG states are gathered); the main process writes. ``best``: the best-evaluation
+    count (``engine/best.py``)."""
     # every process's own random state (CPU, and its GPU's), so each resumes its own stream
     cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     rngs = dist.all_gather_objects((torch.get_rng_state(), cuda))
@@ -75,6 +76,8 @@ def save_training_state(ckdir: Path, iteration: int, model: torch.nn.Module, con
     name = ck.checkpoint_name(iteration)
     state: dict[str, Any] = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                              "rng": [tuple(r) for r in rngs], "iteration": iteration}
+    if best is not None:
+        state["best"] = best
     if ema is not None:
         state["ema"], state["ema_updates"] = ema.module.state_dict(), ema.updates
     ck.save_state(ckdir / f"{name}.state.pt", state)  # state first: the weights file marks completion
@@ -82,8 +85,9 @@ def save_training_state(ckdir: Path, iteration: int, model: torch.nn.Module, con
 
 
 def load_training_state(weights: Path, state_path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        scaler: torch.amp.GradScaler, ema: ModelEMA | None, device: torch.device) -> None:
-    """Restore weights, optimizer, scaler, EMA and this process's RNG streams from one checkpoint."""
+                        scaler: torch.amp.GradScaler, ema: ModelEMA | None, device: torch.device) -> dict[str, Any]:
+    """Restore weights, optimizer, scaler, EMA and this process's RNG streams from one checkpoint; returns its
+    best-evaluation count ({} in a checkpoint written before there was one)."""
     state_dict, _ = ck.load_weights(weights)
     model.load_state_dict(state_dict)
     state = ck.load_state(state_path)
@@ -100,3 +104,4 @@ def load_training_state(weights: Path, state_path: Path, model: torch.nn.Module,
     torch.set_rng_state(cpu_state)
     if cuda_state is not None and device.type == "cuda":
         torch.cuda.set_rng_state(cuda_state, device)
+    return dict(state.get("best", {}))

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from ..boxes import cxcywh_to_xyxy
 from ..config import Config
+from ..data.collate import CANVAS_MULTIPLE
 from ..data.label_map import LabelMap
 from ..models.detector import Detector
 
@@ -102,6 +103,7 @@ def onnx_metadata(detector: Detector, cfg: Config, label_map: LabelMap, with_mas
         "nms_iou": cfg.model.postprocess.nms_iou,
         "test_size": cfg.data.test_size,
         "test_max_size": cfg.data.test_max_size,
+        "canvas_multiple": CANVAS_MULTIPLE,  # each image padded to its size rounded up to this (one answer per image)
         "mean": list(cfg.data.mean),
         "std": list(cfg.data.std),
         "label_map": label_map.to_dict(),

@@ -8,7 +8,9 @@ read from the metadata ``matchdetr export`` stores in the file:
 - decode: EXIF orientation applied, any mode to 8-bit RGB (transparency composited over white);
 - resize: DETR's shorter side -> ``test_size``, longer side capped at ``test_max_size`` (``int`` truncation
   kept), PIL bilinear;
-- normalise: ``(x / 255 - mean) / std`` in float32; batch zero-padded top-left, ``pixel_mask`` True on padding;
+- normalise: ``(x / 255 - mean) / std`` in float32; each image zero-padded top-left to its canvas (its size
+  rounded up to ``canvas_multiple``; 1 for a graph without ``pixel_mask``), only images of one canvas batched
+  together, so an image's detections do not depend on its neighbours; ``pixel_mask`` True on padding;
 - post-process: sigmoid, top-k over (queries x classes), boxes scaled to the original image; for an
   instance-segmentation model each detection's mask (stride-4 logits bilinear to the padded input, the image
   cut out, bilinear to the original size, logit > 0) and its score times the mask's mean probability
@@ -142,7 +144,7 @@ class OnnxDetector:
                 img = img.resize((w, h), Image.Resampling.BILINEAR)
             x = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
             arrays.append((x - self.mean) / self.std)
-        height, width = max(a.shape[1] for a in arrays), max(a.shape[2] for a in arrays)
+        height, width = self._canvas((max(a.shape[1] for a in arrays), max(a.shape[2] for a in arrays)))
         batch = np.zeros((len(arrays), 3, height, width), dtype=np.float32)
         mask = np.ones((len(arrays), height, width), dtype=bool)
         for i, a in enumerate(arrays):
@@ -150,6 +152,12 @@ class OnnxDetector:
             mask[i, : a.shape[1], : a.shape[2]] = False
         feed = {"images": batch, "pixel_mask": mask}
         return {k: feed[k] for k in self.meta["inputs"]}
+
+    def _canvas(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """The padded size of an image of ``hw``: rounded up to the export's ``canvas_multiple``; a graph without
+        ``pixel_mask`` reads padding as content, so its images are never padded (equal sizes batched alone)."""
+        m = int(self.meta.get("canvas_multiple", 1)) if "pixel_mask" in self.meta["inputs"] else 1
+        return -(-hw[0] // m) * m, -(-hw[1] // m) * m
 
     def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Raw ``logits [B, Q, C]``, ``boxes [B, Q, 4]`` normalised cxcywh and, for an instance-segmentation
@@ -199,11 +207,18 @@ class OnnxDetector:
         """Detections per image (paths, PIL images or HxWx3 uint8 arrays), as ``Detector.predict``."""
         items = list(images) if isinstance(images, (list, tuple)) else [images]
         pils = [_as_pil(i) for i in items]
-        results: list[dict[str, Any]] = []
-        for start in range(0, len(pils), batch_size):
-            chunk = pils[start : start + batch_size]
-            logits, boxes, masks = self.run(self.preprocess(chunk))
-            results += self.postprocess(logits, boxes, [im.size for im in chunk], threshold, masks)
+        groups: dict[tuple[int, int], list[int]] = {}  # batches of one canvas, results in the order given
+        for i, im in enumerate(pils):
+            hw = resized_hw(im.size, self.meta["test_size"], self.meta["test_max_size"])
+            groups.setdefault(self._canvas(hw), []).append(i)
+        results: list[Any] = [None] * len(pils)
+        for group in groups.values():
+            for start in range(0, len(group), batch_size):
+                chunk = group[start : start + batch_size]
+                logits, boxes, masks = self.run(self.preprocess([pils[i] for i in chunk]))
+                dets = self.postprocess(logits, boxes, [pils[i].size for i in chunk], threshold, masks)
+                for i, det in zip(chunk, dets):
+                    results[i] = det
         return results
 
 

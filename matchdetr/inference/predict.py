@@ -1,5 +1,9 @@
 """Detections of a detector on images given as paths, PIL images or arrays: its own test-time transforms, one
-forward per batch, post-processing to the original image, labels as the dataset's category ids."""
+forward per batch, post-processing to the original image, labels as the dataset's category ids.
+
+One answer per image, as in evaluation (``engine/evaluate.py``): each image is padded to its own canvas (its
+test-time size rounded up to ``data.collate.CANVAS_MULTIPLE``) and batched only with images of that canvas, so
+its detections are the same alone, in any list and at any ``batch_size``."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..config import Config
-from ..data.collate import collate
+from ..data.collate import CANVAS_MULTIPLE, canvas, collate
 from ..data.images import load_rgb, to_rgb
 from ..data.label_map import LabelMap
 from ..data.transforms import build_transforms
@@ -65,23 +69,31 @@ def predict_images(module: Detector, config: Config, label_map: LabelMap, images
 
     The shape of HF transformers' ``post_process_object_detection`` for focal-loss DETRs (top-k over queries x
     classes, then ``score > threshold``, sorted by score; tested against it), plus ``names``; boxes are clipped
-    to the image. :func:`matchdetr.inference.predict_io.to_coco_results` turns them into COCO results entries."""
+    to the image. :func:`matchdetr.inference.predict_io.to_coco_results` turns them into COCO results entries.
+    Results come in the order of ``images``; an image's detections do not depend on the others (module doc)."""
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     pils = [as_pil(i) for i in items]
     transform = build_transforms(config.data, train=False)
     device = next(module.parameters()).device
     was_training = module.training
     module.eval()
-    results: list[dict[str, Any]] = []
+    results: list[dict[str, Any] | None] = [None] * len(pils)
     try:
-        for start in range(0, len(pils), batch_size):
-            chunk = pils[start : start + batch_size]
-            batch = collate([_preprocess(img, transform) for img in chunk]).to(device)
+        for chunk in _canvas_batches(pils, transform, batch_size):
+            batch = collate([_preprocess(pils[i], transform) for i in chunk], CANVAS_MULTIPLE).to(device)
             out = module(batch.images, batch.pixel_mask)
-            sizes = torch.tensor([[img.height, img.width] for img in chunk], device=device)
+            sizes = torch.tensor([[pils[i].height, pils[i].width] for i in chunk], device=device)
             inputs = torch.tensor([list(t.size) for t in batch.targets], device=device)
-            for img, det in zip(chunk, module.postprocessor(out.final, sizes, inputs)):
-                results.append(_to_user(det.select(det.scores > threshold), img, label_map))
+            for i, det in zip(chunk, module.postprocessor(out.final, sizes, inputs)):
+                results[i] = _to_user(det.select(det.scores > threshold), pils[i], label_map)
     finally:
         module.train(was_training)
-    return results
+    return results  # type: ignore[return-value]
+
+
+def _canvas_batches(pils: list[Image.Image], transform: Any, batch_size: int) -> list[list[int]]:
+    """Positions of ``pils`` in batches of at most ``batch_size`` images of one canvas."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, img in enumerate(pils):
+        groups.setdefault(canvas(transform.output_size((img.width, img.height))), []).append(i)
+    return [g[b : b + batch_size] for g in groups.values() for b in range(0, len(g), batch_size)]

@@ -39,13 +39,17 @@ class TrainProgress:
 
     def __init__(self, total: int, initial: int, bar: bool, enabled: bool = True, desc: str = "train") -> None:
         self.total, self.start_iter, self.enabled, self.desc = total, initial, enabled, desc
-        self.start = time.time()
+        self.start, self.updates = time.time(), 0
         self.bar: Any = (tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
                          if enabled and bar and is_terminal() else None)
 
     def update(self) -> None:
         if self.bar is not None:
             self.bar.update(1)
+        elif self.enabled and self.updates == 0:  # without a bar the log lines come later: say the loop runs
+            print(f"{self.desc} {self.start_iter + 1}/{self.total}: first iteration done in "
+                  f"{time.time() - self.start:.1f} s", flush=True)
+        self.updates += 1
 
     def record(self, iteration: int, record: dict[str, Any]) -> None:
         """A log record of ``iteration`` (``loss``, ``lr``): bar postfix, or one plain line."""

@@ -12,6 +12,10 @@ Files (in the run directory, or the evaluation's ``--out``):
 - ``pr_curves.png``: precision against recall at IoU 0.5, at IoU 0.75 and averaged over IoU 0.5:0.95, all
   categories averaged (thick) and per category (thin, up to 20), from COCOeval's precision array
   (``pr_curves.npz``, written next to ``metrics.json``).
+- ``confusion_matrix.png`` / ``confusion_matrix.csv``: detections scoring above 0.25 against the ground truth at
+  IoU 0.5, rows predicted, columns true, with a background row (missed) and column (false detections), as
+  Ultralytics draws it (``engine/confusion.py``, kept in ``confusion.npz``); ``per_class_ap.csv`` carries each
+  class's precision ``P`` and recall ``R`` from it.
 - ``training_curves.png``: :func:`matchdetr.reports.visualize.plot_training_curves`.
 """
 
@@ -30,7 +34,7 @@ from ..engine.results_csv import ResultsCsv, csv_text, write_results_csv  # noqa
 from ..io.files import atomic_write, atomic_write_text
 
 __all__ = ["ResultsCsv", "write_results_csv", "write_per_class", "write_per_class_plots", "plot_per_class_ap",
-           "plot_pr_curves",
+           "plot_pr_curves", "write_confusion",
            "write_eval_report", "write_run_report"]
 
 # ----------------------------------------------------------------------------------------------- per class
@@ -52,9 +56,11 @@ def _per_class_rows(per_class: Sequence[dict], prefix: str = "") -> list[dict]:
 
 def write_per_class(per_class: Sequence[dict], out_csv: str | os.PathLike) -> Path:
     """Per-class AP table as CSV, best first: category_id, name, AP and AP50 of the boxes and/or segm_AP and
-    segm_AP50 of the masks (those the evaluation scored), num_gt, num_dets."""
+    segm_AP50 of the masks (those the evaluation scored), P and R (boxes: precision and recall at the confusion
+    matrix's threshold), num_gt, num_dets."""
     prefixes = _prefixes(per_class)
-    cols = ["category_id", "name", *(f"{p}{m}" for p in prefixes for m in ("AP", "AP50")), "num_gt", "num_dets"]
+    pr = [k for k in ("P", "R") if any(k in c for c in per_class)]
+    cols = ["category_id", "name", *(f"{p}{m}" for p in prefixes for m in ("AP", "AP50")), *pr, "num_gt", "num_dets"]
     atomic_write_text(out_csv, csv_text(cols, _per_class_rows(per_class, prefixes[0] if prefixes else "")))
     return Path(out_csv)
 
@@ -143,10 +149,45 @@ def plot_pr_curves(curves: dict[str, Any], out_png: str | os.PathLike, names: di
     return save_figure(fig, out_png)
 
 
+# ------------------------------------------------------------------------------------------------ confusion
+def write_confusion(confusion: Any, out: Path) -> list[Path]:
+    """``confusion_matrix.csv`` (counts; rows predicted, columns true, background last) and
+    ``confusion_matrix.png`` of a :class:`~matchdetr.engine.confusion.Confusion`."""
+    labels = [*confusion.names, "background"]
+    corner = "predicted \\ true"
+    rows = [{corner: name, **dict(zip(labels, map(int, row)))} for name, row in zip(labels, confusion.matrix)]
+    atomic_write_text(out / "confusion_matrix.csv", csv_text([corner, *labels], rows))
+    return [out / "confusion_matrix.csv", plot_confusion(confusion, out / "confusion_matrix.png")]
+
+
+def plot_confusion(confusion: Any, out_png: str | os.PathLike) -> Path:
+    """The matrix coloured by each true class's share (columns sum to 1, Ultralytics' normalised plot), counts
+    written in the cells."""
+    m = np.asarray(confusion.matrix, dtype=np.float64)
+    share = m / np.maximum(m.sum(0, keepdims=True), 1)
+    labels = [*confusion.names, "background"]
+    side = max(4.5, 0.45 * len(labels) + 2.5)
+    fig = figure((side + 1, side))
+    ax = fig.subplots()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    if len(labels) <= 30:  # counts stay legible
+        for (i, j), count in np.ndenumerate(m.astype(np.int64)):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ticks = np.arange(len(labels))
+    ax.set_xticks(ticks, labels, rotation=90, fontsize=8)
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set(xlabel="true (colour: share of the column)", ylabel="predicted",
+           title=f"confusion matrix, score > {confusion.conf:g}, IoU > {confusion.iou:g}")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return save_figure(fig, out_png)
+
+
 # ----------------------------------------------------------------------------------------------- reports
 def write_eval_report(result: Any, out_dir: str | os.PathLike) -> list[Path]:
-    """per_class_ap.csv, per_class_ap.png (boxes) / per_class_segm_ap.png (masks) and pr_curves.png for an
-    EvalResult (``matchdetr eval --out``)."""
+    """per_class_ap.csv, per_class_ap.png (boxes) / per_class_segm_ap.png (masks), pr_curves.png and
+    confusion_matrix.csv / .png for an EvalResult (``matchdetr eval --out``)."""
     out = Path(out_dir)
     written = []
     if result.per_class:
@@ -155,6 +196,8 @@ def write_eval_report(result: Any, out_dir: str | os.PathLike) -> list[Path]:
     if result.curves is not None:
         names = {int(c["category_id"]): str(c["name"]) for c in result.per_class}
         written.append(plot_pr_curves(result.curves, out / "pr_curves.png", names))
+    if result.confusion is not None:
+        written += write_confusion(result.confusion, out)
     return written
 
 
@@ -170,13 +213,13 @@ def _saved_per_class(metrics_json: Path) -> list[dict]:
         warnings.warn(f"{metrics_json}: no per-class results (a 'per_class' list of objects with a category_id); "
                       "the per-class and PR plots are skipped", stacklevel=3)
         return []
-    metric = {f"{p}{m}" for p in _KINDS for m in ("AP", "AP50")}
+    metric = {f"{p}{m}" for p in _KINDS for m in ("AP", "AP50")} | {"P", "R"}
     return [{k: (float("nan") if v is None and k in metric else v) for k, v in c.items()} for c in rows]
 
 
 def write_run_report(run_dir: str | os.PathLike) -> list[Path]:
     """Everything for a run directory from its files: results.csv and training_curves.png (from
-    metrics.jsonl), and the per-class and PR plots of its final evaluation (``eval/``)."""
+    metrics.jsonl), and the per-class, PR and confusion plots of its final evaluation (``eval/``)."""
     from .visualize import plot_training_curves
 
     run = Path(run_dir)
@@ -196,4 +239,9 @@ def write_run_report(run_dir: str | os.PathLike) -> list[Path]:
                 curves = {k: data[k] for k in data.files}
             names = {int(c["category_id"]): str(c["name"]) for c in per_class}
             written.append(plot_pr_curves(curves, run / "pr_curves.png", names))
+        if (ev / "confusion.npz").exists():
+            from ..engine.confusion import Confusion
+
+            with np.load(ev / "confusion.npz") as data:
+                written += write_confusion(Confusion.from_arrays(data), run)
     return written

@@ -192,10 +192,11 @@ def _ema(values: np.ndarray) -> np.ndarray:
     return out
 
 def plot_training_curves(metrics_jsonl: str | os.PathLike, out_png: str | os.PathLike) -> None:
-    """Two panels from a metrics.jsonl: training loss vs iter (raw + smoothed), and AP / AP50 vs iter.
+    """Two panels from a metrics.jsonl: training loss vs iter (raw + smoothed) with the validation loss, and
+    AP / AP50 vs iter.
 
     Training lines have "type": "train" with "iter" and "loss"; eval lines "type": "eval" with "iter",
-    "AP", "AP50". Raises ValueError naming the file when it holds no records.
+    "AP", "AP50" and (from training) "val_loss". Raises ValueError naming the file when it holds no records.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -212,6 +213,9 @@ def plot_training_curves(metrics_jsonl: str | os.PathLike, out_png: str | os.Pat
     if len(it):
         ax_loss.plot(it, loss, color="tab:blue", alpha=0.25, linewidth=0.8, label="loss")
         ax_loss.plot(it, _ema(loss), color="tab:blue", linewidth=2.0, label="loss (smoothed)")
+        vx, vy = _series(evals, "val_loss")  # the criterion on the validation split, at each evaluation
+        if len(vx):
+            ax_loss.plot(vx, vy, marker="o", color="tab:orange", label="val loss")
         ax_loss.legend(loc="upper right")
     else:
         ax_loss.text(0.5, 0.5, "no training records yet", ha="center", va="center", transform=ax_loss.transAxes)

@@ -321,4 +321,6 @@ def test_without_a_terminal_training_prints_plain_progress_lines(synth_dir, tmp_
     o = run_cli(args, capsys)  # captured stderr is not a terminal: no tqdm bar
     assert o.code == 0, o.err
     lines = [line for line in o.out.splitlines() if line.startswith("train ")]
-    assert [line.split()[1] for line in lines] == ["2/4", "4/4"] and "loss" in lines[0] and "\r" not in o.err
+    # a line once the first iteration is done (the log lines may be far off), then every log_every iterations
+    assert [line.split()[1] for line in lines] == ["1/4:", "2/4", "4/4"] and "loss" in lines[1] and "\r" not in o.err
+    assert lines[0].startswith("train 1/4: first iteration done in")

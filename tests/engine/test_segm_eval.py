@@ -154,7 +154,7 @@ def test_bbox_and_segm_in_one_result(tmp_path):
     assert segm.metrics == evaluate_detections(gt, [{k: v for k, v in d.items() if k != "bbox"} for d in dets],
                                                iou_type="segm").metrics
     assert [set(r) for r in both.per_class] == [{"category_id", "name", "AP", "AP50", "segm_AP", "segm_AP50",
-                                                 "num_gt", "num_dets"}] * 4
+                                                 "P", "R", "num_gt", "num_dets"}] * 4  # P, R: of the boxes
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["metrics"]["segm_AP"] == pytest.approx(segm.metrics["segm_AP"]) and "AP" in saved["metrics"]
     table = both.table()

@@ -65,7 +65,8 @@ def test_report_command_on_run_dir(tmp_path, capsys) -> None:
     evaluate_detections(GT, DETS, out_dir=run / "eval")
     assert main(["report", str(run)]) == 0
     out = capsys.readouterr().out
-    for name in ("results.csv", "training_curves.png", "per_class_ap.csv", "per_class_ap.png", "pr_curves.png"):
+    for name in ("results.csv", "training_curves.png", "per_class_ap.csv", "per_class_ap.png", "pr_curves.png",
+                 "confusion_matrix.csv", "confusion_matrix.png"):
         assert (run / name).exists() and name in out
     table = list(csv.DictReader((run / "per_class_ap.csv").open()))
     assert [r["name"] for r in table] == ["cat", "dog", "emu"]  # best AP first, undefined (no GT) last
@@ -81,7 +82,8 @@ def test_cli_eval_out_writes_report(tmp_path, capsys) -> None:
     rc = main(["eval", "--predictions", str(tmp_path / "dets.json"), "--val-ann", str(tmp_path / "ann" / "gt.json"),
                "--val-images", str(tmp_path), "--out", str(tmp_path / "ev")])
     assert rc == 0, capsys.readouterr().err
-    for name in ("metrics.json", "pr_curves.npz", "per_class_ap.png", "pr_curves.png", "per_class_ap.csv"):
+    for name in ("metrics.json", "pr_curves.npz", "per_class_ap.png", "pr_curves.png", "per_class_ap.csv",
+                 "confusion.npz", "confusion_matrix.csv", "confusion_matrix.png"):
         assert (tmp_path / "ev" / name).exists(), name
 
 
@@ -112,3 +114,38 @@ def test_per_class_reports_of_mask_only_and_box_and_mask_evaluations(tmp_path) -
     assert list(rows[0])[2:6] == ["AP", "AP50", "segm_AP", "segm_AP50"] and rows[0]["name"] == "dog"  # by box AP
     for name in ("per_class_ap.png", "per_class_segm_ap.png"):
         assert Image.open(tmp_path / "both" / name).size[0] > 0
+
+
+def test_confusion_matrix_and_per_class_precision_recall_as_ultralytics_counts_them(tmp_path) -> None:
+    from matchdetr.engine.confusion import confusion_matrix
+    from matchdetr.engine.coco_eval import load_coco
+
+    res = evaluate_detections(GT, DETS, out_dir=tmp_path)
+    # rows predicted (cat, dog, emu, background), columns true; dog's box at (40, 40) overlaps nothing
+    np.testing.assert_array_equal(res.confusion.matrix, [[1, 0, 0, 0], [0, 2, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
+    rows = {r["name"]: r for r in res.per_class}
+    assert (rows["cat"]["P"], rows["cat"]["R"], rows["dog"]["R"]) == (100.0, 100.0, 100.0)
+    assert rows["dog"]["P"] == pytest.approx(200 / 3) and np.isnan(rows["emu"]["P"]) and np.isnan(rows["emu"]["R"])
+    assert "P, R: precision and recall of the detections scoring above 0.25 at IoU 0.5" in res.table()
+    # a right box with the wrong name is off the diagonal; a detection at or under the threshold does not count;
+    # the best-overlapping detection takes the GT and the other is a false detection; crowd GTs are left out
+    gt = dict(GT, annotations=GT["annotations"] + [{"id": 4, "image_id": 2, "category_id": 1, "bbox": [60, 60, 30,
+                                                                                                    30], "iscrowd": 1}])
+    dets = [{"image_id": 1, "category_id": 5, "bbox": [10, 10, 30, 30], "score": 0.9},
+            {"image_id": 1, "category_id": 1, "bbox": [12, 10, 30, 30], "score": 0.8},
+            {"image_id": 1, "category_id": 5, "bbox": [50, 50, 40, 40], "score": 0.25},
+            {"image_id": 2, "category_id": 9, "bbox": [60, 60, 30, 30], "score": 0.5}]
+    cm = confusion_matrix(load_coco(gt), dets)
+    np.testing.assert_array_equal(cm.matrix, [[0, 0, 0, 1], [1, 0, 0, 0], [0, 0, 0, 1], [0, 2, 0, 0]])
+    with np.load(tmp_path / "confusion.npz") as saved:
+        np.testing.assert_array_equal(saved["matrix"], res.confusion.matrix)
+        assert saved["names"].tolist() == ["cat", "dog", "emu"]
+    from matchdetr.reports.report import write_eval_report
+
+    write_eval_report(res, tmp_path)
+    table = list(csv.reader((tmp_path / "confusion_matrix.csv").open()))
+    assert table[0] == ["predicted \\ true", "cat", "dog", "emu", "background"]
+    assert table[2] == ["dog", "0", "2", "0", "1"]
+    assert Image.open(tmp_path / "confusion_matrix.png").size[0] > 300
+    per_class = list(csv.DictReader((tmp_path / "per_class_ap.csv").open()))
+    assert float(per_class[1]["P"]) == pytest.approx(200 / 3)

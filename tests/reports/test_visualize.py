@@ -88,8 +88,8 @@ def train_records(n: int = 200) -> list[dict]:
 
 def test_training_curves_with_partial_last_line(tmp_path):
     records = train_records()
-    records += [{"type": "eval", "iter": it, "AP": ap, "AP50": ap * 1.6} for it, ap in [(500, 3.0), (1000, 9.5),
-                                                                                       (1500, 14.2)]]
+    records += [{"type": "eval", "iter": it, "AP": ap, "AP50": ap * 1.6, "val_loss": 40 - ap}
+                for it, ap in [(500, 3.0), (1000, 9.5), (1500, 14.2)]]  # val_loss drawn on the loss panel
     path = tmp_path / "metrics.jsonl"
     write_jsonl(path, records, tail='{"type": "train", "iter": 2000, "lo')  # run killed mid-write
     out = tmp_path / "curves.png"
