@@ -126,8 +126,10 @@ def resolve_yolo_split(root: Path, split: str) -> SplitPaths:
         source = data[key]
         if not isinstance(source, str):
             raise DatasetError(f"{cfg}: '{key}' must be one images folder, got {source!r}")
-        base = Path(data["path"]) if isinstance(data.get("path"), str) else cfg.parent
-        base = base if base.is_absolute() else cfg.parent / base
+        # Relative entries resolve from the YAML's folder, as Ultralytics resolves them; ``cfg.parent`` may itself
+        # be relative (``--data nopath``), so it is the base, never joined onto itself.
+        base = Path(data["path"]) if isinstance(data.get("path"), str) else None
+        base = cfg.parent if base is None else base if base.is_absolute() else cfg.parent / base
         images = base / source
         if not images.exists() and source.startswith("../"):  # Roboflow exports, as Ultralytics resolves them
             images = base / source[3:]

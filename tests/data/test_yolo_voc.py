@@ -163,6 +163,17 @@ def test_yolo_yaml_problems_are_one_line(tmp_path):
         resolve_split(root, "val")
 
 
+@pytest.mark.parametrize("yaml", ["names: [a]\ntrain: images/train\n",  # Roboflow's and most hand-written files
+                                  "path: .\nnames: [a]\ntrain: images/train\n",
+                                  "path: ../nopath\nnames: [a]\ntrain: images/train\n"])
+def test_yolo_yaml_entries_resolve_from_its_folder_given_relatively(tmp_path, monkeypatch, yaml):
+    _yolo(tmp_path / "nopath", {"a": "0 0.5 0.5 0.5 0.5\n"}, yaml=yaml)
+    monkeypatch.chdir(tmp_path)  # `--data nopath`: a relative folder, as typed on the command line
+    for data in ("nopath", "nopath/data.yaml"):
+        paths = resolve_split(data, "train")
+        assert Path(paths.images).resolve() == (tmp_path / "nopath" / "images" / "train").resolve()
+
+
 def test_yolo_yaml_is_data_never_code(tmp_path):
     marker = tmp_path / "ran"
     evil = f"names: !!python/object/apply:pathlib.Path.touch [['{marker}']]\ntrain: images/train\n"
