@@ -18,7 +18,11 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint file or run directory")
     src.add_argument("--model", help="ONNX model written by `matchdetr export` (runs on onnxruntime, without torch)")
-    p.add_argument("--out", default="predictions", help="output folder (must not be an input folder)")
+    p.add_argument("--out", default="predictions", help="output folder (must not be an input folder, nor inside a "
+                                                        "dataset split folder unless --into-dataset)")
+    p.add_argument("--into-dataset", action="store_true",
+                   help="allow --out / --coco-json inside a dataset split folder (a COCO split, YOLO images/, VOC "
+                        "JPEGImages/); refused otherwise, since training and evaluation would read the outputs as images")
     p.add_argument("--threshold", type=probability, default=0.3, help="keep detections scoring above this, in [0, 1]")
     p.add_argument("--coco-json", help="also write the detections as a COCO results JSON to this file")
     p.add_argument("--coco-gt", help="COCO annotation JSON whose file_name -> id mapping gives the image ids of --coco-json")
@@ -35,14 +39,15 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.model:  # onnxruntime only: nothing on this path imports torch
         from ..inference.onnx_predict import predict_command
 
-        print(predict_command(a.model, a.images, a.out, a.threshold, a.coco_json, a.coco_gt, a.every))
+        print(predict_command(a.model, a.images, a.out, a.threshold, a.coco_json, a.coco_gt, a.every,
+                              a.into_dataset))
         return 0
     from .. import api
     from ..data.images import load_rgb
     from ..engine.distributed import init_from_env
     from ..inference.predict_io import check_outputs, run_predict, summary_line
 
-    plan = check_outputs(a.images, a.out, a.coco_json)  # before loading the model
+    plan = check_outputs(a.images, a.out, a.coco_json, a.into_dataset)  # before loading the model
     model = api.load(a.checkpoint, map_location=init_from_env(a.device))
     if a.compile:
         from ..engine.compile import compile_model

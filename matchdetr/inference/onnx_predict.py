@@ -222,11 +222,12 @@ class OnnxDetector:
 
 
 def predict_command(model: str, images: Sequence[str], out: str, threshold: float, coco_json: str | None = None,
-                    coco_gt: str | None = None, every: int = 1) -> str:
+                    coco_gt: str | None = None, every: int = 1, into_dataset: bool = False) -> str:
     """``matchdetr predict --model model.onnx ...``; returns the summary line."""
     from .predict_io import check_outputs, run_predict, summary_line
 
-    plan = check_outputs(images, out, coco_json)  # before loading the model: never over an input, --out writable
+    # before loading the model: never over an input nor into a dataset split, --out writable
+    plan = check_outputs(images, out, coco_json, into_dataset)
     detector = OnnxDetector(model)
     summary = run_predict(lambda imgs: detector.predict(imgs, threshold=threshold), images, out, load_rgb,
                           threshold=threshold, coco_json=coco_json, coco_gt=coco_gt, every=every, plan=plan)
