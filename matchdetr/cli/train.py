@@ -95,9 +95,11 @@ def _train_config(a: argparse.Namespace):  # -> Config
 
 def cmd_train(a: argparse.Namespace) -> int:
     from .. import api
+    from ..data.summary import report_splits
     from ..engine import distributed as dist
 
     cfg = _train_config(a)
+    report_splits(cfg.data, ("train",) if a.no_val else ("train", "val"))  # what was found, before any training
     result = api.train(cfg, out=a.out, device=a.device, resume=a.resume, progress=not a.no_progress,
                        exist_ok=a.exist_ok, val=not a.no_val)
     if dist.is_main():
@@ -126,12 +128,14 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval(a: argparse.Namespace) -> int:
     from ..data.coco import resolve_split
+    from ..data.summary import report_paths
 
     if a.out:
         from ..io.out_paths import output_dir
 
         output_dir(a.out)  # before the evaluation, not after it
     paths = resolve_split(a.data, a.split, a.val_images, a.val_ann)
+    report_paths(paths, a.split)  # what is scored, before the model runs
     if a.predictions:
         from ..data.formats import ground_truth
         from ..engine.coco_eval import evaluate_detections

@@ -155,6 +155,26 @@ def labels_dir(images: Path) -> Path:
     return images
 
 
+def label_file(image: Path, images_dir: Path, labels_root: Path | None = None) -> Path:
+    """The label file of ``image`` under ``images_dir``: the same relative path under ``labels_dir``, ``.txt``."""
+    return ((labels_root or labels_dir(images_dir)) / image.relative_to(images_dir)).with_suffix(".txt")
+
+
+def image_files(images_dir: Path) -> list[Path]:
+    """The images of a split folder, recursively, sorted (their order gives the image ids)."""
+    return sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def shared_label_files(images_dir: Path) -> dict[Path, list[Path]]:
+    """``{label file: images}`` for every existing label file that two or more images of the split read
+    (``x.jpg`` and ``x.png`` both take ``labels/x.txt``: usually an output written into the dataset)."""
+    labels_root = labels_dir(images_dir)
+    readers: dict[Path, list[Path]] = {}
+    for image in image_files(images_dir):
+        readers.setdefault(label_file(image, images_dir, labels_root), []).append(image)
+    return {label: images for label, images in readers.items() if len(images) > 1 and label.is_file()}
+
+
 def _class_names(paths: SplitPaths) -> list[str] | None:
     ann = Path(paths.annotations)
     if ann.suffix in (".yaml", ".yml"):
@@ -204,11 +224,11 @@ def read_yolo(paths: SplitPaths, problems: Any) -> dict:
     """COCO dict of a YOLO split (see the module docstring); problems are reported per kind."""
     images_dir = Path(paths.images)
     names = _class_names(paths)
-    files = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(images_dir)
     labels_root = labels_dir(images_dir)
     parsed: list[tuple[Path, list[tuple[int, list[float], list[float] | None]]]] = []  # (class, box, polygon)
     for image in files:
-        label = (labels_root / image.relative_to(images_dir)).with_suffix(".txt")
+        label = label_file(image, images_dir, labels_root)
         rows, seen = [], set()
         if label.is_file():
             try:
