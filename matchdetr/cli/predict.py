@@ -12,7 +12,7 @@ from .errors import nonneg_int, positive_int, probability
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="detect objects in images, folders or videos; writes annotated PNGs and detections.json",
                        description="Detect objects with a checkpoint (PyTorch) or an exported ONNX model (onnxruntime "
-                                   "alone, torch is not imported). Videos need OpenCV: pip install 'matchdetr[video]'. "
+                                   "alone, torch is not imported). Videos need OpenCV: pip install '.[video]' in the checkout. "
                                    "Never writes over an input; an unreadable image is reported and skipped.")
     p.add_argument("images", nargs="+", help="image files, folders of images, or video files")
     src = p.add_mutually_exclusive_group(required=True)
@@ -64,7 +64,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                        description="Write an ONNX graph (TorchScript exporter, opset >= 16) that takes normalised "
                                    "images [B,3,H,W] (+ pixel_mask [B,H,W], True on padding) of any size and returns "
                                    "logits [B,Q,C] and boxes [B,Q,4] (normalised cxcywh). Run it without torch with "
-                                   "`matchdetr predict --model OUT IMAGES`. Needs: pip install 'matchdetr[onnx]'.")
+                                   "`matchdetr predict --model OUT IMAGES`. Needs onnx: pip install '.[export]' in the checkout.")
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
     p.add_argument("--out", required=True, help="output file, e.g. model.onnx")

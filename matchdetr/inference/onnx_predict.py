@@ -126,7 +126,8 @@ class OnnxDetector:
         except ImportError:
             from .predict_io import MissingExtra
 
-            raise MissingExtra("running an ONNX model needs onnxruntime: pip install 'matchdetr[onnx]'") from None
+            raise MissingExtra("running an ONNX model needs onnxruntime: pip install onnxruntime (in the matchdetr "
+                               "checkout: pip install '.[onnx]')") from None
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")

@@ -1,7 +1,7 @@
 """What ``matchdetr predict`` reads and writes, shared by the PyTorch and the onnxruntime paths; no torch here.
 
 Inputs: image files, folders of images (non-recursive, sorted) and video files (every ``--every``-th frame;
-needs OpenCV: ``pip install 'matchdetr[video]'``). Outputs: annotated PNGs, ``detections.json`` and, on
+needs OpenCV: ``pip install '.[video]'`` in the checkout). Outputs: annotated PNGs, ``detections.json`` and, on
 request, a COCO results JSON (``image_id``, ``category_id``, ``bbox`` [x, y, w, h] pixels, ``score``), the
 format ``matchdetr eval --predictions`` and every COCO tool read.
 
@@ -56,8 +56,8 @@ def _open_video(path: Path) -> Any:
     try:
         import cv2
     except ImportError:
-        raise VideoReaderMissing(f"{path}: reading video needs OpenCV; pip install 'matchdetr[video]' "
-                                 "(opencv-python-headless)") from None
+        raise VideoReaderMissing(f"{path}: reading video needs OpenCV: pip install opencv-python-headless (in the "
+                                 "matchdetr checkout: pip install '.[video]')") from None
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ValueError(f"{path}: cannot open the video (unsupported codec or not a video)")
@@ -140,7 +140,7 @@ def to_coco_results(detections: Sequence[dict], image_ids: Sequence[int]) -> lis
 
 
 def _rles(masks: Any, count: int) -> list[dict]:
-    from ..engine.coco_masks import masks_to_rle  # faster-coco-eval's mask API; only detections with masks need it
+    from ..io.rle import masks_to_rle  # numpy: the ONNX-only install writes masks too
 
     rles = masks_to_rle(masks)
     if len(rles) != count:
@@ -183,7 +183,7 @@ def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequ
     are reported and skipped; when nothing could be read at all, ValueError (one line) and nothing is written.
     plan: what :func:`check_outputs` returned, when the caller checked before loading its model.
     """
-    from ..engine.coco_masks import masks_to_rle
+    from ..io.rle import masks_to_rle
     from ..reports.visualize import draw_detections
 
     _, names = plan if plan is not None else check_outputs(inputs, out, coco_json)

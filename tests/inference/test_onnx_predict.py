@@ -121,7 +121,7 @@ def test_video_without_reader_is_one_line_error(tmp_path, exported) -> None:
     proc = _cli_without_torch(["predict", "--model", path, tmp_path / "clip.mp4", "--out", tmp_path / "o"],
                               also_block=("cv2",))
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "matchdetr[video]" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "pip install '.[video]'" in proc.stderr
 
 
 def test_predict_on_video(tmp_path, exported) -> None:
