@@ -18,12 +18,30 @@ def add_models(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="800x1066", help="HEIGHTxWIDTH of the image for --flops (800x1066: a "
                                                    "640x480 COCO image after the 800-px resize)")
     p.add_argument("--presets", help="comma-separated preset names (default: all)")
+    p.add_argument("--show", metavar="PRESET", help="print every config key of PRESET with its value, the default of "
+                                                    "its field (for a component: its kind and the other kinds) and "
+                                                    "its meaning; `train --set KEY=VALUE` changes one")
     p.set_defaults(func=cmd_models)
+
+
+def show_preset(name: str) -> list[str]:
+    """The lines of ``models --show``: a header, then one line per config key (``config/describe.py``)."""
+    from .. import presets
+    from ..config.describe import describe
+
+    cfg = presets.get(name)
+    rows = describe(cfg)
+    return [f"{cfg.preset}: {len(rows)} config keys, each as KEY = VALUE (default: its field's own) and its meaning; "
+            f"change one with `matchdetr train --model {cfg.preset} --set KEY=VALUE`, or several with --config FILE",
+            *(row.line() for row in rows)]
 
 
 def cmd_models(a: argparse.Namespace) -> int:
     from .. import presets
 
+    if a.show:
+        print("\n".join(show_preset(a.show)))
+        return 0
     names = presets.names() if not a.presets else [presets.canonical(n.strip()) for n in a.presets.split(",") if n.strip()]
     if a.no_params:
         print("\n".join(names))
