@@ -238,16 +238,18 @@ def test_old_preset_names_resolve_to_the_new_ones(capsys):
 
 def test_models_prints_in_under_two_seconds(cli_env):
     from matchdetr import presets
-    from matchdetr.analysis.param_count import count_parameters, parameter_table
+    from matchdetr.analysis.param_count import count_parameters, parameter_counts
 
-    parameter_table(presets.names())  # fills this session's cache (MATCHDETR_CACHE, set in conftest)
+    parameter_counts()  # fills this session's cache (MATCHDETR_CACHE, set in conftest)
     start = time.time()
-    done = subprocess.run([sys.executable, "-m", "matchdetr", "models"], capture_output=True, text=True, env=cli_env,
-                          timeout=60)
+    code = "import sys; from matchdetr.cli import main; rc = main(['models']); assert 'torch' not in sys.modules; sys.exit(rc)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env, timeout=60)
     assert done.returncode == 0 and time.time() - start < 2.0, (time.time() - start, done.stderr)
     real = matchdetr_build_count("deformable-detr-tiny")
     assert count_parameters("deformable-detr-tiny", 91) == real  # the meta-device count is the real one
-    assert f"{real[0] / 1e6:9.2f}M" in next(l for l in done.stdout.splitlines() if l.startswith("deformable-detr-tiny "))
+    assert f"{real[0] / 1e6:7.2f}M" in next(l for l in done.stdout.splitlines() if l.startswith("deformable-detr-tiny "))
+    listed = [line.split()[0] for line in done.stdout.splitlines()[2:-2]]
+    assert listed == presets.names()
 
 
 def matchdetr_build_count(name: str) -> tuple[int, int]:
