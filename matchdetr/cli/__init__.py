@@ -15,7 +15,7 @@ from typing import Sequence
 
 from . import analyze, models, predict, synth, train
 from .bench import add_bench
-from .errors import Parser, UsageError, run_command
+from .errors import Parser, UsageError, run_command, unknown_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit code (see ``errors.run_command``)."""
     try:
-        args = build_parser().parse_args(argv)
+        args, unknown = build_parser().parse_known_args(argv)
     except UsageError as err:  # reported in one line already; --help and --version still exit normally
         return int(err.code or 2)
+    if unknown:  # argparse's own message, plus the --set key an unknown option names (`--lr` -> train.lr)
+        return unknown_arguments(args, unknown)
     warnings.formatwarning = lambda msg, cat, *_: f"warning: {msg}\n"
     return run_command(args.func, args)

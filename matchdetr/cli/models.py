@@ -96,7 +96,10 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="import weights from other implementations",
                        description="Convert released weights into a matchdetr checkpoint (one .safetensors file).")
     csub = p.add_subparsers(dest="source", required=True, metavar="{hf,official}")
-    hf = csub.add_parser("hf", help="HF transformers DeformableDetrForObjectDetection (save_pretrained directory)")
+    hf = csub.add_parser("hf", help="HF transformers DeformableDetrForObjectDetection (save_pretrained directory)",
+                         description="Convert a DeformableDetrForObjectDetection save_pretrained directory (plain, "
+                                     "box refinement or two-stage; HF's own ResNet backbone, use_timm_backbone=False) "
+                                     "into one matchdetr .safetensors file whose outputs equal HF's.")
     hf.add_argument("src", help="directory with config.json and *.safetensors (use_timm_backbone=False)")
     hf.add_argument("out", help="output checkpoint, e.g. deformable-detr.safetensors")
     hf.set_defaults(func=cmd_convert_hf)

@@ -5,6 +5,10 @@ needs OpenCV: ``pip install '.[video]'`` in the checkout). Outputs: annotated PN
 request, a COCO results JSON (``image_id``, ``category_id``, ``bbox`` [x, y, w, h] pixels, ``score``), the
 format ``matchdetr eval --predictions`` and every COCO tool read.
 
+``detections.json`` holds one record per input (``file``, ``annotated``, video ``frame``) with its
+``detections``, each ``{"box", "score", "label", "name"}`` (see :func:`detection_entry`; a mask model adds the
+COCO RLE ``segmentation``).
+
 Detections are dicts as :meth:`matchdetr.Detector.predict` returns them, which is HF transformers'
 ``post_process_object_detection`` shape: ``scores [K]``, ``labels [K]`` (dataset category ids), ``boxes
 [K, 4]`` xyxy pixels, plus ``names`` (K strings); values may be torch tensors or numpy arrays.
@@ -119,6 +123,16 @@ def iter_frames(inputs: Sequence[str | os.PathLike], load_image: Callable[[Path]
         yield Frame(p, name, image)
 
 
+def detection_entry(box: Sequence[float], score: float, label: int, name: str) -> dict[str, Any]:
+    """One detection of ``detections.json``: the singular of each key ``Detector.predict`` returns per image
+    (``boxes`` -> ``box`` xyxy pixels, ``scores`` -> ``score``, ``labels`` -> ``label``, the dataset category
+    id, ``names`` -> ``name``). ``bbox_xyxy`` and ``category_id``, the names files written before had, are kept
+    beside them with the same values, so that readers of those files keep working."""
+    xyxy = [round(float(v), 2) for v in box]
+    return {"box": xyxy, "score": round(float(score), 4), "label": int(label), "name": name,
+            "bbox_xyxy": list(xyxy), "category_id": int(label)}
+
+
 def to_coco_results(detections: Sequence[dict], image_ids: Sequence[int]) -> list[dict]:
     """COCO results entries from per-image detections (``boxes`` xyxy pixels, ``scores``, ``labels`` =
     category ids, and for instance segmentation ``masks`` ``[K, H, W]`` bool at the original image size) and
@@ -203,11 +217,8 @@ def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequ
             png = out_dir / f"{frame.name}.png"
             draw_detections(frame.image, det["boxes"], det["scores"], list(det["names"]), masks=det.get("masks")).save(png)
             record["annotated"] = str(png)
-        record["detections"] = [
-            {"bbox_xyxy": [round(float(v), 2) for v in b], "score": round(float(s), 4), "category_id": int(c),
-             "name": n}
-            for b, s, c, n in zip(_as_list(det["boxes"]), _as_list(det["scores"]), _as_list(det["labels"]),
-                                  det["names"])]
+        record["detections"] = [detection_entry(b, s, c, n) for b, s, c, n in zip(
+            _as_list(det["boxes"]), _as_list(det["scores"]), _as_list(det["labels"]), det["names"])]
         if det.get("masks") is not None:  # instance masks as COCO compressed RLE of the original image
             for entry, rle in zip(record["detections"], masks_to_rle(det["masks"])):
                 entry["segmentation"] = rle

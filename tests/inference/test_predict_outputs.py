@@ -75,3 +75,24 @@ def test_eval_out_inside_a_split_is_refused(tmp_path, capsys):
     assert main(["eval", "--predictions", "r.json", "--data", str(tmp_path / "yolo"), "--out", str(split / "ev")]) == 2
     err = capsys.readouterr().err
     assert "inside the dataset split folder" in err and str(split) in err and not (split / "ev").exists()
+
+
+def test_detections_json_uses_the_python_names_and_keeps_the_old_ones(tmp_path):
+    """Detector.predict gives boxes / scores / labels / names per image; each detections.json entry has their
+    singular (box, score, label, name), and the names earlier files used (bbox_xyxy, category_id) as aliases."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from matchdetr.inference.predict_io import run_predict
+
+    Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
+    det = {"boxes": np.array([[1.0, 2.0, 5.0, 6.0]]), "scores": np.array([0.9]), "labels": np.array([7]),
+           "names": ["cat"]}
+    run_predict(lambda imgs: [det], [str(tmp_path / "a.png")], tmp_path / "out", lambda p: Image.open(p).convert("RGB"),
+                threshold=0.3)
+    entry = json.loads((tmp_path / "out" / "detections.json").read_text())[0]["detections"][0]
+    assert {"boxes": "box", "scores": "score", "labels": "label", "names": "name"}.keys() == det.keys()
+    assert entry == {"box": [1.0, 2.0, 5.0, 6.0], "score": 0.9, "label": 7, "name": "cat",
+                     "bbox_xyxy": [1.0, 2.0, 5.0, 6.0], "category_id": 7}
