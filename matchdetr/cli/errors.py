@@ -210,7 +210,13 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         return _fail(one_line(err))
 
 
+# KeyboardInterrupts a command turned into exit code 130 in this process: a caller that runs commands in its own
+# process (a test runner) reads it to stop as well, instead of taking 130 for the command's answer.
+INTERRUPTED: list[int] = []
+
+
 def _interrupted() -> int:
+    INTERRUPTED.append(signal.SIGINT)
     try:
         print("matchdetr: interrupted", file=sys.stderr, flush=True)
     except OSError:
