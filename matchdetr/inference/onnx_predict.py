@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ..io.decode import load_rgb, to_rgb  # the one decoder: the same pixels as the PyTorch path
+from ..io.decode import as_rgb, load_rgb  # the one decoder and input rule: the same pixels as the PyTorch path
 
 META_KEY = "matchdetr"  # the same key as matchdetr.inference.export.META_KEY (not imported: it would import torch)
 
@@ -47,16 +47,6 @@ def resized_hw(size_wh: tuple[int, int], size: int, max_size: int | None = None)
     if w < h:
         return max(int(size * h / w), 1), size
     return size, max(int(size * w / h), 1)
-
-
-def _as_pil(item: Any) -> Image.Image:
-    if isinstance(item, (str, Path)):
-        return load_rgb(item)
-    if isinstance(item, Image.Image):
-        return to_rgb(item)
-    if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[2] == 3 and item.dtype == np.uint8:
-        return Image.fromarray(item)
-    raise TypeError(f"cannot read an image from {type(item).__name__}; pass a path, a PIL image or an HxWx3 uint8 array")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -211,9 +201,9 @@ class OnnxDetector:
         return results
 
     def predict(self, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
-        """Detections per image (paths, PIL images or HxWx3 uint8 arrays), as ``Detector.predict``."""
+        """Detections per image (paths, PIL images or arrays, read by ``io.decode.as_rgb``), as ``Detector.predict``."""
         items = list(images) if isinstance(images, (list, tuple)) else [images]
-        pils = [_as_pil(i) for i in items]
+        pils = [as_rgb(i) for i in items]
         results: list[dict[str, Any]] = []
         for start in range(0, len(pils), batch_size):
             chunk = pils[start : start + batch_size]
