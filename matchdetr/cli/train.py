@@ -20,7 +20,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="preset name (see `matchdetr models`)")
     src.add_argument("--config", help="a config file: a run's config.json, or a JSON/YAML of some keys on top of "
-                                      "its `preset:` (see docs/training.md)")
+                                      "its `preset:` (see docs/own-data.md)")
     p.add_argument("--init", help="start from this checkpoint's weights (file or run directory; fresh optimizer and "
                                   "schedule); without --model/--config its configuration too; class heads are "
                                   "re-initialised where the dataset's class names differ")
