@@ -88,6 +88,16 @@ class Kinds:
                 raise TypeError(f"two {what} configs are both named {kind!r}")
             self.classes[kind] = cls
 
+    def register(self, cls: type) -> type:
+        """Add a kind at run time (a component defined outside the package; usable as a class decorator). The
+        components of the package are listed in their table instead."""
+        if not isinstance(getattr(cls, "kind", None), str) or not dataclasses.is_dataclass(cls):
+            raise TypeError(f"{cls.__name__} is not a component config (a dataclass with a `kind` class attribute)")
+        if cls.kind in self.classes and self.classes[cls.kind] is not cls:
+            raise TypeError(f"a {self.what} named {cls.kind!r} exists already")
+        self.classes[cls.kind] = cls
+        return cls
+
     def names(self) -> list[str]:
         return list(self.classes)
 

@@ -1,7 +1,7 @@
 """``matchdetr bench speed``: inference latency, training-step time and peak memory of a preset, optionally
 beside its HF transformers twin on identical weights.
 
-How it measures, and why (issue 20): the two implementations run in **interleaved pairs**. Each model lives in
+How it measures, and why: the two implementations run in **interleaved pairs**. Each model lives in
 its own spawned worker process (so its peak memory is its own: the process's peak resident set on CPUs, CUDA
 peak allocated memory on GPUs), the workers are warmed up, and then the coordinator asks them in turn for one
 timed run each, alternating which one goes first (ABBA), so that a slow spell of the machine (another process,

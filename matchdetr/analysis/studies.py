@@ -1,6 +1,6 @@
 """The comparisons ``docs/benchmarks.md`` shows, and the one command that regenerates each of its tables.
 
-A convergence *study* is a named group of presets compared at equal budget (issue 7): each paper's headline
+A convergence *study* is a named group of presets compared at equal budget: each paper's headline
 comparison at CPU size. ``matchdetr bench convergence`` trains the union of every study's presets once, one
 after another (a preset shared by two studies, SAM-DETR++-tiny, is trained once), then writes the combined
 outputs and one folder per study. ``matchdetr bench docs`` runs that, the parameter/GFLOPs count and the speed
@@ -44,7 +44,7 @@ class Study:
     default: bool = True  # part of the default `bench convergence` run (the one held to 60 minutes)
 
 
-# Issue 7's four comparisons, in the order docs/benchmarks.md shows them.
+# The papers' four comparisons, in the order docs/benchmarks.md shows them.
 STUDIES: dict[str, Study] = {
     "sam": Study("DETR vs SAM-DETR vs SAM-DETR++ (+ SMCA)",
                  ("detr-tiny", "sam-detr-tiny", "sam-detr-smca-tiny", "sam-detr-plus-plus-tiny"),
@@ -59,13 +59,13 @@ STUDIES: dict[str, Study] = {
     "deformable-family": Study("Deformable-DETR variants and DAB-Deformable-DETR",
                                ("deformable-detr-tiny", "deformable-detr-refine-tiny", "deformable-detr-two-stage-tiny",
                                 "dab-deformable-detr-tiny"),
-                               "issue 3: every Deformable-DETR configuration at CPU size", default=False),
+                               "every Deformable-DETR configuration at CPU size", default=False),
     "mask-dino": Study("Mask-DINO vs Stable-MaskDINO (instance segmentation)", ("maskdino-tiny", "stable-maskdino-tiny"),
                        "Stable-DINO paper table 4: stable matching on Mask-DINO, box and mask AP", default=False),
     "iou-aware": Study("The IoU-aware classification losses on DINO-tiny",
                        ("dino-tiny", "dino-tiny+psl", "dino-tiny+vfl", "dino-tiny+qfl", "dino-tiny+ia-bce",
                         "dino-tiny+mal", "dino-tiny+psl+pmc"),
-                       "issue 18: focal, PSL, VFL, QFL, IA-BCE and MAL on one detector, matcher, data, budget and "
+                       "focal, PSL, VFL, QFL, IA-BCE and MAL on one detector, matcher, data, budget and "
                        "class weight; PSL + position-modulated cost is Stable-DINO's loss and cost without its "
                        "memory fusion", default=False),
 }

@@ -1,5 +1,5 @@
-"""Study entries that are not presets: a preset plus config overrides, named ``<preset>+<what>`` (issue 18's
-loss comparison). The run directory and the table row carry that name; the saved config is the preset's with
+"""Study entries that are not presets: a preset plus config overrides, named ``<preset>+<what>`` (the
+IoU-aware loss comparison). The run directory and the table row carry that name; the saved config is the preset's with
 the overrides applied."""
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 from . import analyze, models, predict, synth, train
 from .bench import add_bench
-from .errors import Parser, UsageError, run_command, unknown_arguments
+from .errors import Parser, UsageError, flush_stdout, run_command, unknown_arguments
+from .paths import check_paths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +31,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit code (see ``errors.run_command``)."""
+    parser = build_parser()
     try:
-        args, unknown = build_parser().parse_known_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except UsageError as err:  # reported in one line already; --help and --version still exit normally
         return int(err.code or 2)
+    except SystemExit as done:  # --help printed: its text may still be buffered for a reader already gone
+        code = flush_stdout(int(done.code or 0))
+        if code == int(done.code or 0):
+            raise
+        return code
     if unknown:  # argparse's own message, plus the --set key an unknown option names (`--lr` -> train.lr)
         return unknown_arguments(args, unknown)
     warnings.formatwarning = lambda msg, cat, *_: f"warning: {msg}\n"
-    return run_command(args.func, args)
+    return run_command(_with_path_check(parser, args.func), args)
+
+
+def _with_path_check(parser: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int | None]
+                     ) -> Callable[[argparse.Namespace], int | None]:
+    """``func`` preceded by the one check every command gets: no output may land on one of its inputs
+    (``paths.py``); under the error policy, like the command itself."""
+
+    def run(args: argparse.Namespace) -> int | None:
+        check_paths(parser, args)
+        return func(args)
+
+    return run

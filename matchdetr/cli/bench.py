@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .errors import nonneg_int, positive_int
+from .paths import dataset_path, in_place_path, output_dir
 
 
 # ----------------------------------------------------------------------------------------------- bench
@@ -13,9 +14,10 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks: speed and convergence",
                        description="The measurements behind docs/benchmarks.md: `speed` (latency, training step and "
                                    "memory of a preset, optionally against HF transformers), `convergence` (presets "
-                                   "trained at equal budget), `docs` (regenerate every table and plot of that page) "
-                                   "and `gpu` (a GPU session's measurements in one command).")
-    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence,docs,gpu}")
+                                   "trained at equal budget), `docs` (regenerate every table and plot of that page), "
+                                   "`profile` (the training step timed phase by phase) and `gpu` (a GPU session's "
+                                   "measurements in one command).")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence,docs,profile,gpu}")
     from ..analysis.studies import STUDIES
     from .bench_gpu import add_bench_gpu
 
@@ -34,7 +36,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                                     "budget; resumable), flops (parameters and GFLOPs beside the papers') and speed "
                                     "(deformable-detr-r50 against HF transformers).")
     d.add_argument("--only", default="convergence,flops,speed", help="comma-separated parts")
-    d.add_argument("--doc", default="docs/benchmarks.md", help="the markdown file whose bench:KEY blocks are rewritten")
+    d.add_argument("--doc", type=in_place_path, default="docs/benchmarks.md",
+                   help="the markdown file whose bench:KEY blocks are rewritten")
     d.add_argument("--study", help=f"comma-separated studies of the convergence part (default: all): {', '.join(STUDIES)}")
     _add_convergence_args(d)
     d.set_defaults(func=cmd_bench_docs)
@@ -56,6 +59,24 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of the preset (HF's twin is built from the same config)")
     s.set_defaults(func=cmd_bench_speed)
+    f = bsub.add_parser("profile", help="where a training iteration's time goes, phase by phase",
+                        description="Run the trainer's own step on the training split and time every phase: data "
+                                    "wait, the backbone's frozen and trained blocks, neck, encoder, fusion, query "
+                                    "selection, denoising, decoder, head, matching (and its Hungarian calls), each "
+                                    "loss, backward, optimizer; then one iteration under torch.profiler charges the "
+                                    "backward to the forward part that made it. Medians; run it alone on the machine.")
+    f.add_argument("--model", default="stable-dino-tiny,dino-tiny,sam-detr-tiny,detr-tiny",
+                   help="comma-separated presets")
+    f.add_argument("--data", default="runs/synthetic", help="dataset folder; the synthetic set is generated if missing")
+    f.add_argument("--iters", type=positive_int, default=12, help="timed iterations")
+    f.add_argument("--warmup", type=nonneg_int, default=3, help="untimed iterations first")
+    f.add_argument("--batch-size", type=positive_int, default=8, help="images per step")
+    f.add_argument("--workers", type=nonneg_int, help="DataLoader workers (default: the preset's)")
+    f.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N | mps")
+    f.add_argument("--out", help="also write profile.md here")
+    f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of every preset")
+    f.set_defaults(func=cmd_bench_profile)
     add_bench_gpu(bsub)
 
 
@@ -66,8 +87,9 @@ def _add_convergence_args(c: argparse.ArgumentParser) -> None:
     c.add_argument("--eval-every", type=positive_int, default=DEFAULT_EVAL_EVERY, help="iterations between evaluations")
     c.add_argument("--batch-size", type=positive_int, default=8, help="images per step")
     c.add_argument("--seed", type=int, default=42, help="seed of every run")
-    c.add_argument("--data", default="runs/synthetic", help="dataset folder; the synthetic set is generated if missing")
-    c.add_argument("--out", default="runs/bench_convergence", help="where the trained runs go")
+    c.add_argument("--data", type=dataset_path, default="runs/synthetic",
+                   help="dataset folder; the synthetic set is generated if missing")
+    c.add_argument("--out", type=output_dir(), default="runs/bench_convergence", help="where the trained runs go")
     c.add_argument("--unstable-images", type=positive_int, default=20, help="validation images of the unstable score")
     c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -130,4 +152,24 @@ def cmd_bench_speed(a: argparse.Namespace) -> int:
                        overrides=a.overrides, one_process=a.one_process, threads=a.threads)
     device = a.device if a.device != "auto" else ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     print(format_table(a.model, rows, device, (h, w)))
+    return 0
+
+
+def cmd_bench_profile(a: argparse.Namespace) -> int:
+    from ..analysis.profile import profile_training, report
+    from ..data.synthetic import generate
+
+    if not (Path(a.data) / "annotations" / "instances_train.json").exists() and not Path(a.data).exists():
+        print(f"generating the synthetic dataset in {a.data} ...")
+        generate(Path(a.data), workers=2)
+    models = [m.strip() for m in a.model.split(",") if m.strip()]
+    profiles = [profile_training(m, a.data, a.iters, a.warmup, a.batch_size, a.overrides, a.device, a.workers)
+                for m in models]
+    text = report(profiles)
+    print(text)
+    if a.out:
+        from ..io.files import atomic_write_text
+        from ..io.out_paths import output_dir
+
+        atomic_write_text(output_dir(a.out) / "profile.md", text)
     return 0

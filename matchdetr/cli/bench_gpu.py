@@ -6,6 +6,7 @@ import argparse
 import time
 
 from .common import DEVICE_HELP
+from .paths import output_dir
 
 
 def add_bench_gpu(bsub: argparse._SubParsersAction) -> None:
@@ -17,8 +18,9 @@ def add_bench_gpu(bsub: argparse._SubParsersAction) -> None:
                                     "parity of every op and one forward; a 50-iteration bf16 training run. Each part "
                                     "runs in its own process with a time budget; a failure is recorded and the rest "
                                     "runs. Writes gpu_bench.json and gpu_bench.md to --out and prints the table.")
-    g.add_argument("--out", help="folder for gpu_bench.json / gpu_bench.md; must not hold an earlier bench's "
-                                 "(default: a new runs/bench_gpu/<UTC time> folder)")
+    g.add_argument("--out", type=output_dir(),
+                   help="folder for gpu_bench.json / gpu_bench.md; must not hold an earlier bench's "
+                        "(default: a new runs/bench_gpu/<UTC time> folder)")
     g.add_argument("--smoke", action="store_true", help="the same code path on the CPU in about a minute: tiny "
                                                         "presets, micro sizes, 2 timed iterations")
     g.add_argument("--device", default="auto", help=DEVICE_HELP + "; without --smoke it must be a CUDA device")

@@ -188,13 +188,25 @@ def _silence_stdout() -> None:
         pass
 
 
+def flush_stdout(code: int) -> int:
+    """Flush what is still buffered for standard output and return ``code``, or 128 + SIGPIPE, quietly, when the
+    reader has gone (``matchdetr ... | head``). Called while we still decide the exit code: at interpreter exit
+    the same flush would print "Exception ignored ... BrokenPipeError" and exit with 120. Standard output may
+    not exist at all (``>&-``: ``sys.stdout`` is None, and print() writes nothing)."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
+
+
 def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """Run one sub-command under the error policy and return the process exit code."""
     debug = bool(os.environ.get("MATCHDETR_DEBUG"))
     try:
-        code = int(func(args) or 0)
-        sys.stdout.flush()  # inside the try: a reader that closed the pipe shows here, not at exit
-        return code
+        return flush_stdout(int(func(args) or 0))  # a reader that closed the pipe shows here, not at exit
     except BrokenPipeError:  # `matchdetr models | head -3`: the reader has all it wanted; quiet, like `cat`
         _silence_stdout()
         return 128 + signal.SIGPIPE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .errors import positive_int
+from .paths import input_path, output_file, source_dir
 
 
 def add_models(sub: argparse._SubParsersAction) -> None:
@@ -100,8 +101,9 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
                          description="Convert a DeformableDetrForObjectDetection save_pretrained directory (plain, "
                                      "box refinement or two-stage; HF's own ResNet backbone, use_timm_backbone=False) "
                                      "into one matchdetr .safetensors file whose outputs equal HF's.")
-    hf.add_argument("src", help="directory with config.json and *.safetensors (use_timm_backbone=False)")
-    hf.add_argument("out", help="output checkpoint, e.g. deformable-detr.safetensors")
+    hf.add_argument("src", type=source_dir(".json", ".safetensors"),
+                    help="directory with config.json and *.safetensors (use_timm_backbone=False)")
+    hf.add_argument("out", type=output_file, help="output checkpoint, e.g. deformable-detr.safetensors")
     hf.set_defaults(func=cmd_convert_hf)
     off = csub.add_parser("official", help="the authors' released DINO / Stable-DINO (detrex), SAM-DETR or Mask-DINO checkpoint",
                           description="Convert a released checkpoint (.pth, read with torch.load(weights_only=True) "
@@ -117,8 +119,8 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     off.add_argument("--nms", action="store_true",
                      help="keep class-aware NMS at IoU 0.8 after the top-k at test time (Stable-DINO's paper "
                           "evaluation; default off, as the releases' own evaluation runs)")
-    off.add_argument("src", help="released checkpoint, e.g. dino_r50_4scale_12ep.pth")
-    off.add_argument("out", help="output checkpoint, e.g. dino-4scale-r50.safetensors")
+    off.add_argument("src", type=input_path, help="released checkpoint, e.g. dino_r50_4scale_12ep.pth")
+    off.add_argument("out", type=output_file, help="output checkpoint, e.g. dino-4scale-r50.safetensors")
     off.set_defaults(func=cmd_convert_official)
 
 

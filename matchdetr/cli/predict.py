@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .common import DEVICE_HELP
 from .errors import nonneg_int, positive_int, probability
+from .paths import checkpoint_path, images_path, in_place_path, input_path, output_dir, output_file
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -14,18 +15,21 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                        description="Detect objects with a checkpoint (PyTorch) or an exported ONNX model (onnxruntime "
                                    "alone, torch is not imported). Videos need OpenCV: pip install '.[video]' in the checkout. "
                                    "Never writes over an input; an unreadable image is reported and skipped.")
-    p.add_argument("images", nargs="+", help="image files, folders of images, or video files")
+    p.add_argument("images", nargs="+", type=images_path, help="image files, folders of images, or video files")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint file or run directory")
-    src.add_argument("--model", help="ONNX model written by `matchdetr export` (runs on onnxruntime, without torch)")
-    p.add_argument("--out", default="predictions", help="output folder (must not be an input folder, nor inside a "
-                                                        "dataset split folder unless --into-dataset)")
+    src.add_argument("--checkpoint", type=checkpoint_path, help="checkpoint file or run directory")
+    src.add_argument("--model", type=input_path,
+                     help="ONNX model written by `matchdetr export` (runs on onnxruntime, without torch)")
+    p.add_argument("--out", type=output_dir("detections.json"), default="predictions",
+                   help="output folder (must not be an input folder, nor inside a dataset split folder unless "
+                        "--into-dataset)")
     p.add_argument("--into-dataset", action="store_true",
                    help="allow --out / --coco-json inside a dataset split folder (a COCO split, YOLO images/, VOC "
                         "JPEGImages/); refused otherwise, since training and evaluation would read the outputs as images")
     p.add_argument("--threshold", type=probability, default=0.3, help="keep detections scoring above this, in [0, 1]")
-    p.add_argument("--coco-json", help="also write the detections as a COCO results JSON to this file")
-    p.add_argument("--coco-gt", help="COCO annotation JSON whose file_name -> id mapping gives the image ids of --coco-json")
+    p.add_argument("--coco-json", type=output_file, help="also write the detections as a COCO results JSON to this file")
+    p.add_argument("--coco-gt", type=input_path,
+                   help="COCO annotation JSON whose file_name -> id mapping gives the image ids of --coco-json")
     p.add_argument("--every", type=positive_int, default=1, help="videos: run on every N-th frame")
     p.add_argument("--device", default="auto", help=DEVICE_HELP + " (ignored with --model)")
     p.add_argument("--compile", action="store_true", help="run the model through torch.compile (inductor; each new "
@@ -45,9 +49,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from .. import api
     from ..data.images import load_rgb
     from ..engine.distributed import init_from_env
-    from ..inference.predict_io import check_outputs, run_predict, summary_line
+    from ..inference.predict_io import plan_predict, run_predict, summary_line
 
-    plan = check_outputs(a.images, a.out, a.coco_json, a.into_dataset)  # before loading the model
+    plan = plan_predict(a.images, a.out, a.coco_json, a.coco_gt, a.into_dataset)  # every check before the model
     model = api.load(a.checkpoint, map_location=init_from_env(a.device))
     if a.compile:
         from ..engine.compile import compile_model
@@ -65,9 +69,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                                    "images [B,3,H,W] (+ pixel_mask [B,H,W], True on padding) of any size and returns "
                                    "logits [B,Q,C] and boxes [B,Q,4] (normalised cxcywh). Run it without torch with "
                                    "`matchdetr predict --model OUT IMAGES`. Needs onnx: pip install '.[export]' in the checkout.")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory")
+    p.add_argument("--checkpoint", type=checkpoint_path, required=True, help="checkpoint file or run directory")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
-    p.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    p.add_argument("--out", type=output_file, required=True, help="output file, e.g. model.onnx")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 16 (GridSample) to the exporter's newest")
     p.add_argument("--no-mask", action="store_true", help="images-only input (no padding: one image per call "
                                                           "or equal sizes)")
@@ -111,7 +115,7 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="plots and tables of a run: results.csv, training curves, per-class AP, PR curves",
                        description="Write results.csv, training_curves.png, per_class_ap.csv/.png and pr_curves.png "
                                    "into RUN_DIR from its metrics.jsonl and eval/ files.")
-    p.add_argument("run_dir", help="a training run directory")
+    p.add_argument("run_dir", type=in_place_path, help="a training run directory")
     p.set_defaults(func=cmd_report)
 
 

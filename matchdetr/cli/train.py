@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config.tree import ConfigError
 from .common import DEVICE_HELP, add_data_args
 from .errors import nonneg_int, positive_int
+from .paths import checkpoint_path, dataset_path, input_path, output_dir
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="preset name (see `matchdetr models`)")
     src.add_argument("--config", help="a config file: a run's config.json, or a JSON/YAML of some keys on top of "
-                                      "its `preset:` (see docs/own-data.md)")
+                                      "its `preset:` (see docs/training.md)")
     p.add_argument("--init", help="start from this checkpoint's weights (file or run directory; fresh optimizer and "
                                   "schedule); without --model/--config its configuration too; class heads are "
                                   "re-initialised where the dataset's class names differ")
@@ -110,18 +111,28 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+# What `eval --out` writes (engine/coco_eval.py, reports/report.py); with --checkpoint results.json too, which
+# no input of that form can be, while `--predictions DIR/results.json --out DIR` (rescoring) must stay allowed.
+EVAL_WRITES = ("metrics.json", "pr_curves.npz", "per_class_ap.csv", "per_class_ap.png", "per_class_segm_ap.png",
+               "pr_curves.png")
+
+
 def add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score a checkpoint, or a COCO results file without a model",
-                       description="COCO-style evaluation on a COCO, YOLO or Pascal VOC split: box AP (and mask AP "
-                                   "for an instance-segmentation model) in percent, AP50/75, APs/m/l, AR and per-class "
-                                   "AP. Prints a summary line of the split first. An unreadable image is reported and "
+                       description="COCO evaluation of boxes, and of masks for an instance-segmentation model or a "
+                                   "results file with segmentations (AP in percent; mask metrics as segm_AP ...; "
+                                   "per-class AP; mask size ranges by mask area, as detectron2). COCO, YOLO and VOC "
+                                   "datasets, each summarised in one line first. An unreadable image is reported and "
                                    "scored as an image without detections.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint file (.safetensors) or run directory")
-    src.add_argument("--predictions", help="COCO results JSON to score")
+    src.add_argument("--checkpoint", type=checkpoint_path, help="checkpoint file (.safetensors) or run directory")
+    src.add_argument("--predictions", type=input_path, help="COCO results JSON to score")
     add_data_args(p, ("val",))
     p.add_argument("--split", default="val", help="which split of --data to score")
-    p.add_argument("--out", help="folder for metrics.json, results.json, per-class AP and PR curves (default: print only)")
+    p.add_argument("--iou-type", choices=["bbox", "segm", "both"],
+                   help="with --predictions: score boxes, masks or both (default: what every entry of the file holds)")
+    p.add_argument("--out", type=output_dir(*EVAL_WRITES),
+                   help="folder for metrics.json, results.json, per-class AP and PR curves (default: print only)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--workers", type=nonneg_int, default=2, help="DataLoader worker processes (0: load in the main process)")
@@ -132,6 +143,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..data.coco import resolve_split
     from ..data.summary import report_paths
 
+    if a.iou_type and not a.predictions:
+        raise ValueError("eval: --iou-type is for --predictions; a checkpoint is scored on what it predicts")
     if a.out:
         from ..io.out_paths import output_dir
 
@@ -140,9 +153,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
     report_paths(paths, a.split)  # what is scored, before the model runs
     if a.predictions:
         from ..data.formats import ground_truth
-        from ..engine.coco_eval import evaluate_detections
+        from ..engine.coco_eval import evaluate_detections, iou_types_of
 
-        result = evaluate_detections(ground_truth(paths), a.predictions, out_dir=a.out)
+        types = {"both": ("bbox", "segm"), None: None}.get(a.iou_type, (a.iou_type,)) or iou_types_of(a.predictions)
+        result = evaluate_detections(ground_truth(paths), a.predictions, out_dir=a.out, iou_type=types)
     else:
         from .. import api
         from ..engine.distributed import init_from_env
@@ -170,9 +184,9 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
                                    f"--data (when missing), train {DEFAULT_TINY} into --out, evaluate it, and plot "
                                    f"training_curves.png and predictions.png (12-20 min on 2 cores).")
     p.add_argument("--model", default=DEFAULT_TINY, help="preset to train")
-    p.add_argument("--data", default="runs/synthetic", help="dataset folder (generated when missing)")
-    p.add_argument("--out", default="runs/demo", help="the demo's run directory: continued when it holds a "
-                                                     "checkpoint, else started over")
+    p.add_argument("--data", type=dataset_path, default="runs/synthetic", help="dataset folder (generated when missing)")
+    p.add_argument("--out", type=output_dir(), default="runs/demo",
+                   help="the demo's run directory: continued when it holds a checkpoint, else started over")
     p.add_argument("--iters", type=positive_int, help="override the preset's iteration count")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_demo)

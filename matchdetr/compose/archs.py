@@ -7,7 +7,8 @@ Positional-embedding offsets, the one convention every family states: DETR's rel
 from its end (``y_embed = cumsum / max``: offset 0, ``models/position_encoding.py``); Deformable-DETR's
 and everything built on its code (DAB-, DN-Deformable-DETR, DINO / detrex, Stable-DINO, H-DETR) from its centre
 (``(cumsum - 0.5) / max``: offset -0.5, ``models/position_encoding.py``); SAM-DETR's release uses Deformable-DETR's
-form for every variant, single scale included (spec sam-detr.md sec 7).
+form for every variant, single scale included (its ``models/position_encoding.py`` serves every ``main.py``
+variant).
 """
 
 from __future__ import annotations
@@ -102,4 +103,4 @@ class SamDetrArch(Component):
     sampling_ratio: int | None = knob(None, ge=1)  # RoIAlign samples per bin and axis; None: ceil(box / bins), as released
     encoder_ffn_dim: int = knob(1024, ge=1)  # multi-scale deformable encoder FFN (the release halves the decoder's)
     group_norm: bool = False  # GroupNorm(32) after the single-scale input projection (the 12-epoch runs)
-    pos_offset: float = -0.5  # Deformable-DETR's form, single scale included (spec sam-detr.md sec 7)
+    pos_offset: float = -0.5  # Deformable-DETR's form, single scale included (the release's position_encoding.py)

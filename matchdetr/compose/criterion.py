@@ -12,7 +12,7 @@ from .model_config import ModelConfig
 
 
 def build_matcher(cfg: ModelConfig) -> HungarianMatcher:
-    """Hungarian matching on class + L1 + GIoU costs (detr-family spec, "Matching"); the class cost is the
+    """Hungarian matching on class + L1 + GIoU costs (DETR eq. 1, with Deformable-DETR's focal class cost); the class cost is the
     focal cost or stable matching's position-modulated cost (Stable-DINO eq. 4); Mask-DINO's mask BCE and dice
     costs when ``model.matcher.mask_cost`` is set (a zero weight is not even built, so a box model's matcher
     is the one it always had)."""

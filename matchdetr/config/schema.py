@@ -28,7 +28,7 @@ class DataConfig:
     train_annotations: str | None = None  # the training annotation file (--train-ann)
     val_images: str | None = None  # the validation images folder (--val-images)
     val_annotations: str | None = None  # the validation annotation file (--val-ann)
-    # Standard DETR augmentation (detr-family spec, "Recipe"): flip, then 50/50 multi-scale resize, or resize +
+    # Standard DETR augmentation (DETR appendix A.4, the releases' transforms): flip, then 50/50 multi-scale resize, or resize +
     # random crop + multi-scale resize. Sizes are shorter-side pixels.
     train_scales: list[int] = knob(factory=lambda: list(range(480, 801, 32)), ge=1, min_items=1)
     train_max_size: int = knob(1333, ge=1)  # the longer side is capped at this many pixels in training

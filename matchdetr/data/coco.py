@@ -84,7 +84,7 @@ class CocoDetection(Dataset):
             self.label_map, self.unscored_labels = match.label_map, match.unscored
         # Shared memory so set_epoch reaches DataLoader workers even when they persist between epochs.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
-        self._unreadable: set[int] = set()  # indices found undecodable in this process
+        self._unreadable: dict[int, str] = {}  # indices found undecodable in this process, and why
         self._warned: set[int] = set()  # indices whose size/orientation fix-up was reported
         problems = Problems(self.coco_json_path)
         self._entries = self._parse_images(data["images"], problems)
@@ -209,6 +209,12 @@ class CocoDetection(Dataset):
 
         return summarize(self, split)
 
+    def segmentation_counts(self) -> tuple[int, int]:
+        """``(annotations with a usable segmentation, all kept annotations)``; needs ``masks=True``."""
+        if not self.masks:
+            raise TypeError("segmentation_counts needs a dataset opened with masks=True")
+        return self._segments.usable(), len(self._labels)
+
     def boxes_and_labels_digest(self) -> str:
         """SHA-256 of every parsed box and label (in image order): identifies the annotations whatever the format."""
         h = hashlib.sha256()
@@ -231,22 +237,24 @@ class CocoDetection(Dataset):
         rng = random.Random(f"{self.seed}-{self.epoch}-{idx}")
         if not self.substitute:
             return self._scored_sample(idx, rng)
-        last_error = "see the warnings above"
-        for step in range(min(n, _MAX_SUBSTITUTES + 1)):
+        tried = min(n, _MAX_SUBSTITUTES + 1)
+        for step in range(tried):
             j = (idx + step) % n
             if j in self._unreadable:
                 continue
             try:
                 decoded = decode_image(self.image_path(j))
             except ImageLoadError as err:
-                self._unreadable.add(j)
-                last_error = str(err)
+                self._unreadable[j] = str(err)
                 warnings.warn(f"{err}; image skipped, the next readable image is used", DatasetWarning)
                 continue
             return self._sample(j, decoded, rng)
-        raise DatasetError(
-            f"{self.coco_json_path}: no readable image among samples {idx}..{(idx + step) % n}; last: {last_error}"
-        )
+        last = self._unreadable[(idx + tried - 1) % n]
+        if tried == n:  # the whole split: say so, rather than a window of sample indices
+            raise DatasetError(f"{self.coco_json_path}: no readable image: none of the {n} images of this split "
+                               f"can be decoded; e.g. {last}")
+        raise DatasetError(f"{self.coco_json_path}: no readable image among {tried} in a row (samples {idx} to "
+                           f"{(idx + tried - 1) % n} of {n}); last: {last}")
 
     def _scored_sample(self, idx: int, rng: random.Random) -> tuple[Tensor, Target]:
         """Sample ``idx`` itself, or, when its file cannot be decoded, a blank stand-in without boxes (same image
@@ -255,7 +263,7 @@ class CocoDetection(Dataset):
             decoded = decode_image(self.image_path(idx))
         except ImageLoadError as err:
             if idx not in self._unreadable:
-                self._unreadable.add(idx)
+                self._unreadable[idx] = str(err)
                 warnings.warn(f"{err}; scored as an image without detections", DatasetWarning)
             info = self._entries[idx]
             blank = Image.new("RGB", (64, 64))  # any size: the transforms resize it; its output is dropped

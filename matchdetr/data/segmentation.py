@@ -32,6 +32,7 @@ from torch import Tensor
 from .common import DatasetWarning, Problems
 from .images import DecodedImage
 from .mask_ops import align_masks, box_masks
+from .polygons import MARGIN, clip_polygon
 
 __all__ = ["Segmentations"]
 
@@ -99,8 +100,45 @@ class Segmentations:
         parts, coords = _flat(polygons, np.float64)
         counts_flat = _flat(count_lists, np.int64)[1]
         store = cls(kind, span, parts, coords, np.frombuffer(b"".join(strings), dtype=np.uint8), counts_flat)
+        store._bound_polygons(sizes_hw, ids, problems)
         store._check_numbers(sizes_hw, ids, problems)
         return store
+
+    def usable(self) -> int:
+        """How many annotations have a segmentation of their own (the others get their filled box)."""
+        return int((self.kind != _BOX).sum())
+
+    def _bound_polygons(self, sizes_hw: Sequence[tuple[int, int]], ids: Sequence[Any], problems: Problems) -> None:
+        """Clip to their image the polygon parts that reach far outside it (``polygons.py``: their rasterisation
+        would cost memory in proportion to their extent). Found with numpy over all parts; only those are
+        clipped, one by one. Non-finite parts are left to ``_check_numbers``."""
+        polygon = np.flatnonzero(self.kind == _POLYGON)
+        if not len(polygon):
+            return
+        owner = np.repeat(polygon, self.span[polygon, 1] - self.span[polygon, 0])  # the annotation of each part
+        hw = np.asarray(sizes_hw, dtype=np.float64).reshape(-1, 2)[owner]
+        starts = self.parts[:-1] // 2  # every part has >= 3 points: no empty segment for reduceat
+        xs, ys = self.coords[0::2], self.coords[1::2]
+        finite = np.logical_and.reduceat(np.isfinite(xs) & np.isfinite(ys), starts)
+        with np.errstate(invalid="ignore"):
+            far = ((np.minimum.reduceat(xs, starts) < -MARGIN * hw[:, 1])
+                   | (np.maximum.reduceat(xs, starts) > (1 + MARGIN) * hw[:, 1])
+                   | (np.minimum.reduceat(ys, starts) < -MARGIN * hw[:, 0])
+                   | (np.maximum.reduceat(ys, starts) > (1 + MARGIN) * hw[:, 0]))
+        far &= finite
+        if not far.any():
+            return
+        pieces = [self.coords[a:b] for a, b in zip(self.parts[:-1], self.parts[1:])]
+        for p in np.flatnonzero(far):
+            clipped = clip_polygon(pieces[p].tolist(), hw[p, 1], hw[p, 0])
+            # nothing of it inside: a point, which covers no pixel (the annotation falls back to its box if no
+            # other part does)
+            pieces[p] = np.asarray(clipped or [0.0] * 6, dtype=np.float64)
+        for a in sorted(set(owner[far].tolist())):
+            problems.add("annotations with polygons reaching far outside their image: clipped to it "
+                         "(annotation ids)", ids[a])
+        self.coords = np.concatenate(pieces)
+        self.parts = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]).astype(np.int64)
 
     def _check_numbers(self, sizes_hw: Sequence[tuple[int, int]], ids: Sequence[Any], problems: Problems) -> None:
         """Polygons with non-finite coordinates, and uncompressed counts that are negative or do not cover the

@@ -27,6 +27,7 @@ from torch import Tensor
 from ..boxes import mask_extents, xyxy_to_cxcywh
 from ..config import DataConfig
 from .mask_ops import crop_masks, hflip_masks, resize_masks
+from .sizes import resized_hw
 
 Sample = tuple[Image.Image, Tensor, Tensor, Tensor | None]  # image, boxes [N, 4] abs xyxy, labels [N], masks
 Output = tuple[Tensor, Tensor, Tensor, tuple[int, int]]  # image [3, H, W], boxes [N, 4] cxcywh, labels, (h, w)
@@ -47,23 +48,6 @@ def hflip(image: Image.Image, boxes: Tensor) -> tuple[Image.Image, Tensor]:
     w = image.width
     flipped = boxes[:, [2, 1, 0, 3]] * boxes.new_tensor([-1.0, 1.0, -1.0, 1.0]) + boxes.new_tensor([w, 0, w, 0])
     return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), flipped
-
-
-def resized_hw(size_wh: tuple[int, int], size: int, max_size: int | None = None) -> tuple[int, int]:
-    """DETR's ``get_size_with_aspect_ratio``: shorter side -> ``size``, longer side capped at ``max_size``.
-
-    Returns ``(h, w)``. Kept line-for-line with DETR (``int`` truncation included) so image sizes match its.
-    """
-    w, h = size_wh
-    if max_size is not None:
-        lo, hi = float(min(w, h)), float(max(w, h))
-        if hi / lo * size > max_size:
-            size = max(int(round(max_size * lo / hi)), 1)  # max(.., 1): only bites on absurd aspect ratios
-    if (w <= h and w == size) or (h <= w and h == size):
-        return h, w
-    if w < h:
-        return max(int(size * h / w), 1), size
-    return size, max(int(size * w / h), 1)
 
 
 def resize(image: Image.Image, boxes: Tensor, size: int, max_size: int | None) -> tuple[Image.Image, Tensor]:
@@ -216,17 +200,25 @@ class Pipeline:
         return pixels.contiguous(), normalised.reshape(-1, 4), labels.long(), masks, (h, w)
 
 
-def build_transforms(cfg: DataConfig, train: bool) -> Callable[..., Output]:
-    """DETR's recipe (detr-family spec, "Recipe") with the sizes of ``cfg``.
+# The crop branch resizes before it crops, and DETR leaves that resize uncapped: a 20000 x 1 image would become
+# 400 x 8,000,000 pixels (9.6 GB) before the crop. Capped at this multiple of train_max_size, which no photograph
+# reaches (an aspect ratio over 8.9 at the 600-px scale), so every real image is cropped exactly as DETR crops it.
+CROP_RESIZE_CAP = 4
 
-    train: flip; then 50/50 multi-scale resize, or resize to a crop scale + random crop + multi-scale resize.
+
+def build_transforms(cfg: DataConfig, train: bool) -> Callable[..., Output]:
+    """DETR's recipe (DETR appendix A.4, the releases' transforms) with the sizes of ``cfg``.
+
+    train: flip; then 50/50 multi-scale resize, or resize to a crop scale + random crop + multi-scale resize
+    (the first resize capped at ``CROP_RESIZE_CAP * train_max_size``, which only absurd aspect ratios reach).
     val/test: shorter side ``test_size``, longer side at most ``test_max_size``.
     """
     if not train:
         return Pipeline(Compose([RandomResize([cfg.test_size], cfg.test_max_size)]), cfg.mean, cfg.std)
     multi_scale = RandomResize(cfg.train_scales, cfg.train_max_size)
     crop_branch = Compose(
-        [RandomResize(cfg.crop_resize_scales), RandomSizeCrop(cfg.crop_min, cfg.crop_max), multi_scale]
+        [RandomResize(cfg.crop_resize_scales, CROP_RESIZE_CAP * cfg.train_max_size),
+         RandomSizeCrop(cfg.crop_min, cfg.crop_max), multi_scale]
     )
     steps = Compose([RandomHorizontalFlip(cfg.hflip_prob), RandomSelect(multi_scale, crop_branch)])
     return Pipeline(steps, cfg.mean, cfg.std)

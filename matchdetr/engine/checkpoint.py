@@ -69,13 +69,36 @@ def save_model(module: nn.Module, config: Config, label_map: LabelMap, path: str
     save_weights(path, module.state_dict(), meta)
 
 
+# What a full disk or a lost mount raises from the writers: an OSError from our own file calls, but from inside
+# safetensors' Rust writer a SafetensorError or a RuntimeError ("IoError(... StorageFull ...)"), and from
+# torch.save's zip writer a RuntimeError ("PytorchStreamWriter failed writing file ...").
+_WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
+
+
 def _write(path: str | os.PathLike, write: Any) -> None:
-    """Atomic write; a failure (full disk, lost mount) is one line and the previous file stays as it was."""
+    """Atomic write; a failure is one line naming the file and what is kept (``_kept``), which the atomic write
+    left exactly as it was."""
     try:
         atomic_write(path, write)
-    except OSError as err:
-        raise CheckpointError(f"{path}: cannot write checkpoint ({err.strerror or err}); "
-                              "the previous checkpoint is intact") from None
+    except _WRITE_ERRORS as err:
+        if isinstance(err, OSError) and err.strerror:
+            reason = err.strerror
+        else:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: cannot write checkpoint ({reason}); {_kept(Path(path))}") from None
+
+
+def _kept(path: Path) -> str:
+    """What a failed write of ``path`` leaves to continue from: the newest complete checkpoint of its run (a
+    checkpoint's two files), and the previous version of the file itself (the atomic write never touched it)."""
+    in_run = path.parent.name == "checkpoints"
+    done = checkpoint_paths(path.parent.parent if in_run else path.parent)
+    kept = [f"the newest complete checkpoint, {done[-1][1]}, is intact (continue with --resume)"] if done else []
+    if path.exists():
+        kept.append(f"{path.name} keeps its previous content")
+    if in_run and not done:
+        kept.append("no earlier checkpoint of this run was saved")
+    return "; ".join(kept) or "nothing was written"
 
 
 _PICKLE_SUFFIXES = {".pth", ".pt", ".bin", ".ckpt", ".pkl", ".tar"}

@@ -24,7 +24,7 @@ import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
 from ..io.files import atomic_write, atomic_write_json
-from .coco_masks import check_gt_segmentations, results_rle
+from .coco_masks import bound_gt_polygons, check_gt_segmentations, results_rle
 from .eval_result import IOU_PREFIXES, METRIC_NAMES, SEGM_PREFIX, EvalResult
 
 __all__ = [
@@ -129,6 +129,19 @@ def _results_data(source: str | os.PathLike | list[dict]) -> tuple[str, list]:
         raise EvalInputError(f"{name}: expected a JSON list of detections, got {type(data).__name__}")
     return name, data
 
+def iou_types_of(results: str | os.PathLike | list[dict]) -> tuple[str, ...]:
+    """What a results file can be scored on: ``("bbox",)`` when every entry has a box, ``("segm",)`` when every
+    entry has a ``segmentation`` (COCO's standard mask results have no ``bbox``), both when both; a one-line
+    EvalInputError when neither holds for every entry."""
+    name, data = _results_data(results)
+    dicts = [d for d in data if isinstance(d, dict)]
+    has = [kind for kind, key in (("bbox", "bbox"), ("segm", "segmentation")) if dicts and all(key in d for d in dicts)]
+    if not has and data:
+        raise EvalInputError(f"{name}: no entry kind holds for every detection: each needs a 'bbox' [x, y, w, h] "
+                             f"(box results) or a 'segmentation' (mask results)")
+    return tuple(has) or ("bbox",)
+
+
 def _clean(name: str, data: list, gt: COCO, iou_type: str) -> list[dict]:
     img_ids, cat_ids = set(gt.getImgIds()), set(gt.getCatIds())
     geometry = "bbox" if iou_type == "bbox" else "segmentation"
@@ -198,6 +211,8 @@ def evaluate_detections(
         if "segm" in types else None
     if problem:
         raise EvalInputError(problem)
+    if "segm" in types:  # rasterising a polygon costs memory in proportion to its extent: bound it by its image
+        bound_gt_polygons(gt_coco)
     name, data = _results_data(results)
     result = EvalResult(metrics={})
     for kind in types:

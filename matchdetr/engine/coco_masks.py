@@ -9,6 +9,7 @@ loop forever, and other faults surface as a C++ error deep inside ``evaluate``.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Sequence
 
@@ -16,9 +17,10 @@ import numpy as np
 import faster_coco_eval.mask_api_new_cpp as rle_api  # the C++ core under faster_coco_eval.core.mask
 from faster_coco_eval.core import mask as mask_api
 
+from ..data.polygons import bounded_parts
 from ..io.rle import masks_to_rle  # the one encoder (numpy; equal to the mask API's), also on the torch-free path
 
-__all__ = ["masks_to_rle", "mask_results", "results_rle", "check_gt_segmentations"]
+__all__ = ["masks_to_rle", "mask_results", "results_rle", "check_gt_segmentations", "bound_gt_polygons"]
 _API_ERRORS = (RuntimeError, ValueError, TypeError, OverflowError)  # what the mask API raises on bad input
 
 
@@ -65,7 +67,9 @@ def results_rle(seg: Any, size_hw: tuple[int, int]) -> dict | str:
             else:
                 return f"RLE counts must be a string or a list of integers, got {_short(counts)}"
         elif isinstance(seg, list) and seg and all(_is_polygon(p) for p in seg):
-            rle = mask_api.merge(mask_api.frPyObjects([[float(v) for v in p] for p in seg], h, w))
+            parts = [[float(v) for v in p] for p in seg]
+            parts = _bounded(parts, h, w)
+            rle = mask_api.merge(mask_api.frPyObjects(parts, h, w)) if parts else _empty_rle(h, w)
         else:
             return f"segmentation must be an RLE {{size, counts}} or polygons, got {_short(seg)}"
         covered = sum(rle_api.toUncompressedRLE([rle])[0]["counts"])  # a C parse of the string
@@ -96,11 +100,37 @@ def check_gt_segmentations(gt: Any, name: str) -> str | None:
         if isinstance(seg, list):  # short parts included: COCO has a few, and pycocotools reads them
             if not all(isinstance(p, list) and all(isinstance(v, numbers.Real) for v in p) for p in seg):
                 return f"{name}: annotation id {ident}: polygons must be lists of numbers, got {_short(seg)}"
+            if not all(math.isfinite(v) for p in seg for v in p):  # the rasteriser would read NaN as any integer
+                return f"{name}: annotation id {ident}: non-finite polygon coordinates, which segm evaluation cannot score"
             continue
         problem = results_rle(seg, (int(img["height"]), int(img["width"])))
         if isinstance(problem, str):
             return f"{name}: annotation id {ident}: {problem}"
     return None
+
+
+def bound_gt_polygons(gt: Any) -> None:
+    """Clip to its image every GT polygon that reaches far outside it (``data/polygons.py``), in the GT
+    (a faster-coco-eval ``COCO``) that ``evaluate_detections`` loaded: a copy whose annotations are its own (a
+    ``COCO`` the caller passed is bounded in place). Call after :func:`check_gt_segmentations` (finite numbers, integer image sizes)."""
+    for ann in gt.dataset["annotations"]:
+        seg = ann.get("segmentation")
+        if isinstance(seg, list) and ann["image_id"] in gt.imgs:
+            img = gt.imgs[ann["image_id"]]
+            parts = _bounded(seg, int(img["height"]), int(img["width"]))
+            if parts is not seg:
+                ann["segmentation"] = parts or _empty_rle(int(img["height"]), int(img["width"]))
+
+
+def _bounded(parts: list, h: int, w: int) -> list:
+    """``parts`` itself, or a clipped copy when one reaches far outside the ``h x w`` image."""
+    bounded = bounded_parts(parts, w, h)
+    return parts if bounded is None else bounded
+
+
+def _empty_rle(h: int, w: int) -> dict:
+    """The mask of a polygon with nothing inside its image: no pixel (uncompressed RLE)."""
+    return mask_api.frPyObjects({"size": [h, w], "counts": [h * w]}, h, w)
 
 
 def _short(value: Any, limit: int = 60) -> str:

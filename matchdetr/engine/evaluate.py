@@ -94,6 +94,10 @@ def evaluate(
     Writes ``out_dir/results.json`` (COCO results) and ``out_dir/metrics.json`` when ``out_dir`` is given.
     Returns the EvalResult on the main process and None on the others.
     """
+    if getattr(dataset, "masks", False):  # a mask model: its GT masks checked before predicting, on every process
+        from .mask_data import check_scoring_gt
+
+        check_scoring_gt(dataset)
     loader = make_eval_loader(dataset, batch_size, num_workers)
     local = predict_dataset(model, loader, device, threshold=threshold, autocast=autocast, progress=progress)
     gathered = dist.all_gather_objects(local)

@@ -55,14 +55,30 @@ def _tensorboard(out_dir: Path) -> Any:
 
 
 def truncate_metrics(path: Path, iteration: int) -> None:
-    """Drop log lines written after the checkpoint a run resumes from (the killed run's tail)."""
+    """Drop log lines written after the checkpoint a run resumes from (the killed run's tail).
+
+    A line that is not a log record (not a JSON object, or one whose ``iter`` is not a number) cannot be placed
+    before or after the checkpoint: it is dropped too, with a warning naming the lines (not for a last line cut
+    short by the kill, nor a blank one). ``report`` skips the same lines (``io.files.read_jsonl``)."""
     if not path.exists():
         return
-    keep = []
-    for line in path.read_text().splitlines():
+    keep, bad = [], []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for number, line in enumerate(lines, 1):
         try:
-            if json.loads(line).get("iter", 0) <= iteration:
-                keep.append(line)
+            record = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut by the kill
+            if line.strip() and number < len(lines):
+                bad.append(number)
+            continue
+        at = record.get("iter", 0) if isinstance(record, dict) else None
+        if isinstance(at, (int, float)) and not isinstance(at, bool):
+            if at <= iteration:
+                keep.append(line)
+        else:
+            bad.append(number)
+    if bad:
+        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        warnings.warn(f"{path}: {len(bad)} line(s) that are not log records dropped on resume (line {shown})",
+                      stacklevel=2)
     atomic_write_text(path, "".join(l + "\n" for l in keep))

@@ -29,24 +29,12 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from ..data.sizes import resized_hw  # the one size rule: the same input sizes as the PyTorch path
 from ..io.decode import as_rgb, load_rgb  # the one decoder and input rule: the same pixels as the PyTorch path
 
 META_KEY = "matchdetr"  # the same key as matchdetr.inference.export.META_KEY (not imported: it would import torch)
 
 
-def resized_hw(size_wh: tuple[int, int], size: int, max_size: int | None = None) -> tuple[int, int]:
-    """DETR's ``get_size_with_aspect_ratio``; the same function as ``matchdetr.data.transforms.resized_hw``
-    (kept here so this module needs no torch; a test holds the two equal)."""
-    w, h = size_wh
-    if max_size is not None:
-        lo, hi = float(min(w, h)), float(max(w, h))
-        if hi / lo * size > max_size:
-            size = max(int(round(max_size * lo / hi)), 1)
-    if (w <= h and w == size) or (h <= w and h == size):
-        return h, w
-    if w < h:
-        return max(int(size * h / w), 1), size
-    return size, max(int(size * w / h), 1)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -215,10 +203,10 @@ class OnnxDetector:
 def predict_command(model: str, images: Sequence[str], out: str, threshold: float, coco_json: str | None = None,
                     coco_gt: str | None = None, every: int = 1, into_dataset: bool = False) -> str:
     """``matchdetr predict --model model.onnx ...``; returns the summary line."""
-    from .predict_io import check_outputs, run_predict, summary_line
+    from .predict_io import plan_predict, run_predict, summary_line
 
-    # before loading the model: never over an input nor into a dataset split, --out writable
-    plan = check_outputs(images, out, coco_json, into_dataset)
+    # before loading the model (predict_io.plan_predict): never over an input nor into a dataset split
+    plan = plan_predict(images, out, coco_json, coco_gt, into_dataset)
     detector = OnnxDetector(model)
     summary = run_predict(lambda imgs: detector.predict(imgs, threshold=threshold), images, out, load_rgb,
                           threshold=threshold, coco_json=coco_json, coco_gt=coco_gt, every=every, plan=plan)

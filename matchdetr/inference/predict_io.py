@@ -25,11 +25,12 @@ from typing import Any, Callable, Iterator, Sequence
 
 from PIL import Image
 
-from ..io.files import atomic_write_text
+from ..io.files import atomic_write_text, read_json
 from .outputs import DETECTIONS_JSON, IMAGE_EXTS, VIDEO_EXTS, check_outputs, expand_inputs
 
 __all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "Frame", "iter_frames", "to_coco_results", "write_coco_results",
-           "run_predict", "check_outputs", "MissingExtra", "VideoReaderMissing"]
+           "run_predict", "check_outputs", "PredictPlan", "plan_predict", "read_gt_image_ids", "MissingExtra",
+           "VideoReaderMissing"]
 
 
 class MissingExtra(ImportError, ValueError):
@@ -170,17 +171,53 @@ def write_coco_results(detections: Sequence[dict], image_ids: Sequence[int], pat
     return path
 
 
-def _image_ids(frames: list[Frame], coco_gt: str | os.PathLike | None) -> list[int]:
-    """COCO image ids: by file name from ``coco_gt`` when given; else the file stem when it is a number
-    (COCO's ``000000397133.jpg``); else 1, 2, ... in input order. Video frames count 1, 2, ..."""
-    if coco_gt is not None:
-        with open(coco_gt, encoding="utf-8") as f:
-            images = json.load(f).get("images", [])
-        by_name = {Path(str(im["file_name"])).name: int(im["id"]) for im in images if "file_name" in im}
-        missing = [f.source.name for f in frames if f.source.name not in by_name]
-        if missing:
-            raise ValueError(f"{coco_gt}: no image entry for {missing[:5]}")
-        return [by_name[f.source.name] for f in frames]
+@dataclass
+class PredictPlan:
+    """What ``predict`` settles before loading its model: the inputs in order, their output names
+    (``outputs.output_names``) and, with ``--coco-gt``, the image id of each input file name."""
+
+    paths: list[Path]
+    names: dict[Path, str]
+    gt_ids: dict[str, int] | None = None
+
+
+def plan_predict(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, coco_json: str | os.PathLike | None = None,
+                 coco_gt: str | os.PathLike | None = None, into_dataset: bool = False) -> PredictPlan:
+    """Every check ``predict`` can make before any work: no output over an input, nor inside a dataset split
+    unless ``into_dataset``, ``--out`` writable, and a ``--coco-gt`` that exists, is a COCO annotation file and
+    names every input (one line each)."""
+    paths, names = check_outputs(inputs, out, coco_json, into_dataset)
+    return PredictPlan(paths, names, read_gt_image_ids(coco_gt, paths) if coco_gt is not None else None)
+
+
+def read_gt_image_ids(coco_gt: str | os.PathLike, paths: Sequence[Path] = ()) -> dict[str, int]:
+    """``{file name: image id}`` of the ``images`` of a COCO annotation file; ValueError (one line naming the file
+    and the entry) when it is not one, or when it has no entry for one of ``paths``."""
+    where = Path(coco_gt)
+    data = read_json(where, "a COCO annotation file")
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list):
+        got = f"'images' is {type(images).__name__}" if isinstance(data, dict) else f"got {type(data).__name__}"
+        raise ValueError(f"--coco-gt {where}: must be a COCO annotation JSON object with an 'images' list ({got})")
+    by_name: dict[str, int] = {}
+    for i, im in enumerate(images):
+        if isinstance(im, dict) and "file_name" not in im:
+            continue  # cannot be matched to an input; COCO tools ignore it too
+        if not isinstance(im, dict) or not isinstance(im["file_name"], str) or type(im.get("id")) is not int:
+            raise ValueError(f"--coco-gt {where}: images[{i}] needs a string file_name and an integer id, "
+                             f"got {str(im)[:60]}")
+        by_name[Path(im["file_name"]).name] = im["id"]
+    missing = [p.name for p in paths if p.name not in by_name]
+    if missing:
+        raise ValueError(f"--coco-gt {where}: no image entry for {missing[:5]}")
+    return by_name
+
+
+def _image_ids(frames: list[Frame], gt_ids: dict[str, int] | None) -> list[int]:
+    """COCO image ids: by file name from ``--coco-gt`` (``gt_ids``) when given; else the file stem when it is a
+    number (COCO's ``000000397133.jpg``); else 1, 2, ... in input order. Video frames count 1, 2, ..."""
+    if gt_ids is not None:
+        return [gt_ids[f.source.name] for f in frames]
     if all(f.frame is None and f.source.stem.isdigit() for f in frames):
         return [int(f.source.stem) for f in frames]
     return list(range(1, len(frames) + 1))
@@ -189,18 +226,19 @@ def _image_ids(frames: list[Frame], coco_gt: str | os.PathLike | None) -> list[i
 def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequence[str], out: str | os.PathLike,
                 load_image: Callable[[Path], Image.Image], *, threshold: float, coco_json: str | None = None,
                 coco_gt: str | None = None, every: int = 1, draw: bool = True,
-                plan: tuple[list[Path], dict[Path, str]] | None = None) -> dict[str, Any]:
+                plan: PredictPlan | None = None) -> dict[str, Any]:
     """Run ``predict`` over every image and video frame of ``inputs``; write annotated PNGs and
     ``OUT/detections.json`` (and ``coco_json``). Returns a summary dict.
 
     Output names and the never-over-an-input rules are those of ``predict_outputs.py``. Unreadable inputs
     are reported and skipped; when nothing could be read at all, ValueError (one line) and nothing is written.
-    plan: what :func:`check_outputs` returned, when the caller checked before loading its model.
+    plan: what :func:`plan_predict` returned, when the caller checked before loading its model (else made here).
     """
     from ..io.rle import masks_to_rle
     from ..reports.visualize import draw_detections
 
-    _, names = plan if plan is not None else check_outputs(inputs, out, coco_json)
+    plan = plan if plan is not None else plan_predict(inputs, out, coco_json, coco_gt)
+    names = plan.names
     out_dir = Path(out)
     records, frames, dets = [], [], []
     skipped: list[Path] = []
@@ -231,7 +269,7 @@ def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequ
     summary: dict[str, Any] = {"images": len(records), "detections": sum(len(r["detections"]) for r in records),
                                "out": str(out_dir), "skipped": len(skipped)}
     if coco_json:
-        summary["coco_json"] = str(write_coco_results(dets, _image_ids(frames, coco_gt), coco_json))
+        summary["coco_json"] = str(write_coco_results(dets, _image_ids(frames, plan.gt_ids), coco_json))
     return summary
 
 

@@ -8,7 +8,6 @@ one-line error listing the keys.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from torch import Tensor
 from .. import presets
 from ..config import Config
 from ..data.coco import LabelMap
+from ..io.files import read_json
 from ..models.backbone import ResNetConfig
 
 _RESNETS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
@@ -30,11 +30,21 @@ class ConversionError(ValueError):
     """A source that cannot be converted; the one-line message names the file and the keys."""
 
 
+# The architecture keys of config.json, with the default transformers' DeformableDetrConfig.__init__ gives a key
+# the file lacks: a config missing one is read as HF reads it (the weights then have to fit, or the key mapping
+# below refuses them in one line).
+_HF_DEFAULTS = {"d_model": 256, "encoder_layers": 6, "decoder_layers": 6, "encoder_attention_heads": 8,
+                "decoder_attention_heads": 8, "encoder_ffn_dim": 1024, "decoder_ffn_dim": 1024, "num_queries": 300,
+                "num_feature_levels": 4, "encoder_n_points": 4, "decoder_n_points": 4}
+
+
 def _read_source(src: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     cfg_path = src / "config.json"
     if not cfg_path.exists():
         raise ConversionError(f"{src}: no config.json (expected a save_pretrained directory)")
-    hf = json.loads(cfg_path.read_text())
+    hf = read_json(cfg_path, "an HF config.json")
+    if not isinstance(hf, dict):
+        raise ConversionError(f"{cfg_path}: must be a JSON object (a DeformableDetrConfig), got {type(hf).__name__}")
     files = sorted(src.glob("*.safetensors"))
     if not files:
         raise ConversionError(f"{src}: no *.safetensors weights (save with safe_serialization=True)")
@@ -52,31 +62,46 @@ def config_from_hf(hf: dict[str, Any], where: str = "config.json") -> tuple[Conf
     for key, ours in (("activation_function", "relu"), ("position_embedding_type", "sine")):
         if hf.get(key, ours) != ours:
             raise ConversionError(f"{where}: {key}={hf[key]!r} is not supported (matchdetr uses {ours!r})")
+    arch = {key: _positive_int(hf, key, where) for key in _HF_DEFAULTS}
     for a, b in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
-        if hf[a] != hf[b]:
-            raise ConversionError(f"{where}: {a}={hf[a]} differs from {b}={hf[b]}; matchdetr uses one value")
+        if arch[a] != arch[b]:
+            raise ConversionError(f"{where}: {a}={arch[a]} differs from {b}={arch[b]}; matchdetr uses one value")
     refine, two_stage = bool(hf.get("with_box_refine")), bool(hf.get("two_stage"))
     name = "deformable-detr-r50" + ("-two-stage" if two_stage else "-refine" if refine else "")
     cfg = presets.get(name)
     m, t = cfg.model, cfg.model.transformer
-    m.num_classes = int(hf.get("num_labels", len(hf.get("id2label", {})) or 91))
+    id2label = hf.get("id2label") or {}
+    if not isinstance(id2label, dict):
+        raise ConversionError(f"{where}: 'id2label' must be an object {{index: name}}, got {type(id2label).__name__}")
+    m.num_classes = _positive_int(hf, "num_labels", where, len(id2label) or 91)
     m.backbone = ResNetConfig(depth=int(backbone.removeprefix("resnet")), width=width, return_levels=levels,
                               dilation=bool(hf.get("dilation", False)), frozen_stages=m.backbone.frozen_stages)
-    t.hidden_dim, t.num_heads, t.dim_feedforward = hf["d_model"], hf["encoder_attention_heads"], hf["encoder_ffn_dim"]
-    t.enc_layers, t.dec_layers, t.num_queries = hf["encoder_layers"], hf["decoder_layers"], hf["num_queries"]
-    t.num_levels, t.enc_points, t.dec_points = hf["num_feature_levels"], hf["encoder_n_points"], hf["decoder_n_points"]
+    t.hidden_dim, t.num_heads, t.dim_feedforward = arch["d_model"], arch["encoder_attention_heads"], arch["encoder_ffn_dim"]
+    t.enc_layers, t.dec_layers, t.num_queries = arch["encoder_layers"], arch["decoder_layers"], arch["num_queries"]
+    t.num_levels = arch["num_feature_levels"]
+    t.enc_points, t.dec_points = arch["encoder_n_points"], arch["decoder_n_points"]
     t.dropout = float(hf.get("dropout", 0.1))
     if two_stage and hf.get("two_stage_num_proposals", t.num_queries) != t.num_queries:
         raise ConversionError(f"{where}: two_stage_num_proposals differs from num_queries")
-    id2label = hf.get("id2label") or {}
     names = [str(id2label.get(str(i), id2label.get(i, f"class_{i}"))) for i in range(m.num_classes)]
     return cfg, LabelMap(list(range(m.num_classes)), names)
+
+
+def _positive_int(hf: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
+    """``hf[key]`` (HF's default when absent) as an integer >= 1, or one line naming the key."""
+    value = hf.get(key, _HF_DEFAULTS.get(key) if default is None else default)
+    if type(value) is not int or value < 1:  # bool is not an int here; 2.0 is not a layer count
+        raise ConversionError(f"{where}: {key!r} must be an integer >= 1, got {value!r}")
+    return value
 
 
 def _backbone_from_hf(hf: dict[str, Any], where: str) -> tuple[str, int, list[int]]:
     """(ResNet name, width, return levels) of HF's own ResNet (``backbone_config``) or of a timm ResNet
     (``use_timm_backbone``: the released SenseTime checkpoints), whose keys are torchvision's names."""
     bb = hf.get("backbone_config") or {}
+    for key, value in (("backbone_config", bb), ("backbone_kwargs", hf.get("backbone_kwargs") or {})):
+        if not isinstance(value, dict):
+            raise ConversionError(f"{where}: {key!r} must be an object, got {type(value).__name__}")
     if hf.get("use_timm_backbone") or not bb:  # HF 5 omits the flag when backbone_config is present
         name = hf.get("backbone", "resnet50")
         if name not in {v: k for k, v in _RESNETS.items()}:

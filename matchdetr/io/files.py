@@ -55,6 +55,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, **dump_kwargs: Any) -> 
     atomic_write_text(path, json.dumps(obj, **dump_kwargs))
 
 
+class JsonFileError(ValueError):
+    """A file that should hold JSON and does not; the one-line message names it and where parsing stopped."""
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """The parsed JSON of ``path``, ``what`` naming the kind of file for the message when it is not UTF-8 JSON
+    (JsonFileError); a missing or unreadable file is the OSError, whose message names it too."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise JsonFileError(f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+    except UnicodeDecodeError:
+        raise JsonFileError(f"{path}: not UTF-8 text, not {what}") from None
+
+
 def read_jsonl(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[int]]:
     """The JSON-object lines of a ``.jsonl`` file (``metrics.jsonl``) and the numbers of the lines that are not
     one (e.g. cut short by a kill). A missing file has no records."""

@@ -19,7 +19,7 @@ from .sam_attention import ConditionalSelfAttention, PerHeadQueryCrossAttention
 class SamDecoderLayer(nn.Module):
     """Conditional self-attention -> add & norm -> Semantics Aligner -> per-head cross-attention (with an
     optional logit :class:`~matchdetr.models.decoders.Modulation`, e.g. SMCA) -> add & norm -> FFN -> add & norm
-    (post-norm, spec sec 1)."""
+    (post-norm, as the release)."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float, aligner: SemanticAligner,
                  modulation: Modulation | None = None) -> None:

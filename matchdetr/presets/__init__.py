@@ -2,7 +2,7 @@
 
 Full-size presets follow the published ResNet-50 COCO recipes; ``-tiny`` presets keep the architecture and
 shrink the numbers (an ImageNet-pretrained EfficientNet-Lite0, hidden 128, 3+3 layers, 100 queries, ~256 px
-images) so they learn in CPU minutes (synthetic-benchmark spec).
+images) so they learn in CPU minutes on the synthetic benchmark (docs/benchmarks.md).
 
 One module per family: ``detr_family`` (DETR, Deformable-DETR, DAB, DN, DINO, H-DETR), ``stable`` (Stable-*),
 ``sam_detr`` (SAM-DETR, SMCA, SAM-DETR++). Each registers its presets with :func:`registry.preset` when

@@ -20,7 +20,7 @@ SOURCES = {  # key -> where the figure is printed
 }
 
 WEIGHTS = {  # marker -> what it means
-    "release": "the authors' published checkpoint converts: matchdetr convert official (README: Official checkpoints)",
+    "release": "the authors' published checkpoint converts: matchdetr convert official (docs/checkpoints.md)",
     "convert": "matchdetr convert official reads checkpoints trained with the authors' code; no weights published",
     "hf": "HF transformers' release (SenseTime) converts: matchdetr convert hf",
 }

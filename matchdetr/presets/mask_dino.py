@@ -71,7 +71,7 @@ def maskdino_tiny() -> Config:
     return _tiny(_mask_dino())
 
 
-# Stable-MaskDINO: the loss and the cost only (the reading of table 4; no memory fusion, no NMS, as
+# Stable-MaskDINO: the loss and the cost only (our reading of Stable-DINO table 4; no memory fusion, no NMS, as
 # Mask-DINO's evaluation). The position-supervised loss is supervised by the BOX IoU of each match (the
 # Stable-DINO release's form; no Stable-MaskDINO code is released).
 @preset("stable-maskdino-r50")

@@ -14,7 +14,7 @@ from .registry import preset
 
 
 def stable(cfg: Config, fusion: bool = True, nms: bool = True) -> Config:
-    """Add stable matching to a config in place (the defaults of ``../shared/spec/stable-matching.md``):
+    """Add stable matching to a config in place (the paper's defaults, as the release sets them):
 
     - position-supervised loss, ``f1 = s^2``, rescale ``one`` (the release), class weight 6.0 (paper table 8)
       with L1 5.0 and GIoU 2.0; denoising positives use it too, at class weight 1.0 (the release);
@@ -51,7 +51,7 @@ for _name, _baseline in _PAIRS.items():
     preset(_name)(lambda baseline=_baseline: stable(baseline()))
 
 
-# Both papers in one model (issue 7): SAM-DETR++ matched and supervised the stable way. Only the loss and the
+# Both papers in one model: SAM-DETR++ matched and supervised the stable way. Only the loss and the
 # cost are added: the matching ideas, without changing SAM-DETR++'s encoder or its evaluation.
 @preset("stable-sam-detr-plus-plus-r50")
 def stable_sam_detr_plus_plus_r50() -> Config:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -157,6 +158,22 @@ def write_eval_report(result: Any, out_dir: str | os.PathLike) -> list[Path]:
     return written
 
 
+def _saved_per_class(metrics_json: Path) -> list[dict]:
+    """The per-class rows of an evaluation's ``metrics.json`` (null AP read as NaN). A file without usable rows
+    (edited, cut short, from another tool) costs only the per-class and PR plots: a warning, not the report."""
+    try:
+        data = json.loads(metrics_json.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    rows = data.get("per_class") if isinstance(data, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(c, dict) and type(c.get("category_id")) is int for c in rows):
+        warnings.warn(f"{metrics_json}: no per-class results (a 'per_class' list of objects with a category_id); "
+                      "the per-class and PR plots are skipped", stacklevel=3)
+        return []
+    metric = {f"{p}{m}" for p in _KINDS for m in ("AP", "AP50")}
+    return [{k: (float("nan") if v is None and k in metric else v) for k, v in c.items()} for c in rows]
+
+
 def write_run_report(run_dir: str | os.PathLike) -> list[Path]:
     """Everything for a run directory from its files: results.csv and training_curves.png (from
     metrics.jsonl), and the per-class and PR plots of its final evaluation (``eval/``)."""
@@ -171,9 +188,7 @@ def write_run_report(run_dir: str | os.PathLike) -> list[Path]:
     written.append(run / "training_curves.png")
     ev = run / "eval"
     if (ev / "metrics.json").exists():
-        metric = {f"{p}{m}" for p in _KINDS for m in ("AP", "AP50")}
-        per_class = [{k: (float("nan") if v is None and k in metric else v) for k, v in c.items()}
-                     for c in json.loads((ev / "metrics.json").read_text())["per_class"]]
+        per_class = _saved_per_class(ev / "metrics.json")
         if per_class:
             written += [write_per_class(per_class, run / "per_class_ap.csv"), *write_per_class_plots(per_class, run)]
         if (ev / "pr_curves.npz").exists():

@@ -84,7 +84,7 @@ def test_models_command_with_flops(capsys):
     assert out[0].split()[:2] == ["preset", "params"] and out[1].startswith("detr-tiny")
 
 
-# The four figures issue 7 holds us to at the typical 800x1066; DINO's, averaged over the first COCO val images
+# The four published figures we hold to at the typical 800x1066; DINO's, averaged over the first COCO val images
 # (many 3:2, 800x1200 after the resize), at 800x1200 (docs/benchmarks.md gives the figures at both sizes)
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["detr-r50", "deformable-detr-r50", "sam-detr-r50", "sam-detr-plus-plus-r50"])

@@ -1,4 +1,4 @@
-"""Bad-input corpus, part 1 (issue 17): the cases that used to lose data or give a wrong result with exit code 0.
+"""Bad-input corpus, part 1: the cases that used to lose data or give a wrong result with exit code 0.
 
 Each case builds its broken input from nothing under tmp_path (on top of the session's synthetic set and micro
 run), runs the CLI and checks the outcome: one ``matchdetr: error:`` line and exit 2, or a warning and the

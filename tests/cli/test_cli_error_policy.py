@@ -1,4 +1,4 @@
-"""Bad-input corpus, part 2 (issue 17): nonsense values, the one error policy, and the smaller items (file modes,
+"""Bad-input corpus, part 2: nonsense values, the one error policy, and the smaller items (file modes,
 refusal messages, "did you mean", preset aliases, `matchdetr models` speed, help texts, progress lines).
 
 Each case builds its input from nothing under tmp_path and asserts one ``matchdetr: error:`` line with exit
@@ -177,6 +177,43 @@ def test_broken_pipe_is_quiet(cli_env):
     proc.stdout.close()  # the reader is gone before the first line: what `| head -0` does
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 128 + 13 and err == ""  # 128 + SIGPIPE, no "Exception ignored" noise
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["models", "--no-params"]])
+def test_a_reader_gone_before_the_first_line_is_quiet_without_unbuffered_output(cli_env, args):
+    env = {k: v for k, v in cli_env.items() if k != "PYTHONUNBUFFERED"}  # what a user's shell has: block-buffered
+    proc = subprocess.Popen([sys.executable, "-m", "matchdetr", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 128 + 13 and err == "", err  # not 120 with "Exception ignored ... BrokenPipe"
+
+
+def test_no_standard_output_at_all_is_not_a_traceback(cli_env, tmp_path):
+    # `matchdetr synth DIR >&-`: Python starts with sys.stdout None; the work is done, the summary has nowhere to go
+    proc = subprocess.run([sys.executable, "-m", "matchdetr", "synth", str(tmp_path / "s"), "--train", "1", "--val",
+                           "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=cli_env,
+                          preexec_fn=lambda: os.close(1), timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert (tmp_path / "s" / "annotations" / "instances_train.json").is_file()
+
+
+def test_a_reader_gone_in_the_middle_of_a_long_table_is_quiet(monkeypatch, capfd):
+    from matchdetr.cli.errors import run_command
+
+    read_end, write_end = os.pipe()
+    monkeypatch.setattr(sys, "stdout", os.fdopen(write_end, "w"))
+
+    def table(_args) -> int:
+        print("header", flush=True)
+        os.read(read_end, 64)  # `head -1` read its line ...
+        os.close(read_end)  # ... and went away; the rows below no longer fit anywhere
+        for i in range(100_000):
+            print(f"row {i:6d} " + "x" * 60)
+        return 0
+
+    assert run_command(table, argparse.Namespace()) == 128 + 13
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_debug_shows_the_traceback(cli_env):

@@ -233,3 +233,56 @@ def test_to_coco_results_adds_segmentation_only_with_masks():
     assert [e["segmentation"] for e in with_masks] == masks_to_rle(masks)
     with pytest.raises(ValueError, match="1 masks but 2 detections"):
         to_coco_results([dict(det, masks=masks[:1])], [42])
+
+
+def _cli_eval(tmp_path, gt: dict, dets: list[dict], *extra: str) -> tuple[int, str]:
+    from matchdetr.cli import main
+
+    data = tmp_path / "data"
+    (data / "val").mkdir(parents=True, exist_ok=True)
+    (data / "annotations").mkdir(exist_ok=True)
+    (data / "annotations" / "instances_val.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    out = tmp_path / "eval"
+    code = main(["eval", "--predictions", str(tmp_path / "dets.json"), "--data", str(data), "--out", str(out), *extra])
+    return code, (out / "metrics.json").read_text() if code == 0 else ""
+
+
+def test_cli_scores_a_segm_only_results_file_as_pycocotools(tmp_path, capsys):
+    """COCO's standard mask results (image_id, category_id, segmentation, score; no bbox) are scored on the
+    masks, with the metric names `eval --checkpoint` prints and the per-class segm plots."""
+    gt, masks = make_gt()
+    dets = jittered_dets(gt, masks, np.random.default_rng(3))
+    code, saved = _cli_eval(tmp_path, gt, dets)
+    assert code == 0
+    metrics = json.loads(saved)["metrics"]
+    ref = reference(gt, dets)
+    for name, value in zip(METRIC_NAMES, ref.stats):
+        assert metrics[f"segm_{name}"] == pytest.approx(100 * value, abs=1e-9), name
+    assert "AP" not in metrics and (tmp_path / "eval" / "per_class_segm_ap.png").is_file()
+    assert "segm_AP" in capsys.readouterr().out
+
+
+def test_cli_scores_boxes_and_masks_of_a_file_with_both_masks_by_mask_area(tmp_path):
+    """Boxes and masks both; the masks equal pycocotools given the entries without their boxes (detectron2's
+    rule: mask areas decide small / medium / large, not the boxes')."""
+    gt, masks = make_gt()
+    dets = jittered_dets(gt, masks, np.random.default_rng(4))
+    for d in dets:
+        x, y, w, h = ref_mask.toBbox(dict(d["segmentation"], counts=d["segmentation"]["counts"].encode()))
+        d["bbox"] = [float(x), float(y), float(w) + 3.0, float(h) + 3.0]  # boxes that are not the masks' own
+    code, saved = _cli_eval(tmp_path, gt, dets)
+    metrics = json.loads(saved)["metrics"]
+    ref = reference(gt, [{k: v for k, v in d.items() if k != "bbox"} for d in dets])
+    assert code == 0 and "AP" in metrics
+    for name, value in zip(METRIC_NAMES, ref.stats):
+        assert metrics[f"segm_{name}"] == pytest.approx(100 * value, abs=1e-9), name
+    code, saved = _cli_eval(tmp_path, gt, dets, "--iou-type", "bbox")
+    assert code == 0 and "segm_AP" not in json.loads(saved)["metrics"]
+
+
+def test_cli_results_of_neither_kind_is_one_line(tmp_path, capsys):
+    gt, _ = make_gt()
+    code, _ = _cli_eval(tmp_path, gt, [{"image_id": 1, "category_id": 1, "score": 0.5}])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs a 'bbox'" in err and err.count("\n") == 1

@@ -10,7 +10,7 @@ fused tokens replace the memory for everything downstream (query selection and d
 - ``simple``: ``[x0, xL]``.
 - ``u_like``: not released, shown only as a figure (U-Net-like skips). Our interpretation: encoder layer k's
   input is ``Fuse(x_{k-1}, x_{L-k+1})`` (a mirror skip) for every k whose mirror output already exists
-  (``L - k + 1 <= k - 1``, i.e. k > L/2 for even L, as the spec writes it; the same rule keeps odd L valid), and
+  (``L - k + 1 <= k - 1``, i.e. k > L/2 for even L; the same rule keeps odd L valid), and
   the final memory is ``Fuse(x_L, x_0)``.
 Off when the model's ``memory_fusion`` is None.
 """
