@@ -67,13 +67,14 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                                     "backward to the forward part that made it. Medians; run it alone on the machine.")
     f.add_argument("--model", default="stable-dino-tiny,dino-tiny,sam-detr-tiny,detr-tiny",
                    help="comma-separated presets")
-    f.add_argument("--data", default="runs/synthetic", help="dataset folder; the synthetic set is generated if missing")
+    f.add_argument("--data", type=dataset_path, default="runs/synthetic",
+                   help="dataset folder; the synthetic set is generated if missing")
     f.add_argument("--iters", type=positive_int, default=12, help="timed iterations")
     f.add_argument("--warmup", type=nonneg_int, default=3, help="untimed iterations first")
     f.add_argument("--batch-size", type=positive_int, default=8, help="images per step")
     f.add_argument("--workers", type=nonneg_int, help="DataLoader workers (default: the preset's)")
     f.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N | mps")
-    f.add_argument("--out", help="also write profile.md here")
+    f.add_argument("--out", type=output_dir("profile.md"), help="also write profile.md here")
     f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of every preset")
     f.set_defaults(func=cmd_bench_profile)

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..config.tree import ConfigError
 from .common import DEVICE_HELP, add_data_args
 from .errors import nonneg_int, positive_int
+from ..engine.run_dir import RUN_FILES
 from .paths import checkpoint_path, dataset_path, input_path, output_dir
 
 
@@ -20,13 +21,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                                    "`matchdetr models --show PRESET` lists them with their meaning, --set changes one.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="preset name (see `matchdetr models`)")
-    src.add_argument("--config", help="a config file: a run's config.json, or a JSON/YAML of some keys on top of "
+    src.add_argument("--config", type=input_path, help="a config file: a run's config.json, or a JSON/YAML of some keys on top of "
                                       "its `preset:` (see docs/training.md)")
-    p.add_argument("--init", help="start from this checkpoint's weights (file or run directory; fresh optimizer and "
+    p.add_argument("--init", type=checkpoint_path, help="start from this checkpoint's weights (file or run directory; fresh optimizer and "
                                   "schedule); without --model/--config its configuration too; class heads are "
                                   "re-initialised where the dataset's class names differ")
     add_data_args(p, ("train", "val"))
-    p.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, results.csv, eval/)")
+    p.add_argument("--out", required=True, type=output_dir(*RUN_FILES),
+                   help="run directory (checkpoints, metrics.jsonl, results.csv, eval/)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iters", type=positive_int, help="train for this many iterations (default: the preset's); the "
                                                       "learning-rate drop keeps its place in the schedule")

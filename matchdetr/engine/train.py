@@ -43,6 +43,7 @@ from .compile import compile_model
 from .device import autocast_for
 from .evaluate import evaluate
 from .finetune import load_pretrained, transfer_weights
+from .mask_data import check_mask_data
 from .guard import NonFiniteGuard, StopSignals, TrainingStopped
 from .optim import ModelEMA, lr_factor, param_groups, set_lr
 from .run_dir import new_run_id, prepare_run_dir
@@ -143,6 +144,8 @@ class Trainer:
         # substitute=False: an unreadable image is scored as one without detections, never replaced by another
         self.val_set = None if val_paths is None else CocoDetection(
             val_paths, build_transforms(d, train=False), self.label_map, substitute=False, masks=d.masks)
+        if d.masks:  # a mask model on box-only data, or a val GT segm scoring refuses: one line now, not at the end
+            check_mask_data(self.train_set, self.val_set)
 
     def _build(self) -> None:
         """The model for the dataset's classes (seeded: identical on every process) and its criterion."""
@@ -321,12 +324,13 @@ class Trainer:
         return self._finish(start)
 
     def _finish(self, start: float) -> TrainResult:
-        """The final evaluation, ``model.safetensors``, and the result."""
-        evaluation = self._evaluate(final=True)
+        """``model.safetensors`` (saved before the final evaluation, so no evaluation error loses it), the final
+        evaluation, and the result."""
         final = self.ema.module if self.ema is not None else self.model
         if dist.is_main():
             ck.save_model(final, self.cfg, self.label_map, self.out_dir / "model.safetensors",
                           iteration=self.iteration, run_id=self.run_id)
+        evaluation = self._evaluate(final=True)
         dist.barrier()
         self.log.close()
         main = dist.is_main()

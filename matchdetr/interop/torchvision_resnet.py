@@ -30,8 +30,9 @@ def _listing(keys: list[str]) -> str:
     return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """Read a flat ``{name: tensor}`` file (``.safetensors``, else ``torch.load`` with ``weights_only=True``).
+def read_state_dict(path: str | os.PathLike[str], unwrap: tuple[str, ...] = ()) -> dict[str, Tensor]:
+    """Read a flat ``{name: tensor}`` file (``.safetensors``, else ``torch.load`` with ``weights_only=True``);
+    a dict holding the state dict under one of the keys ``unwrap`` (Microsoft's Swin files: ``model``) is opened.
 
     Raises ``FileNotFoundError`` / ``ValueError`` with a one-line message naming the file.
     """
@@ -54,6 +55,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
                              "one with torch.save(model.state_dict(), path)") from None
         except Exception as err:
             raise ValueError(f"{path}: cannot read as a PyTorch file: {_one_line(err)}") from None
+    wrapper = next((k for k in unwrap if isinstance(obj, dict) and isinstance(obj.get(k), dict)), None)
+    obj = obj[wrapper] if wrapper is not None else obj
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
         what = f"dict with keys {_listing([str(k) for k in obj])}" if isinstance(obj, dict) else type(obj).__name__
         raise ValueError(f"{path}: expected a flat state dict {{name: tensor}}, got a {what}")

@@ -245,7 +245,7 @@ class Backbone(nn.Module):
         return level_outputs(self.body, self.return_levels, images, pixel_mask)
 
 
-def level_outputs(body: nn.Module, levels: Sequence[int], images: Tensor,
+def level_outputs(body: Callable[[Tensor], dict[int, Tensor]], levels: Sequence[int], images: Tensor,
                   pixel_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
     """Run ``body`` (images -> ``{level: map}``) and return one ``(feature [B, C, h, w], mask [B, h, w] bool)``
     per level of ``levels``, fine to coarse; the mask is the pixel mask resized by nearest interpolation to the
