@@ -22,7 +22,7 @@ import os
 import random
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -37,9 +37,6 @@ from .images import DecodedImage, ImageLoadError, align_boxes, decode_image, loa
 from .label_map import LabelMap
 from .segmentation import Segmentations
 from .splits import resolve_split
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .summary import SplitSummary
 
 __all__ = ["CocoDetection", "DatasetError", "DatasetWarning", "LabelMap", "SplitPaths", "resolve_split"]
 _MAX_SUBSTITUTES = 32  # undecodable images skipped in a row before giving up on a sample
@@ -197,17 +194,6 @@ class CocoDetection(Dataset):
     def box_counts(self) -> np.ndarray:
         """``[len(self)]`` number of (non-crowd) boxes of each sample."""
         return np.diff(self._offsets)
-
-    def classes_present(self) -> list[int]:
-        """The model labels with at least one box in this split, sorted."""
-        return np.unique(self._labels).tolist()
-
-    def summary(self, split: str) -> SplitSummary:
-        """Layout, images, labelled and background images, classes and instances, for a one-line report
-        (``summary.py``)."""
-        from .summary import summarize
-
-        return summarize(self, split)
 
     def segmentation_counts(self) -> tuple[int, int]:
         """``(annotations with a usable segmentation, all kept annotations)``; needs ``masks=True``."""

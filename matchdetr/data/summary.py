@@ -3,8 +3,8 @@ a missing labels folder or a class list that does not match shows before any tra
 
     train: YOLO, 60 images (48 labelled, 12 background), 3 classes (3 with instances), 171 instances; /d/images/train
 
-Counts are those of the dataset as training and evaluation read it (``CocoDetection``: unusable images and
-boxes left out, crowd regions not counted). A YOLO split where several images read one label file (``x.jpg``
+Counts are those of the annotations as training and evaluation read them (a YOLO or VOC split converted as
+for training; crowd regions not counted); problems with single items are reported by that reading itself. A YOLO split where several images read one label file (``x.jpg``
 and ``x.png`` both take ``labels/x.txt``, often an output written into the dataset) gets a warning naming them.
 """
 
@@ -16,13 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
-
-from .common import DatasetWarning, SplitPaths
+from .common import DatasetWarning, Problems, SplitPaths
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import DataConfig
-    from .coco import CocoDetection
 
 LAYOUTS = {"coco": "COCO", "yolo": "YOLO", "voc": "Pascal VOC"}
 _SHOWN = 3  # shared label files quoted in the warning
@@ -50,22 +47,27 @@ class SplitSummary:
                 f"instances), {self.instances} instances; {self.images_folder}")
 
 
-def summarize(dataset: CocoDetection, split: str) -> SplitSummary:
-    """The summary of a dataset as read (see :meth:`CocoDetection.summary`)."""
-    counts = dataset.box_counts()
-    return SplitSummary(split, dataset.paths.format, len(dataset), int(np.count_nonzero(counts)),
-                        len(dataset.label_map), len(dataset.classes_present()), int(counts.sum()),
-                        Path(dataset.paths.images))
+def summarize(data: dict, split: str, layout: str, images_folder: Path) -> SplitSummary:
+    """The summary of a COCO dict (a COCO file's, or a YOLO / VOC split read into one): entries that are not
+    what COCO asks for are not counted (training reports them), crowd regions neither."""
+    image_ids = {img["id"] for img in data["images"] if isinstance(img, dict) and type(img.get("id")) is int}
+    boxes = [a for a in data["annotations"] if isinstance(a, dict) and a.get("image_id") in image_ids
+             and not a.get("iscrowd", 0)]
+    return SplitSummary(split, layout, len(image_ids), len({a["image_id"] for a in boxes}), len(data["categories"]),
+                        len({a.get("category_id") for a in boxes}), len(boxes), images_folder)
 
 
 def scan_split(paths: SplitPaths, split: str) -> SplitSummary:
-    """Read the split as training does and summarise it. Its per-item warnings are left to the read that
-    follows (training's, evaluation's), so that each is shown once."""
-    from .coco import CocoDetection
+    """Read the split's annotations as training does and summarise them; image files are not opened (``eval
+    --predictions`` needs none). Per-item warnings are left to the read that follows, so each shows once."""
+    from .coco_json import read_coco_json
+    from .formats import read_foreign
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DatasetWarning)
-        return CocoDetection(paths, transforms=None).summary(split)
+        data = (read_coco_json(Path(paths.annotations)) if paths.format == "coco"
+                else read_foreign(paths, Problems(Path(paths.annotations))))
+    return summarize(data, split, paths.format, Path(paths.images))
 
 
 def shared_labels_warning(paths: SplitPaths) -> str | None:
