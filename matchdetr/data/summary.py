@@ -4,8 +4,9 @@ a missing labels folder or a class list that does not match shows before any tra
     train: YOLO, 60 images (48 labelled, 12 background), 3 classes (3 with instances), 171 instances; /d/images/train
 
 Counts are those of the annotations as training and evaluation read them (a YOLO or VOC split converted as
-for training; crowd regions not counted); problems with single items are reported by that reading itself. A YOLO split where several images read one label file (``x.jpg``
-and ``x.png`` both take ``labels/x.txt``, often an output written into the dataset) gets a warning naming them.
+for training; crowd regions not counted); problems with single items are reported by that reading itself. A
+YOLO split where several images read one label file (``x.jpg`` and ``x.png`` both take ``labels/x.txt``, often
+an output written into the dataset) gets a warning naming them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _SHOWN = 3  # shared label files quoted in the warning
 class SplitSummary:
     split: str  # train | val | ...
     layout: str  # coco | yolo | voc
-    images: int  # usable images
+    images: int  # images the annotations list (COCO) or the reader found (YOLO, VOC)
     labelled: int  # images with at least one box
     classes: int  # the split's classes (its categories, YOLO names, VOC classes)
     classes_present: int  # of them, those with at least one box
