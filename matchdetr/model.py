@@ -103,7 +103,8 @@ class Model:
 
     # ------------------------------------------------------------------------------------------ using it
     def predict(self, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
-        """Detections per image (paths, PIL images or ``H x W x 3`` uint8 arrays): ``boxes`` ``[K, 4]`` xyxy pixels
+        """Detections per image (paths, PIL images, or arrays / tensors: HxW grey, HxWxC or CxHxW with C = 1, 3
+        or 4, uint8 or float in [0, 1]; the rule of ``io.decode.as_rgb``): ``boxes`` ``[K, 4]`` xyxy pixels
         of the original image, ``scores``, ``labels`` (dataset category ids), ``names`` (+ ``masks`` ``[K, H, W]``
         for instance segmentation); see :func:`matchdetr.inference.predict.predict_images`. An image's detections
         do not depend on the other images or on ``batch_size`` (each is padded to its own canvas)."""

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# A stop signal a test's in-process training or command took still stops the run (see the module).
+from stop_signals_plugin import pytest_configure, pytest_runtest_call  # noqa: F401  (hooks of this conftest)
+
 # Micro sizes on top of a -tiny preset so a training iteration takes a few tens of milliseconds.
 MICRO = [
     "model.transformer.hidden_dim=32", "model.transformer.num_heads=4",

@@ -84,3 +84,35 @@ def test_errors_are_exceptions_not_exits(tmp_path) -> None:
 
 def test_dir_lists_the_public_api() -> None:
     assert {"build", "load", "train", "resume", "Model", "Config"} <= set(dir(matchdetr))
+
+
+def test_predict_takes_grayscale_rgba_float_and_channels_first_arrays() -> None:
+    """The rule (io/decode.py: as_rgb): HxW is grey; channels last when the last axis has 1, 3 or 4 entries,
+    else channels first (CHW, as a torch image tensor is); 4 channels are RGBA, composited over white as an
+    RGBA file is; floats must lie in [0, 1] and are scaled by 255; torch tensors are read like arrays."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    model = matchdetr.build("detr-tiny", num_classes=3, **SETS)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (40, 56, 1), dtype=np.uint8)
+    composited = Image.alpha_composite(Image.new("RGBA", (56, 40), (255, 255, 255, 255)),
+                                       Image.fromarray(np.concatenate([rgb, alpha], 2), "RGBA")).convert("RGB")
+    grey = rgb[..., 0]
+    same = {  # each input -> the uint8 RGB image it must be read as
+        "HxW grey": (grey, np.repeat(grey[..., None], 3, 2)),
+        "HxWx1 grey": (grey[..., None], np.repeat(grey[..., None], 3, 2)),
+        "HxWx4 RGBA": (np.concatenate([rgb, alpha], 2), np.asarray(composited)),
+        "float HxWx3 in [0, 1]": (rgb.astype(np.float32) / 255, rgb),
+        "CHW uint8": (rgb.transpose(2, 0, 1).copy(), rgb),
+        "CHW float tensor": (torch.from_numpy(rgb.transpose(2, 0, 1) / 255.0), rgb),
+    }
+    for what, (given, expected) in same.items():
+        got, ref = model.predict(given, threshold=0.0)[0], model.predict(expected, threshold=0.0)[0]
+        assert torch.equal(got["scores"], ref["scores"]) and torch.equal(got["boxes"], ref["boxes"]), what
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
+        model.predict(rgb.astype(np.float32))  # 0..255 floats: ambiguous, refused with the rule
+    with pytest.raises(ValueError, match="channels"):
+        model.predict(np.zeros((40, 56, 2), dtype=np.uint8))

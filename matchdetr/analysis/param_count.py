@@ -8,10 +8,9 @@ out fixed initial patterns) runs on the CPU. The counts are exact: the same ``bu
 ``requires_grad`` flags (frozen stages) as a real build; a test holds them equal.
 
 Counts are cached in ``$MATCHDETR_CACHE/param_counts.json`` (default ``~/.cache/matchdetr``) under a digest of
-the preset's model config, the number of classes, the source of ``matchdetr/models`` and the torch version, so
-a changed model or preset is counted again and a cached listing needs no torch import at all (0.2 s). The
-cache holds the finished table lines (``flops.ModelCost.row``, the one formatter), so the digest covers
-``flops.py`` (its paper figures) too.
+the code that defines presets and models (``_COUNTED``), the torch version, the preset and the number of
+classes, with the list of preset names beside them: a change anywhere there counts again, and a cached
+listing imports neither torch nor a preset (0.2 s, where importing torch alone takes 1.3 s).
 """
 
 from __future__ import annotations
@@ -23,8 +22,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-_FLOPS_FILE = Path(__file__).resolve().parent / "flops.py"
+_PACKAGE = Path(__file__).resolve().parent.parent
+# What a preset's parameter count can depend on: the presets, their configs and everything they build.
+_COUNTED = ("presets", "config", "compose", "models", "losses", "matching", "ops", "fields.py", "structures.py",
+            "boxes.py", "analysis/param_count.py")
 # In-place random fills (by name: the function handed over is the C-level TensorBase method), and every
 # ``torch.nn.init`` initialiser (which hands its tensor over as a keyword): on a meta tensor each is a no-op.
 _RANDOM_FILLS = {"normal_", "uniform_", "exponential_", "log_normal_", "cauchy_", "geometric_", "random_",
@@ -53,7 +54,7 @@ def _meta_build_mode() -> Any:
 
 def count_parameters(name: str, num_classes: int = 91) -> tuple[int, int]:
     """``(parameters, trainable parameters)`` of preset ``name`` (or an old name) with ``num_classes``, built
-    on the meta device (not cached; see :func:`parameter_table`)."""
+    on the meta device (not cached; see :func:`parameter_counts`)."""
     import torch
 
     from .. import presets
@@ -74,11 +75,12 @@ def _cache_path() -> Path:
 
 
 def _code_digest() -> str:
-    """What a listing depends on besides the config: the model code, the table's format and paper figures
-    (``flops.py``) and the torch version."""
+    """What a count depends on besides the preset's name: the code of ``_COUNTED`` and the torch version."""
     h = hashlib.sha256()
-    for path in sorted(_MODELS_DIR.rglob("*.py")) + [_FLOPS_FILE]:
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    files = [f for part in _COUNTED for f in ((_PACKAGE / part).rglob("*.py") if (_PACKAGE / part).is_dir()
+                                               else [_PACKAGE / part])]
+    for path in sorted(files):
+        h.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
     try:
         h.update(metadata.version("torch").encode())
     except metadata.PackageNotFoundError:
@@ -94,33 +96,36 @@ def _read_cache(path: Path) -> dict[str, Any]:
     return cache if isinstance(cache, dict) else {}
 
 
-def parameter_table(names: list[str], num_classes: int = 91) -> list[str]:
-    """The lines of ``matchdetr models``: ``flops.HEADER`` and one ``flops.ModelCost.row()`` per preset
-    (without GFLOPs). Cached lines are reused; the others are counted on the meta device and cached."""
-    from .. import presets
-
+def parameter_counts(names: list[str] | None = None, num_classes: int = 91) -> dict[str, tuple[int, int]]:
+    """``{preset: (parameters, trainable parameters)}`` for ``names`` (default: every preset, in the registry's
+    order), what ``matchdetr models`` lists. Cached counts are reused; the others are counted on the meta device
+    and cached."""
     code = _code_digest()
-    keys = {}
-    for name in names:
-        model = presets.get(name).model
-        model.backbone.weights = ""
-        keys[name] = hashlib.sha256(f"{code}|{name}|{num_classes}|{json.dumps(model.__dict__, default=vars, sort_keys=True)}"
-                                    .encode()).hexdigest()
     path = _cache_path()
     cache = _read_cache(path)
-    header_key = f"header-{code}"
-    missing = [n for n, k in keys.items() if not isinstance(cache.get(k), str)] + (
-        [] if isinstance(cache.get(header_key), str) else [None])
-    if missing:
-        from .flops import HEADER, ModelCost  # imports torch: only when something is not cached
+    names_key, dirty = f"names|{code}", False
+    if names is None:
+        listed = cache.get(names_key)
+        if isinstance(listed, list) and all(isinstance(n, str) for n in listed):
+            names = listed
+        else:
+            from .. import presets
 
-        cache[header_key] = HEADER
-        for name in (n for n in missing if n is not None):
-            cache[keys[name]] = ModelCost(name, *count_parameters(name, num_classes), None).row()
+            names = cache[names_key] = presets.names()
+            dirty = True
+    keys = {n: hashlib.sha256(f"{code}|{n}|{num_classes}".encode()).hexdigest() for n in names}
+    for name in (n for n, k in keys.items() if not _is_count(cache.get(k))):
+        cache[keys[name]] = list(count_parameters(name, num_classes))
+        dirty = True
+    if dirty:
         from ..io.files import atomic_write_json
 
         try:
             atomic_write_json(path, cache)
         except OSError:  # a read-only home: counting again next time is the only cost
             pass
-    return [cache[header_key]] + [cache[keys[n]] for n in names]
+    return {n: (int(cache[keys[n]][0]), int(cache[keys[n]][1])) for n in names}
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from . import analyze, models, predict, synth, train
 from .bench import add_bench
-from .errors import Parser, UsageError, flush_stdout, run_command
+from .errors import Parser, UsageError, flush_stdout, run_command, unknown_arguments
 from .paths import check_paths
 
 
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit code (see ``errors.run_command``)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
     except UsageError as err:  # reported in one line already; --help and --version still exit normally
         return int(err.code or 2)
     except SystemExit as done:  # --help printed: its text may still be buffered for a reader already gone
@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code == int(done.code or 0):
             raise
         return code
+    if unknown:  # argparse's own message, plus the --set key an unknown option names (`--lr` -> train.lr)
+        return unknown_arguments(args, unknown)
     warnings.formatwarning = lambda msg, cat, *_: f"warning: {msg}\n"
     return run_command(_with_path_check(parser, args.func), args)
 

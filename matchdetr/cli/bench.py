@@ -11,7 +11,12 @@ from .paths import dataset_path, in_place_path, output_dir
 
 # ----------------------------------------------------------------------------------------------- bench
 def add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: speed and convergence")
+    p = sub.add_parser("bench", help="benchmarks: speed and convergence",
+                       description="The measurements behind docs/benchmarks.md: `speed` (latency, training step and "
+                                   "memory of a preset, optionally against HF transformers), `convergence` (presets "
+                                   "trained at equal budget), `docs` (regenerate every table and plot of that page), "
+                                   "`profile` (the training step timed phase by phase) and `gpu` (a GPU session's "
+                                   "measurements in one command).")
     bsub = p.add_subparsers(dest="bench", required=True, metavar="{speed,convergence,docs,profile,gpu}")
     from ..analysis.studies import STUDIES
     from .bench_gpu import add_bench_gpu
@@ -60,7 +65,11 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_speed(bsub: argparse._SubParsersAction) -> None:
-    s = bsub.add_parser("speed", help="inference latency, training-step time and peak memory of a preset")
+    s = bsub.add_parser("speed", help="inference latency, training-step time and peak memory of a preset",
+                        description="Time a preset's batch-1 inference and one training step (median of --repeats "
+                                    "after --warmup runs) and its peak memory, each model in its own process; "
+                                    "--vs-hf also times HF transformers' Deformable-DETR on the same weights and "
+                                    "reports the ratio.")
     s.add_argument("--model", required=True, help="preset name")
     s.add_argument("--vs-hf", action="store_true", help="also time HF transformers' twin on identical weights")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")

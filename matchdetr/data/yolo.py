@@ -126,8 +126,10 @@ def resolve_yolo_split(root: Path, split: str) -> SplitPaths:
         source = data[key]
         if not isinstance(source, str):
             raise DatasetError(f"{cfg}: '{key}' must be one images folder, got {source!r}")
-        base = Path(data["path"]) if isinstance(data.get("path"), str) else cfg.parent
-        base = base if base.is_absolute() else cfg.parent / base
+        # Relative entries resolve from the YAML's folder, as Ultralytics resolves them; ``cfg.parent`` may itself
+        # be relative (``--data nopath``), so it is the base, never joined onto itself.
+        base = Path(data["path"]) if isinstance(data.get("path"), str) else None
+        base = cfg.parent if base is None else base if base.is_absolute() else cfg.parent / base
         images = base / source
         if not images.exists() and source.startswith("../"):  # Roboflow exports, as Ultralytics resolves them
             images = base / source[3:]
@@ -151,6 +153,26 @@ def labels_dir(images: Path) -> Path:
         if parts[i] == "images":
             return Path(*parts[:i], "labels", *parts[i + 1:])
     return images
+
+
+def label_file(image: Path, images_dir: Path, labels_root: Path | None = None) -> Path:
+    """The label file of ``image`` under ``images_dir``: the same relative path under ``labels_dir``, ``.txt``."""
+    return ((labels_root or labels_dir(images_dir)) / image.relative_to(images_dir)).with_suffix(".txt")
+
+
+def image_files(images_dir: Path) -> list[Path]:
+    """The images of a split folder, recursively, sorted (their order gives the image ids)."""
+    return sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def shared_label_files(images_dir: Path) -> dict[Path, list[Path]]:
+    """``{label file: images}`` for every existing label file that two or more images of the split read
+    (``x.jpg`` and ``x.png`` both take ``labels/x.txt``: usually an output written into the dataset)."""
+    labels_root = labels_dir(images_dir)
+    readers: dict[Path, list[Path]] = {}
+    for image in image_files(images_dir):
+        readers.setdefault(label_file(image, images_dir, labels_root), []).append(image)
+    return {label: images for label, images in readers.items() if len(images) > 1 and label.is_file()}
 
 
 def _class_names(paths: SplitPaths) -> list[str] | None:
@@ -202,11 +224,11 @@ def read_yolo(paths: SplitPaths, problems: Any) -> dict:
     """COCO dict of a YOLO split (see the module docstring); problems are reported per kind."""
     images_dir = Path(paths.images)
     names = _class_names(paths)
-    files = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(images_dir)
     labels_root = labels_dir(images_dir)
     parsed: list[tuple[Path, list[tuple[int, list[float], list[float] | None]]]] = []  # (class, box, polygon)
     for image in files:
-        label = (labels_root / image.relative_to(images_dir)).with_suffix(".txt")
+        label = label_file(image, images_dir, labels_root)
         rows, seen = [], set()
         if label.is_file():
             try:

@@ -180,8 +180,12 @@ def _clean(name: str, data: list, gt: COCO, iou_type: str) -> list[dict]:
             degenerate += 1
         else:
             clean.append({**entry, "bbox": [float(v) for v in bbox]})
-    if degenerate:
-        warnings.warn(f"{name}: dropped {degenerate} detection(s) with width or height <= 0", stacklevel=3)
+    if degenerate:  # in the user's words: whose detections, what is wrong with them, what happens to them
+        whose = "of the model's" if name == _IN_MEMORY else "of the"
+        where = "" if name == _IN_MEMORY else f" in {name}"
+        warnings.warn(f"{degenerate} {whose} {len(data)} detections{where} have a box of zero width or height (a box "
+                      f"predicted outside the image is clipped to its border); they can match no object and are "
+                      f"left out of the box AP", stacklevel=3)
     return clean
 
 def evaluate_detections(
@@ -274,8 +278,11 @@ def _save_npz(path: str, arrays: dict[str, Any]) -> None:
     with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to the temporary name
         np.savez_compressed(f, **arrays)
 
+_IN_MEMORY = "<results list>"  # the name of results given as a list (the model's own, during evaluation)
+
+
 def _source_name(source: Any) -> str:
-    return "<results list>" if isinstance(source, list) else str(source)
+    return _IN_MEMORY if isinstance(source, list) else str(source)
 
 def _per_class(coco_eval: COCOeval_faster, gt: COCO, dets: list[dict], prefix: str = "") -> list[dict]:
     """Per-category AP (``prefix`` + AP, AP50) from eval["precision"] [T, R, K, A, M] at area "all", maxDets 100.

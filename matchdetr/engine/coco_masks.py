@@ -18,23 +18,10 @@ import faster_coco_eval.mask_api_new_cpp as rle_api  # the C++ core under faster
 from faster_coco_eval.core import mask as mask_api
 
 from ..data.polygons import bounded_parts
+from ..io.rle import masks_to_rle  # the one encoder (numpy; equal to the mask API's), also on the torch-free path
 
 __all__ = ["masks_to_rle", "mask_results", "results_rle", "check_gt_segmentations", "bound_gt_polygons"]
 _API_ERRORS = (RuntimeError, ValueError, TypeError, OverflowError)  # what the mask API raises on bad input
-
-
-def masks_to_rle(masks: Any) -> list[dict]:
-    """``[K, H, W]`` bool masks (numpy, or a torch tensor on any device) -> K compressed RLEs
-    ``{"size": [H, W], "counts": str}`` (COCO's column-major runs; ``str`` so that they serialise as JSON)."""
-    if hasattr(masks, "detach"):  # a torch tensor, without importing torch here
-        masks = masks.detach().cpu().numpy()
-    array = np.asarray(masks)
-    if array.ndim != 3:
-        raise ValueError(f"masks must be [K, H, W], got shape {array.shape}")
-    if array.shape[0] == 0:
-        return []
-    encoded = mask_api.encode(np.asfortranarray(array.astype(np.uint8, copy=False).transpose(1, 2, 0)))
-    return [{"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded]
 
 
 def mask_results(image_id: int, masks: Any, scores: Sequence[float], category_ids: Sequence[int],

@@ -16,7 +16,7 @@ from __future__ import annotations
 import signal
 import threading
 import warnings
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import Tensor
@@ -107,12 +107,17 @@ class StopSignals:
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # Every stop signal a StopSignals took in this process. Taking one turns it into a graceful stop that the
+    # caller sees as an exception or exit code; whoever owns the process besides (a test runner running
+    # training in its own process) reads this to react to the signal too, rather than carry on.
+    history: ClassVar[list[int]] = []
 
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
+        StopSignals.history.append(signum)
         if self.received == signum:  # the same signal twice: the user insists, stop now
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
             signal.raise_signal(signum)

@@ -137,7 +137,8 @@ def export_onnx(detector: Detector, cfg: Config, label_map: LabelMap, out: str |
     except ImportError:
         from .predict_io import MissingExtra
 
-        raise MissingExtra("ONNX export needs the onnx package: pip install 'matchdetr[onnx]'") from None
+        raise MissingExtra("ONNX export needs the onnx package: pip install onnx onnxruntime (in the matchdetr "
+                           "checkout: pip install '.[export]')") from None
     num_outputs = cfg.model.num_classes * cfg.model.transformer.num_queries
     if topk is not None and not 0 <= topk <= num_outputs:
         raise ValueError(f"topk must be in [0, queries x classes = {num_outputs}], got {topk}")

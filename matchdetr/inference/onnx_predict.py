@@ -32,19 +32,11 @@ import numpy as np
 from PIL import Image
 
 from ..data.sizes import resized_hw  # the one size rule: the same input sizes as the PyTorch path
-from ..io.decode import load_rgb, to_rgb  # the one decoder: the same pixels as the PyTorch path
+from ..io.decode import as_rgb, load_rgb  # the one decoder and input rule: the same pixels as the PyTorch path
 
 META_KEY = "matchdetr"  # the same key as matchdetr.inference.export.META_KEY (not imported: it would import torch)
 
 
-def _as_pil(item: Any) -> Image.Image:
-    if isinstance(item, (str, Path)):
-        return load_rgb(item)
-    if isinstance(item, Image.Image):
-        return to_rgb(item)
-    if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[2] == 3 and item.dtype == np.uint8:
-        return Image.fromarray(item)
-    raise TypeError(f"cannot read an image from {type(item).__name__}; pass a path, a PIL image or an HxWx3 uint8 array")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -114,7 +106,8 @@ class OnnxDetector:
         except ImportError:
             from .predict_io import MissingExtra
 
-            raise MissingExtra("running an ONNX model needs onnxruntime: pip install 'matchdetr[onnx]'") from None
+            raise MissingExtra("running an ONNX model needs onnxruntime: pip install onnxruntime (in the matchdetr "
+                               "checkout: pip install '.[onnx]')") from None
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
@@ -204,9 +197,9 @@ class OnnxDetector:
         return results
 
     def predict(self, images: Any, threshold: float = 0.3, batch_size: int = 4) -> list[dict[str, Any]]:
-        """Detections per image (paths, PIL images or HxWx3 uint8 arrays), as ``Detector.predict``."""
+        """Detections per image (paths, PIL images or arrays, read by ``io.decode.as_rgb``), as ``Detector.predict``."""
         items = list(images) if isinstance(images, (list, tuple)) else [images]
-        pils = [_as_pil(i) for i in items]
+        pils = [as_rgb(i) for i in items]
         groups: dict[tuple[int, int], list[int]] = {}  # batches of one canvas, results in the order given
         for i, im in enumerate(pils):
             hw = resized_hw(im.size, self.meta["test_size"], self.meta["test_max_size"])
@@ -223,11 +216,12 @@ class OnnxDetector:
 
 
 def predict_command(model: str, images: Sequence[str], out: str, threshold: float, coco_json: str | None = None,
-                    coco_gt: str | None = None, every: int = 1) -> str:
+                    coco_gt: str | None = None, every: int = 1, into_dataset: bool = False) -> str:
     """``matchdetr predict --model model.onnx ...``; returns the summary line."""
     from .predict_io import plan_predict, run_predict, summary_line
 
-    plan = plan_predict(images, out, coco_json, coco_gt)  # before loading the model (predict_io.plan_predict)
+    # before loading the model (predict_io.plan_predict): never over an input nor into a dataset split
+    plan = plan_predict(images, out, coco_json, coco_gt, into_dataset)
     detector = OnnxDetector(model)
     summary = run_predict(lambda imgs: detector.predict(imgs, threshold=threshold), images, out, load_rgb,
                           threshold=threshold, coco_json=coco_json, coco_gt=coco_gt, every=every, plan=plan)

@@ -12,6 +12,8 @@ Rules:
 - Nothing is ever written over an input: ``--out`` may not be an input folder or an input file, and no output
   (PNG, ``detections.json``, ``--coco-json``) may land on an input file. Other files of the same names in
   ``--out`` (a previous prediction's) are replaced.
+- Nothing is written inside a dataset split folder (``io/out_paths.py``) unless asked (``--into-dataset``): run
+  from inside ``images/val``, the default ``predictions/`` would become unlabeled val images.
 """
 
 from __future__ import annotations
@@ -75,9 +77,14 @@ def output_names(paths: Sequence[Path]) -> dict[Path, str]:
     return names
 
 
+INTO_DATASET = "--into-dataset"  # the option that lets predict write inside a dataset split folder
+
+
 def check_outputs(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
-                  coco_json: str | os.PathLike | None = None) -> tuple[list[Path], dict[Path, str]]:
-    """Refuse (one line) any ``--out`` / ``--coco-json`` that would write over an input; create ``--out``.
+                  coco_json: str | os.PathLike | None = None,
+                  into_dataset: bool = False) -> tuple[list[Path], dict[Path, str]]:
+    """Refuse (one line) any ``--out`` / ``--coco-json`` that would write over an input, or inside a dataset
+    split folder unless ``into_dataset``; create ``--out``.
 
     Returns the expanded inputs and their output names.
     """
@@ -101,7 +108,7 @@ def check_outputs(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
         option = "--coco-json" if coco_json and hit == Path(coco_json).resolve() else "--out"
         raise OutputPathError(f"{option}: would write over the input {sources[hit]}; choose another "
                               f"{'file' if option == '--coco-json' else 'folder'}")
-    output_dir(out_dir)
+    output_dir(out_dir, into_dataset=into_dataset, flag=INTO_DATASET)
     if coco_json:
-        output_file(coco_json, "--coco-json")
+        output_file(coco_json, "--coco-json", into_dataset=into_dataset, flag=INTO_DATASET)
     return paths, names

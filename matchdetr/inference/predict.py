@@ -17,24 +17,11 @@ from PIL import Image
 
 from ..config import Config
 from ..data.collate import CANVAS_MULTIPLE, canvas, collate
-from ..data.images import load_rgb, to_rgb
 from ..data.label_map import LabelMap
+from ..io.decode import as_rgb
 from ..data.transforms import build_transforms
 from ..models.detector import Detector
 from ..structures import Detections, Target
-
-
-def as_pil(item: Any) -> Image.Image:
-    """A path, a PIL image (any mode), or an ``H x W x 3`` uint8 array as an RGB PIL image."""
-    if isinstance(item, (str, Path)):
-        return load_rgb(item)
-    if isinstance(item, Image.Image):
-        return to_rgb(item)
-    if isinstance(item, np.ndarray):
-        if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
-            raise ValueError(f"array images must be HxWx3 uint8, got shape {item.shape} dtype {item.dtype}")
-        return Image.fromarray(item)
-    raise TypeError(f"cannot read an image from {type(item).__name__}; pass a path, a PIL image or an HxWx3 uint8 array")
 
 
 def _preprocess(img: Image.Image, transform: Any) -> tuple[torch.Tensor, Target]:
@@ -72,7 +59,7 @@ def predict_images(module: Detector, config: Config, label_map: LabelMap, images
     to the image. :func:`matchdetr.inference.predict_io.to_coco_results` turns them into COCO results entries.
     Results come in the order of ``images``; an image's detections do not depend on the others (module doc)."""
     items = list(images) if isinstance(images, (list, tuple)) else [images]
-    pils = [as_pil(i) for i in items]
+    pils = [as_rgb(i) for i in items]  # the one input rule (io/decode.py), also the ONNX path's
     transform = build_transforms(config.data, train=False)
     device = next(module.parameters()).device
     was_training = module.training

@@ -1,9 +1,13 @@
 """What ``matchdetr predict`` reads and writes, shared by the PyTorch and the onnxruntime paths; no torch here.
 
 Inputs: image files, folders of images (non-recursive, sorted) and video files (every ``--every``-th frame;
-needs OpenCV: ``pip install 'matchdetr[video]'``). Outputs: annotated PNGs, ``detections.json`` and, on
+needs OpenCV: ``pip install '.[video]'`` in the checkout). Outputs: annotated PNGs, ``detections.json`` and, on
 request, a COCO results JSON (``image_id``, ``category_id``, ``bbox`` [x, y, w, h] pixels, ``score``), the
 format ``matchdetr eval --predictions`` and every COCO tool read.
+
+``detections.json`` holds one record per input (``file``, ``annotated``, video ``frame``) with its
+``detections``, each ``{"box", "score", "label", "name"}`` (see :func:`detection_entry`; a mask model adds the
+COCO RLE ``segmentation``).
 
 Detections are dicts as :meth:`matchdetr.Detector.predict` returns them, which is HF transformers'
 ``post_process_object_detection`` shape: ``scores [K]``, ``labels [K]`` (dataset category ids), ``boxes
@@ -57,8 +61,8 @@ def _open_video(path: Path) -> Any:
     try:
         import cv2
     except ImportError:
-        raise VideoReaderMissing(f"{path}: reading video needs OpenCV; pip install 'matchdetr[video]' "
-                                 "(opencv-python-headless)") from None
+        raise VideoReaderMissing(f"{path}: reading video needs OpenCV: pip install opencv-python-headless (in the "
+                                 "matchdetr checkout: pip install '.[video]')") from None
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ValueError(f"{path}: cannot open the video (unsupported codec or not a video)")
@@ -120,6 +124,16 @@ def iter_frames(inputs: Sequence[str | os.PathLike], load_image: Callable[[Path]
         yield Frame(p, name, image)
 
 
+def detection_entry(box: Sequence[float], score: float, label: int, name: str) -> dict[str, Any]:
+    """One detection of ``detections.json``: the singular of each key ``Detector.predict`` returns per image
+    (``boxes`` -> ``box`` xyxy pixels, ``scores`` -> ``score``, ``labels`` -> ``label``, the dataset category
+    id, ``names`` -> ``name``). ``bbox_xyxy`` and ``category_id``, the names files written before had, are kept
+    beside them with the same values, so that readers of those files keep working."""
+    xyxy = [round(float(v), 2) for v in box]
+    return {"box": xyxy, "score": round(float(score), 4), "label": int(label), "name": name,
+            "bbox_xyxy": list(xyxy), "category_id": int(label)}
+
+
 def to_coco_results(detections: Sequence[dict], image_ids: Sequence[int]) -> list[dict]:
     """COCO results entries from per-image detections (``boxes`` xyxy pixels, ``scores``, ``labels`` =
     category ids, and for instance segmentation ``masks`` ``[K, H, W]`` bool at the original image size) and
@@ -141,7 +155,7 @@ def to_coco_results(detections: Sequence[dict], image_ids: Sequence[int]) -> lis
 
 
 def _rles(masks: Any, count: int) -> list[dict]:
-    from ..engine.coco_masks import masks_to_rle  # faster-coco-eval's mask API; only detections with masks need it
+    from ..io.rle import masks_to_rle  # numpy: the ONNX-only install writes masks too
 
     rles = masks_to_rle(masks)
     if len(rles) != count:
@@ -168,10 +182,11 @@ class PredictPlan:
 
 
 def plan_predict(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, coco_json: str | os.PathLike | None = None,
-                 coco_gt: str | os.PathLike | None = None) -> PredictPlan:
-    """Every check ``predict`` can make before any work: no output over an input, ``--out`` writable, and a
-    ``--coco-gt`` that exists, is a COCO annotation file and names every input (one line each)."""
-    paths, names = check_outputs(inputs, out, coco_json)
+                 coco_gt: str | os.PathLike | None = None, into_dataset: bool = False) -> PredictPlan:
+    """Every check ``predict`` can make before any work: no output over an input, nor inside a dataset split
+    unless ``into_dataset``, ``--out`` writable, and a ``--coco-gt`` that exists, is a COCO annotation file and
+    names every input (one line each)."""
+    paths, names = check_outputs(inputs, out, coco_json, into_dataset)
     return PredictPlan(paths, names, read_gt_image_ids(coco_gt, paths) if coco_gt is not None else None)
 
 
@@ -219,7 +234,7 @@ def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequ
     are reported and skipped; when nothing could be read at all, ValueError (one line) and nothing is written.
     plan: what :func:`plan_predict` returned, when the caller checked before loading its model (else made here).
     """
-    from ..engine.coco_masks import masks_to_rle
+    from ..io.rle import masks_to_rle
     from ..reports.visualize import draw_detections
 
     plan = plan if plan is not None else plan_predict(inputs, out, coco_json, coco_gt)
@@ -240,11 +255,8 @@ def run_predict(predict: Callable[[list[Image.Image]], list[dict]], inputs: Sequ
             png = out_dir / f"{frame.name}.png"
             draw_detections(frame.image, det["boxes"], det["scores"], list(det["names"]), masks=det.get("masks")).save(png)
             record["annotated"] = str(png)
-        record["detections"] = [
-            {"bbox_xyxy": [round(float(v), 2) for v in b], "score": round(float(s), 4), "category_id": int(c),
-             "name": n}
-            for b, s, c, n in zip(_as_list(det["boxes"]), _as_list(det["scores"]), _as_list(det["labels"]),
-                                  det["names"])]
+        record["detections"] = [detection_entry(b, s, c, n) for b, s, c, n in zip(
+            _as_list(det["boxes"]), _as_list(det["scores"]), _as_list(det["labels"]), det["names"])]
         if det.get("masks") is not None:  # instance masks as COCO compressed RLE of the original image
             for entry, rle in zip(record["detections"], masks_to_rle(det["masks"])):
                 entry["segmentation"] = rle

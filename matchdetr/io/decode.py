@@ -13,6 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -139,3 +140,64 @@ def _high_depth_to_uint8(array: np.ndarray, mode: str) -> np.ndarray:
     x = np.nan_to_num(x, nan=lo, posinf=hi, neginf=lo)
     scaled = (x - lo) / max(hi - lo, 1e-12) * 255.0
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------------ in-memory images
+_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
+
+
+def as_rgb(item: Any) -> Image.Image:
+    """An image given in memory or by path as 8-bit RGB, by the one rule of both predict paths:
+
+    - a path: :func:`load_rgb`; a PIL image: :func:`to_rgb` (any mode);
+    - an array (numpy, or a torch tensor, read on the CPU): ``H x W`` is grey; a 3-d array is channels last
+      when its last axis has 1, 3 or 4 entries, else channels first (``C x H x W``, a torch image tensor);
+      1 channel is grey, 3 RGB, 4 RGBA, composited over white as an RGBA file is;
+    - values: uint8 as they are; bool as 0 / 255; floats must lie in [0, 1] and are scaled by 255 (rounded);
+      other integers must lie in 0..255. A normalised tensor (mean/std) is refused: pass the image itself.
+    """
+    if isinstance(item, (str, os.PathLike)):
+        return load_rgb(item)
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    if hasattr(item, "detach") and hasattr(item, "numpy"):  # a torch tensor, without importing torch
+        item = item.detach().cpu().numpy()
+    if not isinstance(item, np.ndarray):
+        raise TypeError(f"cannot read an image from {type(item).__name__}; pass a path, a PIL image, or an array "
+                        "(HxW, HxWxC or CxHxW, C = 1, 3 or 4)")
+    return to_rgb(Image.fromarray(_hwc_uint8(item), {1: "L", 3: "RGB", 4: "RGBA"}[_channels(item)]))
+
+
+def _channels(array: np.ndarray) -> int:
+    if array.ndim == 2:
+        return 1
+    if array.ndim == 3 and (array.shape[2] in _CHANNELS or array.shape[0] in _CHANNELS):
+        return array.shape[2] if array.shape[2] in _CHANNELS else array.shape[0]
+    raise ValueError(f"an array image must be HxW, HxWxC or CxHxW with C = 1, 3 or 4 channels, got shape "
+                     f"{tuple(array.shape)}")
+
+
+def _hwc_uint8(array: np.ndarray) -> np.ndarray:
+    """``array`` as uint8, channels last (``[H, W]`` for one channel)."""
+    channels = _channels(array)
+    if array.ndim == 3 and array.shape[2] != channels:  # channels first
+        array = np.moveaxis(array, 0, 2)
+    if array.ndim == 3 and channels == 1:
+        array = array[..., 0]
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array).all()
+        lo, hi = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        if not finite or lo < 0 or hi > 1:
+            raise ValueError(f"float images must lie in [0, 1] (scaled by 255), got values in [{lo:g}, {hi:g}]; "
+                             "pass uint8 for 0..255, or the image before mean/std normalisation")
+        return np.round(array.astype(np.float64) * 255).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        if array.size and (int(array.min()) < 0 or int(array.max()) > 255):
+            raise ValueError(f"integer images must lie in 0..255, got values in [{array.min()}, {array.max()}] "
+                             f"({array.dtype}); scale them to uint8 first")
+        return array.astype(np.uint8)
+    raise ValueError(f"cannot read an image of dtype {array.dtype}; pass uint8, bool, float in [0, 1] or integers")

@@ -94,7 +94,7 @@ def test_train_predict_models_end_to_end(synth_dir, tmp_path, cli_env):
     records = json.loads((out / "detections.json").read_text())
     assert len(records) == 8 and all((out / f"{r['file'].rsplit('/', 1)[1].rsplit('.', 1)[0]}.png").exists() for r in records)
     d = records[0]["detections"][0]
-    assert set(d) == {"bbox_xyxy", "score", "category_id", "name"}
+    assert set(d) == {"box", "score", "label", "name", "bbox_xyxy", "category_id"}
     assert main(["eval", "--checkpoint", str(run), "--data", str(synth_dir), "--device", "cpu", "--workers", "0"]) == 0
 
 

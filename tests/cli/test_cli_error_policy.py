@@ -22,7 +22,7 @@ import torch
 from cli_corpus import (assert_one_line_error, copy_dataset, run_cli, sets, snapshot, train_args,  # noqa: F401
                         trained_run, yolo_copy)
 
-from matchdetr.cli import build_parser
+from matchdetr.cli import build_parser, main
 
 
 # ------------------------------------------------------------------------------------- nonsense values
@@ -275,16 +275,18 @@ def test_old_preset_names_resolve_to_the_new_ones(capsys):
 
 def test_models_prints_in_under_two_seconds(cli_env):
     from matchdetr import presets
-    from matchdetr.analysis.param_count import count_parameters, parameter_table
+    from matchdetr.analysis.param_count import count_parameters, parameter_counts
 
-    parameter_table(presets.names())  # fills this session's cache (MATCHDETR_CACHE, set in conftest)
+    parameter_counts()  # fills this session's cache (MATCHDETR_CACHE, set in conftest)
     start = time.time()
-    done = subprocess.run([sys.executable, "-m", "matchdetr", "models"], capture_output=True, text=True, env=cli_env,
-                          timeout=60)
+    code = "import sys; from matchdetr.cli import main; rc = main(['models']); assert 'torch' not in sys.modules; sys.exit(rc)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env, timeout=60)
     assert done.returncode == 0 and time.time() - start < 2.0, (time.time() - start, done.stderr)
     real = matchdetr_build_count("deformable-detr-tiny")
     assert count_parameters("deformable-detr-tiny", 91) == real  # the meta-device count is the real one
-    assert f"{real[0] / 1e6:9.2f}M" in next(l for l in done.stdout.splitlines() if l.startswith("deformable-detr-tiny "))
+    assert f"{real[0] / 1e6:7.2f}M" in next(l for l in done.stdout.splitlines() if l.startswith("deformable-detr-tiny "))
+    listed = [line.split()[0] for line in done.stdout.splitlines()[2:-2]]
+    assert listed == presets.names()
 
 
 def matchdetr_build_count(name: str) -> tuple[int, int]:
@@ -308,6 +310,39 @@ def test_every_option_has_help_and_shows_its_default():
     assert not missing, missing
     help_text = build_parser()._subparsers._group_actions[0].choices["eval"].format_help()
     assert "--batch-size BATCH_SIZE" in help_text and "(default: 8)" in help_text
+
+
+def _parsers(parser: argparse.ArgumentParser, prog: str = "matchdetr"):
+    yield prog, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, f"{prog} {name}")
+
+
+def test_every_command_has_a_description_and_every_default_is_shown():
+    for prog, parser in _parsers(build_parser()):
+        assert (parser.description or "").strip(), f"{prog}: no description"
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if not action.option_strings or action.dest == "help" or action.default in (None, False, [], argparse.SUPPRESS):
+                continue
+            entry = " ".join((parser._get_formatter()._format_action(action)).split())
+            assert "default" in entry.lower(), f"{prog} {action.option_strings[0]}: default {action.default!r} not shown"
+        for stale in ("COCO layout", "COCO-format dataset", "COCO bbox evaluation"):  # they read YOLO and VOC too
+            assert stale not in text, f"{prog}: {stale!r}"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--model", "detr-tiny", "--out", "o", "--lr", "1e-4"], "--lr is the config key train.lr: --set train.lr=1e-4"),
+    (["train", "--model", "detr-tiny", "--out", "o", "--num-queries=50"],
+     "--set model.transformer.num_queries=50"),
+    (["train", "--model", "detr-tiny", "--out", "o", "--no-such-thing"], "unrecognized arguments: --no-such-thing"),
+])
+def test_an_unknown_option_that_is_a_config_key_points_to_set(capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1, err
 
 
 def test_exist_ok_and_resume_are_documented_in_train_help():

@@ -118,3 +118,26 @@ def test_every_preset_passes_its_checks():
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="available"):
         presets.get("no-such-model")
+
+
+def test_models_show_lists_every_key_of_every_preset_with_its_meaning(capsys):
+    from matchdetr.cli import main
+    from matchdetr.config.describe import describe
+
+    for name in presets.names():
+        cfg = presets.get(name)
+        rows = describe(cfg)
+        assert [r.key for r in rows] == valid_keys(cfg), name  # every key --set takes, nothing else
+        assert all(r.meaning for r in rows), [r.key for r in rows if not r.meaning]
+        for row in rows:
+            if row.key in ("model.arch", "model.backbone", "model.loss.class_loss", "model.denoising"):
+                assert row.value in row.kinds and len(row.kinds) > 1, (name, row)
+    assert main(["models", "--show", "stable-dino-tiny"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    line = next(l for l in lines if l.startswith("model.transformer.hidden_dim = 128 "))
+    assert "(default 256)" in line and "the width of every token and query" in line and "(>= 1)" in line
+    line = next(l for l in lines if l.startswith("model.loss.class_loss = position_supervised "))
+    assert "(default focal)" in line and "kinds: focal, position_supervised, varifocal" in line
+    assert len(lines) == 1 + len(valid_keys(presets.get("stable-dino-tiny")))
+    assert main(["models", "--show", "stable-dino-tny"]) == 2  # a wrong name: one line, did you mean
+    assert "did you mean 'stable-dino-tiny'" in capsys.readouterr().err

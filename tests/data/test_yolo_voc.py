@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import warnings
 from pathlib import Path
 
@@ -102,10 +103,16 @@ def test_synth_train_and_eval_through_the_cli(fmt, tmp_path, capsys):
     sets = sum((["--set", s] for s in MICRO + ["data.num_workers=0"]), [])
     assert main(["train", "--model", "detr-tiny", "--data", str(data), "--out", str(tmp_path / "run"), "--iters", "1",
                  "--batch-size", "2", "--device", "cpu", "--no-progress", *sets]) == 0
-    assert "AP" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "AP" in out
+    layout = {"yolo": "YOLO", "voc": "Pascal VOC"}[fmt]
+    for split, n in (("train", 4), ("val", 2)):  # one summary line per split, before training
+        assert re.search(rf"^{split}: {layout}, {n} images \(\d+ labelled, \d+ background\), \d+ classes "
+                         rf"\(\d+ with instances\), \d+ instances; ", out, re.M), out
     results = tmp_path / "run" / "eval" / "results.json"
     assert main(["eval", "--predictions", str(results), "--data", str(data)]) == 0
-    assert "AP50" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "AP50" in out and re.search(rf"^val: {layout}, 2 images", out, re.M)
 
 
 # ------------------------------------------------------------------------------------------ YOLO input
@@ -152,6 +159,17 @@ def test_yolo_bad_label_lines_warn_with_file_and_line(tmp_path):
     assert ds.label_map.names == ["cat", "dog"] and ds.label_map.category_ids == [0, 1]
 
 
+def test_a_split_is_summarised_and_images_sharing_a_label_file_are_named(tmp_path, capsys):
+    from matchdetr.data.summary import report_paths
+
+    root = _yolo(tmp_path, {"a": "0 0.5 0.5 0.5 0.5\n1 0.2 0.2 0.1 0.1\n", "b": "", "c": "0 0.5 0.5 0.2 0.2\n"})
+    Image.new("RGB", (40, 20)).save(root / "images" / "train" / "a.png")  # a prediction written beside a.jpg
+    with pytest.warns(DatasetWarning, match=r"1 label file\(s\) are read by several images.*a.txt: a.jpg, a.png"):
+        report_paths(resolve_split(root, "train"), "train")
+    assert capsys.readouterr().out == (f"train: YOLO, 4 images (3 labelled, 1 background), 2 classes (2 with "
+                                       f"instances), 5 instances; {root / 'images' / 'train'}\n")
+
+
 def test_yolo_yaml_problems_are_one_line(tmp_path):
     root = _yolo(tmp_path / "a", {"a": "0 0.5 0.5 0.5 0.5\n"}, yaml="train: images/train\nval: images/train\n")
     with pytest.raises(DatasetError, match=r"data.yaml: no 'names'"):
@@ -161,6 +179,17 @@ def test_yolo_yaml_problems_are_one_line(tmp_path):
         resolve_split(root, "train")
     with pytest.raises(DatasetError, match=r"data.yaml: no 'val' entry"):
         resolve_split(root, "val")
+
+
+@pytest.mark.parametrize("yaml", ["names: [a]\ntrain: images/train\n",  # Roboflow's and most hand-written files
+                                  "path: .\nnames: [a]\ntrain: images/train\n",
+                                  "path: ../nopath\nnames: [a]\ntrain: images/train\n"])
+def test_yolo_yaml_entries_resolve_from_its_folder_given_relatively(tmp_path, monkeypatch, yaml):
+    _yolo(tmp_path / "nopath", {"a": "0 0.5 0.5 0.5 0.5\n"}, yaml=yaml)
+    monkeypatch.chdir(tmp_path)  # `--data nopath`: a relative folder, as typed on the command line
+    for data in ("nopath", "nopath/data.yaml"):
+        paths = resolve_split(data, "train")
+        assert Path(paths.images).resolve() == (tmp_path / "nopath" / "images" / "train").resolve()
 
 
 def test_yolo_yaml_is_data_never_code(tmp_path):

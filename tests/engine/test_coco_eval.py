@@ -163,9 +163,12 @@ def test_degenerate_boxes_dropped_with_warning(gt_path):
     dets = [{"image_id": 1, "category_id": 1, "bbox": [1, 1, 0, 5], "score": 0.5},
             {"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, -2], "score": 0.5},
             {"image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.5}]
-    with pytest.warns(UserWarning, match="dropped 2 detection"):
+    with pytest.warns(UserWarning) as caught:
         clean = load_results(dets, gt)
     assert len(clean) == 1
+    text = str(caught[0].message)  # in the user's terms: whose detections, what is wrong, what happens to them
+    assert text.startswith("2 of the model's 3 detections have a box of zero width or height") and "<" not in text
+    assert "left out of the box AP" in text and "match no object" in text
 
 
 def test_results_with_tensor_values(gt_path):

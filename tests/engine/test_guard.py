@@ -109,6 +109,7 @@ def test_guard_counts_only_consecutive_skips():
     assert not NonFiniteGuard(0).exhausted  # 0 never stops
 
 
+@pytest.mark.sends_stop_signals
 def test_stop_signals_set_a_flag_and_restore_handlers():
     # Python's own SIGINT handler, whatever the runner left: a job started in the background (CI, nohup) has
     # SIGINT ignored, and the second Ctrl-C below would then be ignored too instead of raising.
@@ -133,6 +134,7 @@ def _check_stop_signals() -> None:
             os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.mark.sends_stop_signals
 def test_signal_during_training_saves_and_raises(synth_dir, tmp_path):
     trainer = make_trainer(synth_dir, tmp_path, iters=20)
     criterion = trainer.step.criterion

@@ -121,7 +121,7 @@ def test_video_without_reader_is_one_line_error(tmp_path, exported) -> None:
     proc = _cli_without_torch(["predict", "--model", path, tmp_path / "clip.mp4", "--out", tmp_path / "o"],
                               also_block=("cv2",))
     assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "matchdetr[video]" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "pip install '.[video]'" in proc.stderr
 
 
 def test_predict_on_video(tmp_path, exported) -> None:
@@ -170,10 +170,12 @@ def test_onnx_and_pytorch_paths_decode_every_file_the_same(tmp_path):
     from matchdetr.data import images
 
     assert onnx_predict.load_rgb is images.load_rgb is decode.load_rgb
-    assert onnx_predict.to_rgb is images.to_rgb
+    from matchdetr.inference import predict
+
+    assert onnx_predict.as_rgb is predict.as_rgb is decode.as_rgb  # one rule for files, PIL images and arrays
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(images.ImageLoadError, match="bad.png"):  # the same one-line error on both paths
-        onnx_predict._as_pil(str(tmp_path / "bad.png"))
+        onnx_predict.as_rgb(str(tmp_path / "bad.png"))
     grad = np.linspace(0, 1, 24 * 16).reshape(16, 24)
     files = {
         "f.tif": Image.fromarray((grad * 0.5).astype(np.float32), mode="F"),
@@ -192,11 +194,11 @@ def test_onnx_and_pytorch_paths_decode_every_file_the_same(tmp_path):
     for name, img in files.items():
         img.save(tmp_path / name)
     for name in [*files, "rot.jpg"]:
-        got = np.asarray(onnx_predict._as_pil(str(tmp_path / name)))
+        got = np.asarray(onnx_predict.as_rgb(str(tmp_path / name)))
         assert np.array_equal(got, np.asarray(images.decode_image(tmp_path / name).image)), name
-    f = np.asarray(onnx_predict._as_pil(str(tmp_path / "f.tif")))
+    f = np.asarray(onnx_predict.as_rgb(str(tmp_path / "f.tif")))
     assert f.max() == 128  # a float image in [0, 1] keeps its scale: 0.5 -> 128, not 255
-    assert np.asarray(onnx_predict._as_pil(str(tmp_path / "rot.jpg"))).shape[:2] == (24, 16)  # rotated upright
+    assert np.asarray(onnx_predict.as_rgb(str(tmp_path / "rot.jpg"))).shape[:2] == (24, 16)  # rotated upright
 
 
 @pytest.mark.parametrize("shape,out", [((3, 5, 7), (20, 28)), ((2, 12, 9), (5, 4)), ((1, 8, 10), (13, 37))])

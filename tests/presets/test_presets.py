@@ -146,3 +146,32 @@ def test_detr_r50_exact_count():
     det = matchdetr.build("detr-r50", num_classes=91)
     assert sum(p.numel() for p in det.parameters()) == 41_575_711
     assert det.config.model.transformer.num_queries == 300
+
+
+def test_the_models_guide_covers_every_preset_and_says_where_its_figures_are_from(capsys):
+    from matchdetr.cli import main
+    from matchdetr.presets import DEFAULT_TINY, guide
+
+    for name in presets.names():
+        masks = presets.get(name).model.loss.mask is not None
+        assert guide.family(name).task == ("masks" if masks else "boxes"), name
+    assert set(guide.PUBLISHED) <= set(presets.names()) and set(guide.OFFICIAL) <= set(presets.names())
+    # papers publish full-size models only: ResNet-50 or Swin
+    assert all(n.endswith(("-r50", "-swin-t", "-swin-l")) for n in guide.PUBLISHED)
+    assert all(p.source in guide.SOURCES for p in guide.PUBLISHED.values())
+    assert set(guide.OFFICIAL.values()) <= set(guide.WEIGHTS)
+    assert main(["models", "--presets", f"stable-dino-4scale-r50,maskdino-r50,{DEFAULT_TINY}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"Start with {DEFAULT_TINY}")
+    row = next(l for l in lines if l.startswith("stable-dino-4scale-r50 "))
+    assert "boxes" in row and "Stable-DINO" in row and "50.4 (12 ep) [S2]" in row and "48.13M" in row
+    row = next(l for l in lines if l.startswith("maskdino-r50 "))
+    assert "masks" in row and "45.7 / 41.4 (12 ep) [S4]" in row and row.split()[-1] == "release"
+    assert next(l for l in lines if l.startswith(f"{DEFAULT_TINY} ")).endswith("<- start here")
+    assert any("[S2] Stable-DINO paper (Liu et al. 2023), table 2" in l for l in lines)
+    assert main(["models", "--presets", "stable-dino-4scale-swin-l,dino-4scale-swin-t"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = next(l for l in lines if l.startswith("stable-dino-4scale-swin-l "))
+    assert "Stable-DINO" in row and "57.7 (12 ep) [S3]" in row and "218.47M" in row and row.split()[-1] == "convert"
+    row = next(l for l in lines if l.startswith("dino-4scale-swin-t "))
+    assert "51.3 (12 ep) [DX]" in row and row.split()[-1] == "release"
