@@ -84,8 +84,10 @@ def test_predict_accepts_paths_pil_and_arrays(tmp_path):
         assert (o["boxes"][:, 0::2] <= 70).all() and (o["boxes"][:, 1::2] <= 50).all()
     single = det.predict(arr, threshold=0.0)
     assert torch.allclose(single[0]["scores"], out[2]["scores"], atol=1e-5)  # batching changes float order only
-    with pytest.raises(ValueError, match="HxWx3 uint8"):
-        det.predict(np.zeros((5, 5), np.float32))
+    # grey and float images in [0, 1] are images (io/decode.as_rgb); a normalised one is refused in one line
+    assert len(det.predict(np.zeros((5, 5), np.float32), threshold=0.0)) == 1
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\]"):
+        det.predict(np.full((5, 5, 3), -1.5, np.float32))
     assert det.training  # predict restores the mode
 
 
