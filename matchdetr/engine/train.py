@@ -95,7 +95,9 @@ class Trainer:
         self.device = dist.init_from_env(device)
         self.out_dir, self.progress = Path(out_dir), progress and dist.is_main()
         if dist.is_main():  # the first line, before the datasets are read and the model is built
-            print(_start_line(cfg, self.out_dir, self.device, resume), flush=True)
+            # "resuming" only where there is something to resume (a listing, not a read: this line comes first)
+            has_checkpoints = resume and any((self.out_dir / "checkpoints").glob("*.safetensors"))
+            print(_start_line(cfg, self.out_dir, self.device, has_checkpoints), flush=True)
         self._open_run_dir(cfg, resume, exist_ok)
         cfg, saved_labels = self._resumed(cfg)
         self.cfg = cfg

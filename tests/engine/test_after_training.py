@@ -118,6 +118,15 @@ def test_the_first_line_comes_before_the_data_is_read(synth_dir, tmp_path, capsy
         train(cfg, tmp_path / "run", device="cpu", progress=False)
     first = capsys.readouterr().out.splitlines()[0]
     assert first == f"training detr-tiny on {tmp_path / 'missing'} -> {tmp_path / 'run'} (cpu, 1 process)"
+    # --resume where there is nothing to resume (a resumable benchmark's first run) still says "training"
+    with pytest.raises((DatasetError, FileNotFoundError)):
+        train(cfg, tmp_path / "run", device="cpu", progress=False, resume=True)
+    assert capsys.readouterr().out.splitlines()[0].startswith("training detr-tiny")
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "run" / "checkpoints" / "iter_0000002.safetensors").write_bytes(b"")
+    with pytest.raises(Exception):
+        train(cfg, tmp_path / "run", device="cpu", progress=False, resume=True)
+    assert capsys.readouterr().out.splitlines()[0].startswith("resuming detr-tiny")
 
 
 def test_a_stop_signal_at_an_evaluation_is_evaluated_on_resuming(synth_dir, tmp_path) -> None:
