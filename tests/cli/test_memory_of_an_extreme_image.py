@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from cli_corpus import sets
+from misuse.corpus import sets
 
 _PEAK = ("import resource, sys; from matchdetr.cli import main; code = main(sys.argv[1:]); "
          "print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)")

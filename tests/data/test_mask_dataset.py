@@ -176,7 +176,7 @@ def test_exif_rotated_masks_stay_on_the_object(tmp_path: Path, orientation: int,
     paths = write(tmp_path, [("rot.png", raw, frame[json_frame].size)],
                   [{"segmentation": rle_str(mask), "bbox": bbox_of(mask)}])
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DatasetWarning)  # the notes on the boxes (tests/data/test_unreadable_data.py)
+        warnings.simplefilter("ignore", DatasetWarning)  # the notes on the boxes (tests/cli/misuse/test_data.py)
         image, target = CocoDetection(paths, IDENTITY, masks=True)[0]
     expected = torch.from_numpy(np.array(upright.convert("L")) > 128)
     assert target.masks is not None and torch.equal(target.masks[0], expected)

@@ -1,5 +1,5 @@
 """engine/run_dir.py: which files a run owns, and what resume / exist_ok do with a folder (no training here;
-the CLI cases are in test_bad_input_corpus.py)."""
+the CLI cases are in tests/cli/misuse/test_train.py)."""
 
 from __future__ import annotations
 

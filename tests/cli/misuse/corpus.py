@@ -1,5 +1,5 @@
-"""Helpers of the bad-input corpus (test_bad_input_corpus.py, test_cli_error_policy.py): run the CLI in-process
-and read what it said, check the one-line error contract, fingerprint folders to prove nothing was touched."""
+"""Helpers of the misuse corpus: run the CLI in-process and read what it said, check the one-line error contract,
+fingerprint folders to prove nothing was touched (the shared inputs, a trained run and its copies, are in conftest)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,11 @@ def copy_dataset(src: Path, dst: Path) -> Path:
     return dst
 
 
+def run_copy(trained_run: Path, tmp_path: Path) -> Path:
+    """A copy of the session's trained run that a test may write into."""
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))
+
+
 def truncate(path: Path, keep: int = 300) -> None:
     """Cut an image file short: a decoder sees a valid header, then the data ends."""
     path.write_bytes(path.read_bytes()[:keep])
@@ -92,33 +97,3 @@ def canonical_results(results_json: Path, gt: Path | dict) -> list[tuple]:
     files = {i["id"]: Path(i["file_name"]).name for i in gt["images"]}
     return sorted((files[d["image_id"]], names[d["category_id"]], tuple(d["bbox"]), d["score"])
                   for d in json.loads(results_json.read_text()))
-
-
-# ------------------------------------------------------------------------------ shared inputs, made once
-@pytest.fixture(scope="session")
-def trained_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished micro detr-tiny run (2 iterations, a checkpoint at each, evaluated): read-only for the tests
-    (a test that writes into a run copies it first)."""
-    out = tmp_path_factory.mktemp("run") / "run"
-    args = train_args(synth_dir, out, *sets("train.checkpoint_every=1", "train.keep_last=2"))
-    args[args.index("--iters") + 1] = "2"
-    assert main(args) == 0
-    return out
-
-
-@pytest.fixture(scope="session")
-def yolo_copy(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's synthetic set in YOLO layout: the same images, class indices 0..9 for COCO ids 1..13."""
-    from matchdetr.data.convert import convert_dataset
-
-    out = tmp_path_factory.mktemp("yolo") / "yolo"
-    convert_dataset(synth_dir, "yolo", out)
-    return out
-
-
-@pytest.fixture(scope="session")
-def onnx_model(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("onnxruntime")
-    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert main(["export", "--checkpoint", str(trained_run), "--out", str(out)]) == 0
-    return out
