@@ -226,11 +226,14 @@ def write_run_report(run_dir: str | os.PathLike) -> list[Path]:
     metrics = run / "metrics.jsonl"
     if not metrics.exists():
         raise FileNotFoundError(f"{metrics}: not found (is {run} a run directory?)")
-    written = [write_results_csv(metrics, run / "results.csv")]
+    # the curves first: a log without a record is refused before results.csv (training's own copy) is rewritten
     plot_training_curves(metrics, run / "training_curves.png")
-    written.append(run / "training_curves.png")
+    written = [write_results_csv(metrics, run / "results.csv"), run / "training_curves.png"]
     ev = run / "eval"
-    if (ev / "metrics.json").exists():
+    if not (ev / "metrics.json").exists():
+        warnings.warn(f"{ev / 'metrics.json'}: not found (a run trained with --no-val, or stopped before its "
+                      "evaluation); the per-class, PR and confusion plots are skipped", stacklevel=2)
+    else:
         per_class = _saved_per_class(ev / "metrics.json")
         if per_class:
             written += [write_per_class(per_class, run / "per_class_ap.csv"), *write_per_class_plots(per_class, run)]

@@ -9,6 +9,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -78,6 +79,32 @@ def snapshot(root: Path) -> dict[str, str]:
 def copy_dataset(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def edit_splits(data: Path, edit: Callable[[dict], None], splits: tuple[str, ...] = ("train", "val")) -> Path:
+    """``edit`` (a function changing a COCO dict in place) applied to the annotation files of ``splits`` of the
+    COCO dataset ``data`` (a copy)."""
+    for split in splits:
+        ann = data / "annotations" / f"instances_{split}.json"
+        gt = json.loads(ann.read_text())
+        edit(gt)
+        ann.write_text(json.dumps(gt))
+    return data
+
+
+def box_only(gt: dict) -> None:
+    """For :func:`edit_splits`: boxes without their segmentations."""
+    for a in gt["annotations"]:
+        a.pop("segmentation", None)
+
+
+def first_classes(n: int) -> Callable[[dict], None]:
+    """For :func:`edit_splits`: the first ``n`` categories and their annotations only."""
+    def edit(gt: dict) -> None:
+        keep = {c["id"] for c in gt["categories"][:n]}
+        gt["categories"] = [c for c in gt["categories"] if c["id"] in keep]
+        gt["annotations"] = [a for a in gt["annotations"] if a["category_id"] in keep]
+    return edit
 
 
 def run_copy(trained_run: Path, tmp_path: Path) -> Path:
