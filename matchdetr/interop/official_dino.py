@@ -45,7 +45,7 @@ from ..models.backbone import ResNetConfig
 from .hf_deformable_detr import ConversionError
 from .swin_weights import SwinArch, drop_index_buffers, rename_swin, swin_arch_from_state, swin_prefix
 from .official_rules import (Family, count_indices, detectron2_resnet, detectron2_resnet_depth, fit_label_enc, fold_tied,
-                             listing, split_qkv)
+                             listing, split_qkv, use_family)
 
 # Keys dropped on purpose.
 IGNORED = [
@@ -114,11 +114,11 @@ def config(family: str, state: dict[str, Tensor], preset: str | None, where: str
     count, query count, layer counts and FFN width."""
     if any(k.startswith(("backbone.0.body.", "input_proj.")) for k in state):
         raise ConversionError(f"{where}: this looks like a DETR-style checkpoint (backbone.0.body.*, input_proj.*), "
-                              f"not detrex-format; --family {family} reads detrex/detectron2 names")
+                              f"not detrex-format; --family {family} reads detrex/detectron2 names{use_family(state)}")
     cls = state.get("class_embed.0.weight", state.get("transformer.decoder.class_embed.0.weight"))
     if cls is None or "transformer.tgt_embed.weight" not in state:
         raise ConversionError(f"{where}: no class_embed.0.weight / transformer.tgt_embed.weight: not a detrex "
-                              f"DINO checkpoint (keys {listing(sorted(state))})")
+                              f"DINO checkpoint (keys {listing(sorted(state))}){use_family(state)}")
     swin = swin_arch_from_state(state, "backbone.", where) if swin_prefix(state) == "backbone." else None
     if preset is None:
         levels = count_indices(state, r"neck\.convs\.(\d+)\.") + count_indices(state, r"neck\.extra_convs\.(\d+)\.")
@@ -162,7 +162,7 @@ def family(name: str) -> Family:
     def missing_fusion(state: dict[str, Tensor], where: str) -> dict[str, Tensor]:
         if name == "stable-dino" and not any(k.startswith("transformer.encoder.fusion_layer.") for k in state):
             raise ConversionError(f"{where}: no transformer.encoder.fusion_layer.*: not a Stable-DINO (dense fusion) "
-                                  f"checkpoint; a plain DINO one converts with --family dino")
+                                  f"checkpoint{use_family(state) or '; a plain DINO one converts with --family dino'}")
         if swin_prefix(state) == "backbone.":  # the index buffers are checked against the window, then dropped
             state = drop_index_buffers(state, where)
         return fold_tied(state, _TIED, where)

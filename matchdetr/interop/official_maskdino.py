@@ -63,7 +63,7 @@ from ..models.backbone import ResNetConfig
 from ..models.swin import SwinConfig
 from .hf_deformable_detr import ConversionError
 from .official_rules import (Family, count_indices, detectron2_resnet, detectron2_resnet_depth, fit_label_enc, listing,
-                             split_qkv)
+                             split_qkv, use_family)
 from .swin_weights import drop_index_buffers, rename_swin, swin_arch_from_state, swin_prefix
 
 P, D = "sem_seg_head.pixel_decoder.", "sem_seg_head.predictor."
@@ -201,7 +201,7 @@ def config(family: str, state: dict[str, Tensor], preset: str | None, where: str
     cls = state.get(D + "class_embed.weight")
     if cls is None or P + "transformer.level_embed" not in state:
         raise ConversionError(f"{where}: no {D}class_embed.weight / {P}transformer.level_embed: not a Mask-DINO "
-                              f"checkpoint (keys {listing(sorted(state))})")
+                              f"checkpoint (keys {listing(sorted(state))}){use_family(state)}")
     proj = _input_proj(state)
     lateral = [w.shape[1] for w in proj if w.shape[-1] == 1]  # 1x1: backbone levels; 3x3 stride 2: extra levels
     if lateral != sorted(lateral, reverse=True):

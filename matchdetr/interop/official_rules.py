@@ -80,6 +80,21 @@ def detectron2_resnet_depth(state: dict[str, Tensor], where: str) -> int:
     return _RESNET_DEPTH[depth]
 
 
+# Keys only one family's releases have, the first match wins (a Stable-DINO release has DINO's keys too): what
+# names the family of a release given with another --family.
+_RELEASE_KEYS = (("maskdino", "sem_seg_head."), ("stable-dino", "transformer.encoder.fusion_layer."),
+                 ("dino", "transformer.tgt_embed."), ("sam-detr", "transformer.decoder.layers.0.point2."))
+
+
+def use_family(state: dict[str, Tensor]) -> str:
+    """``"; its <prefix>* keys are a <family> release's: use --family <family>"`` for a state dict whose keys
+    show its family, else ``""``: the end of the one line refusing a release given with another ``--family``."""
+    for name, prefix in _RELEASE_KEYS:
+        if any(k.startswith(prefix) for k in state):
+            return f"; its {prefix}* keys are a {name} release's: use --family {name}"
+    return ""
+
+
 def fit_label_enc(ours: str, value: Tensor, target: Tensor) -> Tensor:
     """The releases' ``label_enc`` is ``nn.Embedding(num_classes, d)``; ours has one more row, a padding label
     that denoising never looks up: appended as zeros. Every other tensor is returned as it is."""

@@ -43,7 +43,7 @@ from .. import presets
 from ..compose.archs import SamDetrArch
 from ..config import Config
 from .hf_deformable_detr import ConversionError
-from .official_rules import Family, count_indices, fold_tied, listing, split_qkv
+from .official_rules import Family, count_indices, fold_tied, listing, split_qkv, use_family
 
 IGNORED = [
     "*.num_batches_tracked",  # BatchNorm step counters (training-only)
@@ -105,12 +105,13 @@ def config(state: dict[str, Tensor], preset: str | None, where: str) -> Config:
     output width (4M instead of 2M), GroupNorm in the single-scale input projection (the 12-epoch runs)."""
     if any(k.startswith(("backbone.res", "backbone.stem.", "neck.")) for k in state):
         raise ConversionError(f"{where}: this looks like a detrex-format checkpoint (backbone.stem/res*, neck.*), "
-                              f"not SAM-DETR: use --family dino or stable-dino")
+                              f"not SAM-DETR{use_family(state) or ': use --family dino or stable-dino'}")
     point = state.get("transformer.decoder.layers.0.point2.6.weight")
     cls = state.get("class_embed.0.weight")
     if point is None or cls is None or "query_embed.weight" not in state:
         raise ConversionError(f"{where}: no transformer.decoder.layers.0.point2.6.weight / class_embed.0.weight / "
-                              f"query_embed.weight: not a SAM-DETR checkpoint (keys {listing(sorted(state))})")
+                              f"query_embed.weight: not a SAM-DETR checkpoint (keys {listing(sorted(state))})"
+                              f"{use_family(state)}")
     multiscale = "transformer.level_embed" in state
     heads = presets.get("sam-detr-r50").model.transformer.num_heads
     smca = point.shape[0] == 4 * heads
