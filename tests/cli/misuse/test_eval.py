@@ -1,13 +1,16 @@
-"""`eval` misused: unreadable images, classes that do not match the checkpoint's, a .pth, its own results file."""
+"""`eval` misused: unreadable images, classes that do not match the checkpoint's, mask scoring without masks, a
+.pth, its own results file."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
-from .corpus import assert_one_line_error, canonical_results, copy_dataset, run_cli, snapshot, truncate
+from .corpus import (assert_one_line_error, box_only, canonical_results, copy_dataset, edit_splits, run_cli, snapshot,
+                     truncate)
 
 from matchdetr.data.coco import resolve_split
 from matchdetr.data.formats import ground_truth
@@ -72,6 +75,19 @@ def test_eval_with_no_class_in_common_is_one_line(synth_dir, trained_run, tmp_pa
 
     data = _renamed_val(synth_dir, tmp_path / "data", alien)
     assert_one_line_error(_eval(trained_run, data, tmp_path / "e", capsys), "no class in common", "alien")
+
+
+# ------------------------------------------------------------------------------------------ masks
+@pytest.mark.parametrize("missing", ["results", "ground-truth"])
+def test_mask_scoring_without_masks_is_one_line_naming_the_file(synth_dir, trained_run, tmp_path, capsys, missing):
+    data = synth_dir if missing == "results" else edit_splits(copy_dataset(synth_dir, tmp_path / "data"), box_only)
+    o = run_cli(["eval", "--predictions", trained_run / "eval" / "results.json", "--data", data, "--iou-type", "segm",
+                 "--out", tmp_path / "e"], capsys)  # a box model's results file
+    if missing == "results":
+        assert_one_line_error(o, "results.json", "entry 0", "missing key(s) ['segmentation']")
+    else:
+        assert_one_line_error(o, "instances_val.json", "has no segmentation", "segm evaluation needs")
+    assert not list((tmp_path / "e").glob("*"))  # refused before anything was scored or written
 
 
 # ------------------------------------------------------------------------------------------------- inputs

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
+import torch
 from PIL import Image
 
 from .corpus import assert_one_line_error, run_cli, snapshot, truncate
@@ -130,11 +130,40 @@ def test_onnx_predict_with_nothing_readable_fails_in_one_line(onnx_model, tmp_pa
     assert_one_line_error(o, "none of the 1 inputs could be read")
 
 
+def test_onnx_mask_model_skips_a_bad_image_and_keeps_the_masks_of_the_rest(synth_dir, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    import matchdetr
+    from conftest import MICRO
+
+    torch.manual_seed(0)
+    model = matchdetr.build("maskdino-tiny", num_classes=3, **dict(s.split("=", 1) for s in MICRO))
+    onnx = tmp_path / "mask.onnx"
+    assert run_cli(["export", "--checkpoint", model.save(tmp_path / "mask.safetensors"), "--out", onnx], capsys).code == 0
+    images = _images(tmp_path / "imgs", ["a.png"], synth_dir)
+    truncate(Path(shutil.copy(sorted((synth_dir / "val").iterdir())[1], images / "b.jpg")))
+    o = run_cli(["predict", images, "--model", onnx, "--out", tmp_path / "p", "--threshold", "0", "--coco-json",
+                 tmp_path / "r.json"], capsys)
+    assert o.code == 0 and o.warned("b.jpg", "skipped"), (o.err, o.warnings)
+    (record,) = json.loads((tmp_path / "p" / "detections.json").read_text())
+    assert Path(record["file"]).name == "a.png" and record["detections"]
+    assert all(d["segmentation"]["size"] == list(Image.open(images / "a.png").size[::-1]) for d in record["detections"])
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert len(results) == len(record["detections"]) and all("segmentation" in r for r in results)
+
+
 # ---------------------------------------------------------------------------------------- nonsense values
 @pytest.mark.parametrize("value", ["2", "-1", "nan", "inf", "high"])
 def test_predict_threshold_must_be_a_probability(trained_run, tmp_path, capsys, value):
     o = run_cli(["predict", tmp_path, "--checkpoint", trained_run, "--threshold", value], capsys)
     assert_one_line_error(o, "--threshold must be in [0, 1]", repr(value))
+
+
+@pytest.mark.parametrize("args,needle", [(["--compile=maybe"], "--compile ignored explicit argument 'maybe'"),
+                                         (["--compile", "maybe"], "unrecognized arguments: maybe")])
+def test_predict_compile_takes_no_value(trained_run, tmp_path, capsys, args, needle):
+    o = run_cli(["predict", tmp_path, "--checkpoint", trained_run, "--out", tmp_path / "p", *args], capsys)
+    assert_one_line_error(o, needle)
+    assert not (tmp_path / "p").exists()
 
 
 # ---------------------------------------------------------------------------------------------- --coco-gt

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from .corpus import assert_one_line_error, copy_dataset, run_cli, run_copy, sets, snapshot, train_args
+from .corpus import (assert_one_line_error, box_only, copy_dataset, edit_splits, first_classes, run_cli, run_copy, sets,
+                     snapshot, train_args)
 
 import matchdetr.engine.checkpoint as ck
 from matchdetr.cli import build_parser, main
@@ -111,6 +112,32 @@ def test_exist_ok_and_resume_are_documented_in_train_help():
     assert "--exist-ok" in text and "deleted first" in text and "--resume" in text
 
 
+def test_resume_with_another_model_continues_the_runs_own_and_says_so(synth_dir, trained_run, tmp_path, capsys):
+    run = run_copy(trained_run, tmp_path)
+    args = train_args(synth_dir, run, "--resume", "--no-val", *sets(), model="dino-tiny")
+    args[args.index("--iters") + 1] = "3"
+    o = run_cli(args, capsys)
+    assert o.code == 0, o.err
+    assert o.warned("the run's own values are kept", "model.arch.kind (run: 'detr', given: 'dino')"), o.warnings
+    assert json.loads((run / "config.json").read_text())["preset"] == "detr-tiny"
+    assert read_meta(run / "checkpoints" / "iter_0000003.safetensors")["config"]["model"]["arch"]["kind"] == "detr"
+
+
+@pytest.mark.parametrize("data", ["fewer-classes", "yolo-copy"])
+def test_resume_on_data_with_other_classes_is_refused_and_nothing_changes(synth_dir, yolo_copy, trained_run, tmp_path,
+                                                                          capsys, data):
+    run = run_copy(trained_run, tmp_path)
+    other = (edit_splits(copy_dataset(synth_dir, tmp_path / "data"), first_classes(3)) if data == "fewer-classes"
+             else yolo_copy)  # the YOLO copy: the same names under other ids
+    before = snapshot(run)
+    args = train_args(other, run, "--resume", "--no-val", *sets())
+    args[args.index("--iters") + 1] = "3"
+    o = run_cli(args, capsys)
+    assert_one_line_error(o, "instances_train.json" if data == "fewer-classes" else "data.yaml",
+                          "categories differ from the checkpoint's")
+    assert snapshot(run) == before
+
+
 # ------------------------------------------------------------------------------------------------- --init
 def test_init_across_layouts_keeps_the_heads_of_matching_names(yolo_copy, trained_run, tmp_path, capsys):
     from matchdetr import api
@@ -122,6 +149,29 @@ def test_init_across_layouts_keeps_the_heads_of_matching_names(yolo_copy, traine
     assert "the same 10 classes matched by name" in o.out and "class set differs" not in o.out
     before, after = api.load(trained_run).state_dict(), api.load(out).state_dict()
     assert all((before[k] == after[k]).all() for k in before if "class_embed" in k)  # lr 0: loaded, not re-drawn
+
+
+def test_init_from_another_family_is_one_line_naming_both_presets(synth_dir, trained_run, tmp_path, capsys):
+    o = run_cli(train_args(synth_dir, tmp_path / "run", "--init", trained_run, *sets(), model="dino-tiny"), capsys)
+    assert_one_line_error(o, "model.safetensors", "preset 'detr-tiny'", "does not fit preset 'dino-tiny'")
+    assert not list((tmp_path / "run").glob("*"))  # refused before a file of the run was written
+
+
+def test_init_with_fewer_classes_keeps_the_rows_of_the_classes_it_has(synth_dir, trained_run, tmp_path, capsys):
+    from matchdetr import api
+
+    data = edit_splits(copy_dataset(synth_dir, tmp_path / "data"), first_classes(3))
+    out = tmp_path / "ft"
+    o = run_cli(train_args(data, out, "--init", trained_run, "--no-val", *sets("train.lr=0", "train.lr_backbone=0")),
+                capsys)
+    assert o.code == 0, o.err
+    assert "class set differs (10 -> 3 classes): 3 matched by name keep their rows" in o.out
+    old, new = api.load(trained_run), api.load(out)
+    assert len(new.names) == 3 and set(new.names) <= set(old.names)
+    before, after = old.state_dict(), new.state_dict()
+    for name in new.names:
+        i, j = old.names.index(name), new.names.index(name)
+        assert all((before[k][i] == after[k][j]).all() for k in before if "class_embed" in k), name
 
 
 # ---------------------------------------------------------------------------------------- nonsense values
@@ -153,6 +203,12 @@ def test_config_values_that_make_no_sense(synth_dir, tmp_path, capsys, key, valu
     if key == "train.iters":  # --iters would override it
         args = _without_iters(args)
     assert_one_line_error(run_cli(args, capsys), f"'{key}' must be", value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_compile_that_is_not_a_bool_is_one_line(synth_dir, tmp_path, capsys):
+    o = run_cli(train_args(synth_dir, tmp_path / "run", *sets("train.compile=maybe")), capsys)
+    assert_one_line_error(o, "'train.compile' expects a bool", "'maybe'")
     assert not (tmp_path / "run").exists()
 
 
@@ -194,6 +250,13 @@ def test_a_data_yaml_naming_too_few_classes_is_refused(yolo_copy, tmp_path, caps
     (data / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: circle\n  1: square\n")
     o = run_cli(train_args(data, tmp_path / "run", *sets()), capsys)
     assert_one_line_error(o, "data.yaml", "names 2 classes", "list every class in 'names'")
+
+
+def test_a_mask_preset_on_box_only_data_is_one_line(synth_dir, tmp_path, capsys):
+    data = edit_splits(copy_dataset(synth_dir, tmp_path / "data"), box_only)
+    o = run_cli(train_args(data, tmp_path / "run", *sets(), model="maskdino-tiny"), capsys)
+    assert_one_line_error(o, "instances_train.json", "has a usable segmentation", "train a box model")
+    assert not list((tmp_path / "run").glob("*"))
 
 
 def test_dataset_error_inside_a_dataloader_worker_is_one_line(synth_dir, tmp_path, capsys):
