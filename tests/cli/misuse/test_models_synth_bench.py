@@ -1,4 +1,5 @@
-"""`models`, `synth` and `bench` misused: old preset names, `models` kept fast."""
+"""`models` misused: old preset names, `models` kept fast (synth and bench bad values: test_policy.py; bench gpu
+without a GPU: tests/analysis/test_bench_gpu.py)."""
 
 from __future__ import annotations
 
