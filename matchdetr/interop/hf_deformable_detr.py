@@ -21,13 +21,10 @@ from ..config import Config
 from ..data.coco import LabelMap
 from ..io.files import read_json
 from ..models.backbone import ResNetConfig
+from .errors import ConversionError  # noqa: F401  (raised here, and imported from here by older code)
 
 _RESNETS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
             ("bottleneck", (3, 4, 6, 3)): "resnet50", ("bottleneck", (3, 4, 23, 3)): "resnet101"}
-
-
-class ConversionError(ValueError):
-    """A source that cannot be converted; the one-line message names the file and the keys."""
 
 
 # The architecture keys of config.json, with the default transformers' DeformableDetrConfig.__init__ gives a key

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..data.coco import LabelMap
 from ..io.safe_load import refusal_reason, refused_global
-from .hf_deformable_detr import ConversionError
+from .errors import ConversionError
 from .official_rules import Family, listing
 
 FAMILIES = ("dino", "stable-dino", "sam-detr", "maskdino", "stable-maskdino")

@@ -42,7 +42,7 @@ from torch import Tensor
 from .. import presets
 from ..config import Config
 from ..models.backbone import ResNetConfig
-from .hf_deformable_detr import ConversionError
+from .errors import ConversionError
 from .swin_weights import SwinArch, drop_index_buffers, rename_swin, swin_arch_from_state, swin_prefix
 from .official_rules import (Family, count_indices, detectron2_resnet, detectron2_resnet_depth, fit_label_enc, fold_tied,
                              listing, split_qkv, use_family)

@@ -61,7 +61,7 @@ from ..compose.archs import MaskDinoArch
 from ..config import Config
 from ..models.backbone import ResNetConfig
 from ..models.swin import SwinConfig
-from .hf_deformable_detr import ConversionError
+from .errors import ConversionError
 from .official_rules import (Family, count_indices, detectron2_resnet, detectron2_resnet_depth, fit_label_enc, listing,
                              split_qkv, use_family)
 from .swin_weights import drop_index_buffers, rename_swin, swin_arch_from_state, swin_prefix

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..config import Config
-from .hf_deformable_detr import ConversionError
+from .errors import ConversionError
 
 _MAX_LISTED = 8
 

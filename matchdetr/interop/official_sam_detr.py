@@ -42,7 +42,7 @@ from torch import Tensor
 from .. import presets
 from ..compose.archs import SamDetrArch
 from ..config import Config
-from .hf_deformable_detr import ConversionError
+from .errors import ConversionError
 from .official_rules import Family, count_indices, fold_tied, listing, split_qkv, use_family
 
 IGNORED = [

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..models.swin import SIZES, SwinBackbone, SwinConfig, relative_position_index
-from .hf_deformable_detr import ConversionError
+from .errors import ConversionError
 from .official_rules import count_indices, listing
 from .torchvision_resnet import load_checked, read_state_dict
 
