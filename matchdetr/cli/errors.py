@@ -170,12 +170,17 @@ def _expected() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
+def _say(line: str, code: int) -> int:
+    """Print ``line`` on stderr and return ``code``; a closed or broken stderr is ignored (the code still tells)."""
     try:
-        print(f"matchdetr: error: {message}", file=sys.stderr, flush=True)
-    except (BrokenPipeError, OSError):  # stderr itself is gone: the exit code still tells
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
         pass
     return code
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    return _say(f"matchdetr: error: {message}", code)
 
 
 def _silence_stdout() -> None:
@@ -229,11 +234,7 @@ INTERRUPTED: list[int] = []
 
 def _interrupted() -> int:
     INTERRUPTED.append(signal.SIGINT)
-    try:
-        print("matchdetr: interrupted", file=sys.stderr, flush=True)
-    except OSError:
-        pass
-    return 128 + signal.SIGINT
+    return _say("matchdetr: interrupted", 128 + signal.SIGINT)
 
 
 def _runtime(err: RuntimeError) -> int:
@@ -250,11 +251,7 @@ def _runtime(err: RuntimeError) -> int:
     from ..engine.guard import TrainingStopped
 
     if isinstance(err, TrainingStopped):
-        try:
-            print(f"matchdetr: {'error: ' if err.exit_code == EXIT_USAGE else ''}{err}", file=sys.stderr, flush=True)
-        except OSError:
-            pass
-        return err.exit_code
+        return _say(f"matchdetr: {'error: ' if err.exit_code == EXIT_USAGE else ''}{err}", err.exit_code)
     why = peer_failure(err)
     if why is None:
         raise err

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..structures import Target
+from .sizes import CANVAS_MULTIPLE, canvas  # noqa: F401  (re-exported: the canvas rule lives with the size rule)
 
 
 @dataclass
@@ -45,16 +46,6 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
-
-
-# The canvas of an image at evaluation and prediction: its size rounded up to a multiple of this (the largest
-# stride of the backbones). 32 groups the synthetic val split's 250 sizes into 11 canvases at 5.6 % more pixels.
-CANVAS_MULTIPLE = 32
-
-
-def canvas(size: tuple[int, int], multiple: int = CANVAS_MULTIPLE) -> tuple[int, int]:
-    """``(h, w)`` rounded up to multiples of ``multiple``: the padded size an image is evaluated at."""
-    return -(-int(size[0]) // multiple) * multiple, -(-int(size[1]) // multiple) * multiple
 
 
 def collate_canvases(samples: list[tuple[Tensor, Target]],

@@ -62,7 +62,7 @@ class EpochBatchSampler(Sampler[list[int]]):
 
 class CanvasBatchSampler(Sampler[list[int]]):
     """Batches of at most ``batch_size`` indices that share a key (evaluation and prediction: the canvas an image
-    is padded to, ``collate.canvas``), so an image's batch never changes its padding.
+    is padded to, ``sizes.canvas``), so an image's batch never changes its padding.
 
     keys[i]: the key of index i (None: unknown, its own group); rank/world: this process's strided share, as
     :class:`EpochBatchSampler` without padding. Groups come in order of their first index, indices in order

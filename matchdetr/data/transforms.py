@@ -189,7 +189,7 @@ class Pipeline:
 
     def output_size(self, size_wh: tuple[int, int]) -> tuple[int, int] | None:
         """``(h, w)`` of the tensor an upright ``(w, h)`` image becomes, when the steps fix it (the test-time
-        pipeline), else None: what evaluation batches by (``collate.canvas``) before reading any image."""
+        pipeline), else None: what evaluation batches by (``sizes.canvas``) before reading any image."""
         fixed = getattr(self.steps, "output_size", None)
         return fixed(size_wh) if fixed is not None else None
 

@@ -2,7 +2,7 @@
 and with a criterion the validation loss).
 
 **One answer per image.** Each image is padded to its own canvas, its test-time size rounded up to
-``data.collate.CANVAS_MULTIPLE`` (32), and only images of one canvas share a batch (``CanvasBatchSampler``,
+``data.sizes.CANVAS_MULTIPLE`` (32), and only images of one canvas share a batch (``CanvasBatchSampler``,
 ``collate_canvases``). An image's detections therefore do not depend on the batch size, on which images are
 evaluated beside it, or on the number of processes: ``eval --batch-size 1`` and ``8``, the evaluation printed by
 ``train`` and a later ``eval`` give the same detections up to float rounding. Results are written in the
@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader
 from ..boxes import xyxy_to_xywh
 from ..config import Config
 from ..data.coco import CocoDetection
-from ..data.collate import Batch, canvas, collate_canvases
+from ..data.collate import Batch, collate_canvases
+from ..data.sizes import canvas
 from ..data.common import SplitPaths
 from ..data.label_map import LabelMap
 from ..data.sampler import CanvasBatchSampler

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..boxes import cxcywh_to_xyxy
 from ..config import Config
-from ..data.collate import CANVAS_MULTIPLE
+from ..data.sizes import CANVAS_MULTIPLE
 from ..data.label_map import LabelMap
 from ..models.detector import Detector
 

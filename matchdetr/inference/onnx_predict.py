@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ..data.sizes import resized_hw  # the one size rule: the same input sizes as the PyTorch path
+from ..data.sizes import canvas, resized_hw  # the one size and canvas rule: the PyTorch path's input sizes
 from ..io.decode import as_rgb, load_rgb  # the one decoder and input rule: the same pixels as the PyTorch path
 
 META_KEY = "matchdetr"  # the same key as matchdetr.inference.export.META_KEY (not imported: it would import torch)
@@ -149,8 +149,7 @@ class OnnxDetector:
     def _canvas(self, hw: tuple[int, int]) -> tuple[int, int]:
         """The padded size of an image of ``hw``: rounded up to the export's ``canvas_multiple``; a graph without
         ``pixel_mask`` reads padding as content, so its images are never padded (equal sizes batched alone)."""
-        m = int(self.meta.get("canvas_multiple", 1)) if "pixel_mask" in self.meta["inputs"] else 1
-        return -(-hw[0] // m) * m, -(-hw[1] // m) * m
+        return canvas(hw, int(self.meta.get("canvas_multiple", 1)) if "pixel_mask" in self.meta["inputs"] else 1)
 
     def run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Raw ``logits [B, Q, C]``, ``boxes [B, Q, 4]`` normalised cxcywh and, for an instance-segmentation

@@ -2,7 +2,7 @@
 forward per batch, post-processing to the original image, labels as the dataset's category ids.
 
 One answer per image, as in evaluation (``engine/evaluate.py``): each image is padded to its own canvas (its
-test-time size rounded up to ``data.collate.CANVAS_MULTIPLE``) and batched only with images of that canvas, so
+test-time size rounded up to ``data.sizes.CANVAS_MULTIPLE``) and batched only with images of that canvas, so
 its detections are the same alone, in any list and at any ``batch_size``."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from ..config import Config
-from ..data.collate import CANVAS_MULTIPLE, canvas, collate
+from ..data.collate import collate
+from ..data.sizes import CANVAS_MULTIPLE, canvas
 from ..data.label_map import LabelMap
 from ..io.decode import as_rgb
 from ..data.transforms import build_transforms
