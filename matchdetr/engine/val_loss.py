@@ -23,7 +23,7 @@ class ValLoss:
         self.criterion = copy.copy(criterion)
         self.criterion.reduce = lambda x: (x, 1)
         self.devices = [device] if device.type == "cuda" else []
-        self.totals: dict[str, float] = {}
+        self.totals: dict[str, Tensor] = {}  # on the device: read back once, in sums(), not per batch
         self.images = 0
 
     def add(self, out: DetectorOutput, targets: list[Target]) -> None:
@@ -31,12 +31,12 @@ class ValLoss:
             loss = self.criterion(out, targets)
         terms: dict[str, Tensor] = {"loss": loss.total, **loss.losses}
         for key, value in terms.items():
-            self.totals[key] = self.totals.get(key, 0.0) + float(value) * len(targets)
+            self.totals[key] = self.totals.get(key, 0.0) + value.detach().float() * len(targets)
         self.images += len(targets)
 
     def sums(self) -> tuple[dict[str, float], int]:
         """This process's sums and image count (gathered by the main process)."""
-        return dict(self.totals), self.images
+        return {k: float(v) for k, v in self.totals.items()}, self.images
 
     @staticmethod
     def mean(parts: list[tuple[dict[str, float], int]]) -> dict[str, float]:
