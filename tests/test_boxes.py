@@ -70,3 +70,18 @@ def test_inverse_sigmoid():
     y = B.inverse_sigmoid(x)
     assert torch.isfinite(y).all()
     assert torch.allclose(torch.sigmoid(y[1:3]), x[1:3], atol=1e-6)
+
+
+def test_numpy_box_iou_equals_the_torch_one() -> None:
+    """``boxes_numpy.box_iou`` (ONNX NMS, the confusion matrix) is ``boxes.box_iou`` on valid and empty boxes."""
+    import numpy as np
+
+    from matchdetr.boxes import box_iou as torch_iou
+    from matchdetr.boxes_numpy import box_iou
+
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(12, 2, generator=g, dtype=torch.float64) * 50
+    a = torch.cat([xy, xy + torch.rand(12, 2, generator=g, dtype=torch.float64) * 30], 1)
+    a[3, 2:] = a[3, :2]  # an empty box
+    b = a.flip(0) + 3.0
+    assert np.allclose(box_iou(a.numpy(), b.numpy()), torch_iou(a, b).numpy(), atol=1e-12)

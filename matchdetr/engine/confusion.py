@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..boxes_numpy import box_iou
+
 CONF = 0.25  # the score threshold (Ultralytics' default for its confusion matrix)
 IOU = 0.5
 
@@ -50,19 +52,10 @@ class Confusion:
                    float(data["conf"]), float(data["iou"]))
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of ``[G, 4]`` and ``[D, 4]`` xyxy boxes -> ``[G, D]``."""
-    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def _matches(gt: np.ndarray, det: np.ndarray, iou: float) -> tuple[np.ndarray, np.ndarray]:
     """(gt index, detection index) pairs above ``iou``, as Ultralytics picks them: each detection keeps its
     best-overlapping ground truth, then each ground truth its best-overlapping detection among those."""
-    overlaps = _iou(gt, det) if len(gt) and len(det) else np.zeros((len(gt), len(det)))
+    overlaps = box_iou(gt, det) if len(gt) and len(det) else np.zeros((len(gt), len(det)))
     g, d = np.nonzero(overlaps > iou)
     for keyed in (1, 0):  # unique detections, then unique ground truths; the best IoU first each time
         order = np.argsort(-overlaps[g, d], kind="stable")

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from ..boxes_numpy import box_iou
 from ..data.sizes import canvas, resized_hw  # the one size and canvas rule: the PyTorch path's input sizes
 from ..io.decode import as_rgb, load_rgb  # the one decoder and input rule: the same pixels as the PyTorch path
 
@@ -77,18 +78,10 @@ def instance_masks(logits: np.ndarray, input_hw: tuple[int, int], orig_hw: tuple
     return masks, (prob.reshape(len(masks), -1).sum(1) / (inside + np.float32(1e-6))).astype(np.float32)
 
 
-def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-12)
-
-
 def class_aware_nms(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float) -> np.ndarray:
     """Greedy NMS within each label (``matchdetr.ops.nms.batched_nms``): kept indices by decreasing score."""
     order = np.argsort(-scores, kind="stable")
-    over = _box_iou(boxes[order], boxes[order]) > iou
+    over = box_iou(boxes[order], boxes[order]) > iou
     over &= labels[order][:, None] == labels[order][None, :]
     keep = np.ones(len(order), dtype=bool)
     for i in range(len(order)):
